@@ -1,0 +1,24 @@
+/* lafn_err: the error record every library function fills on failure. */
+#ifndef LAFN_ERR_H
+#define LAFN_ERR_H
+
+#include <stddef.h>
+
+/* Library functions return 0 on success and -1 on failure; on failure they
+ * have written one human-readable message into the caller's lafn_err, naming
+ * the file, key, tensor or record involved, what was expected and what was
+ * found. Only a stage's main turns a failure into MPI_Abort. */
+typedef struct {
+    char msg[1024];
+} lafn_err;
+
+/* Formats a message into err (truncating safely); returns -1 so callers can
+ * write `return lafn_err_set(err, ...);`. err may be NULL. */
+int lafn_err_set(lafn_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prepends "context: " to the message already in err; returns -1. */
+int lafn_err_wrap(lafn_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,33 @@
+/* testutil: check counters and repository-relative paths for the tests. */
+#include "testutil.h"
+
+#include <stdlib.h>
+
+int testutil_failures = 0;
+
+const char *testutil_repo_path(const char *rel) {
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", LAFN_SOURCE_DIR, rel);
+    return buf;
+}
+
+const char *testutil_default_model(void) {
+    static char buf[4096];
+    const char *env = getenv("LAFN_MODEL");
+    if (env && *env) return env;
+    snprintf(buf, sizeof buf, "%s/models/gemma-3-270m-q4_k_m.gguf", LAFN_SOURCE_DIR);
+    return buf;
+}
+
+const char *testutil_mzsre_dir(void) {
+    static char buf[4096];
+    const char *env = getenv("LAFN_MZSRE");
+    if (env && *env) return env;
+    snprintf(buf, sizeof buf, "%s/../shared/data/mzsre", LAFN_SOURCE_DIR);
+    return buf;
+}
+
+int testutil_finish(const char *name, int n_checks_passed) {
+    printf("%s: %d passed, %d failed\n", name, n_checks_passed, testutil_failures);
+    return testutil_failures ? 1 : 0;
+}
