@@ -76,7 +76,10 @@ const float *engine_residual(const engine_run *r, int layer);/* (N, D) stream en
  * Afterwards engine_ffn_act_grad(r, i) holds dLoss/d(ffn act of layer i) for
  * every i >= lowest_layer, and, if d_delta is not NULL and the forward had an
  * edit, d_delta (shape of edit->delta) receives dLoss/d(delta) (overwritten,
- * not accumulated). Returns 0, or -1 with err. */
+ * not accumulated). The forward's edit (struct and arrays) must still be
+ * valid. Edit entries below lowest_layer are an error when d_delta is asked
+ * for; engine_ffn_act_grad of layers below lowest_layer is NULL. Returns 0,
+ * or -1 with err. */
 int engine_backward(engine_run *r, const float *dlogits, int lowest_layer, float *d_delta, lafn_err *err);
 const float *engine_ffn_act_grad(const engine_run *r, int layer); /* (N, F) */
 

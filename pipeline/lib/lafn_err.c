@@ -23,6 +23,6 @@ int lafn_err_wrap(lafn_err *err, const char *fmt, ...) {
     va_end(ap);
     char old[sizeof err->msg];
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    snprintf(err->msg, sizeof err->msg, "%.500s: %.520s", prefix, old); /* both parts fit */
     return -1;
 }

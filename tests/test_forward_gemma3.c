@@ -1,0 +1,247 @@
+/* test_forward_gemma3: next-token log-probabilities of the real models vs the Hugging Face fp32 reference fixtures. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "model.h"
+#include "testutil.h"
+
+/* Tolerances, from measurement (see the printed distribution): |Δ log p| of
+ * the reference's top-10 ids at every position. Both sides compute in fp32 on
+ * the same dequantised weights; what differs is the order of summation. */
+#define TOL_P99 2e-3
+#define TOL_MAX 1e-2
+#define MIN_ARGMAX_AGREEMENT 0.99
+#define TOKENS_PER_FORWARD 256
+
+static int n_passed = 0;
+
+typedef struct {
+    size_t n_prompt;
+    int *seq_len;      /* (n_prompt) */
+    int32_t *tokens;   /* (N) all prompts end to end */
+    int32_t *top_ids;  /* (N, 10) */
+    float *top_lp;     /* (N, 10) */
+    int32_t *argmax;   /* (N) */
+    int32_t *lc_argmax;/* (N), -1 where llama.cpp gave nothing */
+    char **lang;       /* (n_prompt) */
+    size_t n_tok;
+    char *sha256;
+} fixture;
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static int int_array(const cJSON *a, int32_t *out, size_t n) {
+    if (!cJSON_IsArray(a) || (size_t)cJSON_GetArraySize(a) != n) return -1;
+    size_t i = 0;
+    for (const cJSON *x = a->child; x; x = x->next) out[i++] = (int32_t)x->valuedouble;
+    return 0;
+}
+
+/* Reads one prompt's per-position fields at token offset off; T tokens. */
+static int fixture_prompt(fixture *fx, const cJSON *p, size_t off, size_t T) {
+    const cJSON *ti = cJSON_GetObjectItem(p, "top_ids"), *tl = cJSON_GetObjectItem(p, "top_logprobs");
+    if (int_array(cJSON_GetObjectItem(p, "tokens"), fx->tokens + off, T)) return -1;
+    if (int_array(cJSON_GetObjectItem(p, "argmax"), fx->argmax + off, T)) return -1;
+    if (!cJSON_IsArray(ti) || !cJSON_IsArray(tl) || (size_t)cJSON_GetArraySize(ti) != T ||
+        (size_t)cJSON_GetArraySize(tl) != T)
+        return -1;
+    for (size_t t = 0; t < T; t++) {
+        const cJSON *row = cJSON_GetArrayItem(tl, (int)t);
+        if (int_array(cJSON_GetArrayItem(ti, (int)t), fx->top_ids + (off + t) * 10, 10)) return -1;
+        if (!cJSON_IsArray(row) || cJSON_GetArraySize(row) != 10) return -1;
+        for (int k = 0; k < 10; k++) fx->top_lp[(off + t) * 10 + k] = (float)cJSON_GetArrayItem(row, k)->valuedouble;
+    }
+    const cJSON *lc = cJSON_GetObjectItem(p, "llamacpp_argmax");
+    if (cJSON_IsArray(lc)) return int_array(lc, fx->lc_argmax + off, T);
+    for (size_t t = 0; t < T; t++) fx->lc_argmax[off + t] = -1;
+    return 0;
+}
+
+static int fixture_load(fixture *fx, const char *path) {
+    memset(fx, 0, sizeof *fx);
+    char *text = read_text(path);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *prompts = cJSON_GetObjectItem(root, "prompts");
+    const cJSON *sha = cJSON_GetObjectItem(root, "model_sha256");
+    int rc = -1;
+    if (!cJSON_IsArray(prompts) || !cJSON_IsString(sha)) goto done;
+    fx->sha256 = strdup(sha->valuestring);
+    fx->n_prompt = (size_t)cJSON_GetArraySize(prompts);
+    fx->seq_len = calloc(fx->n_prompt, sizeof *fx->seq_len);
+    fx->lang = calloc(fx->n_prompt, sizeof *fx->lang);
+    size_t n = 0, i = 0;
+    for (const cJSON *p = prompts->child; p; p = p->next)
+        n += (size_t)cJSON_GetArraySize(cJSON_GetObjectItem(p, "tokens"));
+    fx->tokens = malloc(n * sizeof *fx->tokens), fx->argmax = malloc(n * sizeof *fx->argmax);
+    fx->lc_argmax = malloc(n * sizeof *fx->lc_argmax);
+    fx->top_ids = malloc(n * 10 * sizeof *fx->top_ids), fx->top_lp = malloc(n * 10 * sizeof *fx->top_lp);
+    if (!fx->seq_len || !fx->lang || !fx->tokens || !fx->argmax || !fx->lc_argmax || !fx->top_ids ||
+        !fx->top_lp)
+        goto done;
+    size_t off = 0;
+    for (const cJSON *p = prompts->child; p; p = p->next, i++) {
+        size_t T = (size_t)cJSON_GetArraySize(cJSON_GetObjectItem(p, "tokens"));
+        const cJSON *lang = cJSON_GetObjectItem(p, "lang");
+        fx->lang[i] = strdup(cJSON_IsString(lang) ? lang->valuestring : "?");
+        fx->seq_len[i] = (int)T;
+        if (T == 0 || fixture_prompt(fx, p, off, T)) {
+            fprintf(stderr, "%s: prompt %zu malformed\n", path, i);
+            goto done;
+        }
+        off += T;
+    }
+    fx->n_tok = n;
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    return rc;
+}
+
+static void fixture_free(fixture *fx) {
+    for (size_t i = 0; fx->lang && i < fx->n_prompt; i++) free(fx->lang[i]);
+    free(fx->lang), free(fx->seq_len), free(fx->tokens), free(fx->argmax), free(fx->lc_argmax);
+    free(fx->top_ids), free(fx->top_lp), free(fx->sha256);
+}
+
+typedef struct {
+    size_t n, agree, lc_n, lc_agree;
+    double *diffs;   /* (N * 10) |Δ log p| */
+    size_t n_diffs;
+    double worst;
+    size_t worst_pos;
+    int worst_id;
+} stats;
+
+/* Scores positions [off, off + n) given their logits (n, V). */
+static void score_positions(stats *st, const fixture *fx, const float *logits, size_t off, size_t n,
+                            int V) {
+    for (size_t p = 0; p < n; p++) {
+        const float *z = logits + p * (size_t)V;
+        int am = 0;
+        for (int v = 1; v < V; v++)
+            if (z[v] > z[am]) am = v;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += exp((double)z[v] - z[am]);
+        double lse = z[am] + log(sum);
+        size_t g = off + p;
+        st->n++, st->agree += am == fx->argmax[g];
+        if (fx->lc_argmax[g] >= 0) st->lc_n++, st->lc_agree += am == fx->lc_argmax[g];
+        for (int k = 0; k < 10; k++) {
+            int id = fx->top_ids[g * 10 + k];
+            double d = fabs((double)z[id] - lse - fx->top_lp[g * 10 + k]);
+            st->diffs[st->n_diffs++] = d;
+            if (d > st->worst) st->worst = d, st->worst_pos = g, st->worst_id = id;
+        }
+    }
+}
+
+/* Runs the prompts in batches of whole prompts of up to TOKENS_PER_FORWARD tokens. */
+static int run_fixture(stats *st, const fixture *fx, const model *m) {
+    lafn_err err;
+    engine_run *r = NULL;
+    size_t cap = TOKENS_PER_FORWARD;
+    for (size_t i = 0; i < fx->n_prompt; i++)
+        if ((size_t)fx->seq_len[i] > cap) cap = (size_t)fx->seq_len[i];
+    if (engine_run_init(&r, m, cap, cap, &err)) {
+        CHECK(0, "engine_run_init: %s", err.msg);
+        return -1;
+    }
+    int *pos = malloc(cap * sizeof *pos);
+    size_t i = 0, off = 0;
+    int rc = 0;
+    while (i < fx->n_prompt && rc == 0) {
+        size_t j = i, n = 0;
+        while (j < fx->n_prompt && n + (size_t)fx->seq_len[j] <= cap) n += (size_t)fx->seq_len[j++];
+        for (size_t p = 0; p < n; p++) pos[p] = (int)p;
+        engine_batch b = {.n_seq = (int)(j - i), .seq_len = fx->seq_len + i, .tokens = fx->tokens + off};
+        engine_forward_opts o = engine_forward_defaults();
+        o.logit_pos = pos, o.n_logit_pos = (int)n;
+        rc = engine_forward(r, &b, &o, &err);
+        CHECK(rc == 0, "engine_forward: %s", err.msg);
+        if (rc == 0) score_positions(st, fx, engine_logits(r), off, n, m->cfg.vocab);
+        off += n, i = j;
+    }
+    free(pos);
+    engine_run_free(r);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Compares one model with its fixture; require = the fixture must exist. */
+static void check_model(const char *model_path_in, const char *fixture_rel, int require) {
+    char model_path[4096], fpath[4096];
+    fixture fx;
+    snprintf(model_path, sizeof model_path, "%s", model_path_in); /* testutil's buffer is static */
+    snprintf(fpath, sizeof fpath, "%s", testutil_repo_path(fixture_rel));
+    if (fixture_load(&fx, fpath)) {
+        CHECK(!require, "cannot read fixture %s (made by tests/reference/make_forward_fixtures.py)", fpath);
+        if (!require) printf("%s: fixture not present, not compared\n", fpath);
+        fixture_free(&fx);
+        return;
+    }
+    model *m = NULL;
+    lafn_err err;
+    if (model_load(&m, model_path, MPI_COMM_NULL, &err)) {
+        CHECK(0, "model_load %s: %s", model_path, err.msg);
+        fixture_free(&fx);
+        return;
+    }
+    CHECK(strcmp(m->sha256, fx.sha256) == 0, "%s has SHA-256 %s, the fixture was made from %s",
+          model_path, m->sha256, fx.sha256);
+    stats st = {.diffs = malloc(fx.n_tok * 10 * sizeof(double))};
+    if (run_fixture(&st, &fx, m) == 0 && st.n == fx.n_tok) {
+        qsort(st.diffs, st.n_diffs, sizeof(double), cmp_double);
+        double p50 = st.diffs[st.n_diffs / 2], p99 = st.diffs[st.n_diffs * 99 / 100];
+        double agree = (double)st.agree / (double)st.n;
+        printf("%s: %zu prompts, %zu positions\n", model_path, fx.n_prompt, st.n);
+        printf("  argmax agreement with the HF reference: %zu/%zu = %.2f%%\n", st.agree, st.n, 100 * agree);
+        if (st.lc_n)
+            printf("  argmax agreement with llama.cpp (quantised activations; not asserted): %zu/%zu = %.2f%%\n",
+                   st.lc_agree, st.lc_n, 100.0 * (double)st.lc_agree / (double)st.lc_n);
+        printf("  |d log p| of the reference top-10: median %.2e, p99 %.2e, max %.2e (position %zu, id %d)\n",
+               p50, p99, st.worst, st.worst_pos, st.worst_id);
+        CHECK(agree >= MIN_ARGMAX_AGREEMENT, "argmax agreement %.4f < %.2f", agree, MIN_ARGMAX_AGREEMENT);
+        CHECK(p99 <= TOL_P99, "p99 |d log p| %.3e > %.1e", p99, TOL_P99);
+        CHECK(st.worst <= TOL_MAX, "max |d log p| %.3e > %.1e at position %zu, token id %d", st.worst,
+              TOL_MAX, st.worst_pos, st.worst_id);
+        n_passed += (agree >= MIN_ARGMAX_AGREEMENT) + (p99 <= TOL_P99) + (st.worst <= TOL_MAX);
+    }
+    free(st.diffs);
+    model_free(m);
+    fixture_free(&fx);
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    check_model(testutil_default_model(), "tests/fixtures/forward_gemma3.json", 1);
+    check_model(testutil_repo_path("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+                "tests/fixtures/forward_smollm2.json", 0);
+    int rc = testutil_finish("test_forward_gemma3", n_passed);
+    MPI_Finalize();
+    return rc;
+}
