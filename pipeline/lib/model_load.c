@@ -72,8 +72,8 @@ static int agree(int rc, MPI_Comm comm, lafn_err *err) {
     int mine = rc ? rank : INT32_MAX;
     MPI_Allreduce(&mine, &failing, 1, MPI_INT, MPI_MIN, comm);
     if (failing == INT32_MAX) return 0;
-    lafn_err tmp;
-    if (rank == failing) tmp = *err;
+    lafn_err tmp = {{0}};
+    if (rank == failing && err) tmp = *err;
     MPI_Bcast(tmp.msg, (int)sizeof tmp.msg, MPI_CHAR, failing, comm);
     if (rank != failing) lafn_err_set(err, "node rank %d: %s", failing, tmp.msg);
     return -1;

@@ -347,7 +347,7 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
     if (len > 0 && tok_encode_text(t, text, len, &out, TOK_AT_START | TOK_AFTER_SPECIAL, 0, err) != 0)
         goto fail;
     *n_out = out.n;
-    if (ids) memcpy(ids, out.ids, (out.n < cap ? out.n : cap) * sizeof(*ids));
+    if (ids && out.n > 0) memcpy(ids, out.ids, (out.n < cap ? out.n : cap) * sizeof(*ids));
     free(out.ids);
     return 0;
 oom:

@@ -331,7 +331,8 @@ def tokenizer_meta(arch, tok, hf_tok):
         m.update(add_token_types=[3 if s in special else 1 for s in tokens], add_token_merges=merges,
                  add_tokenizer_pre="llama-bpe" if arch == "llama" else "qwen2",
                  add_bos_token_id=hf_tok.bos_token_id if arch == "llama" else hf_tok.eos_token_id,
-                 add_eos_token_id=hf_tok.eos_token_id, add_add_bos_token=arch == "llama")
+                 add_eos_token_id=hf_tok.eos_token_id, add_add_bos_token=arch == "llama",
+                 add_add_eos_token=False)
     return m
 
 

@@ -1,0 +1,102 @@
+/* edit_optimise: the update of DESIGN §2 — token sequences of an edit, its loss (NLL + KL + L2) and the Adam loop over the deltas. */
+#ifndef LAFN_EDIT_OPTIMISE_H
+#define LAFN_EDIT_OPTIMISE_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edit_cache.h"
+#include "engine.h"
+#include "facts.h"
+#include "lafn_err.h"
+#include "model.h"
+
+/* One token sequence of an edit problem. A target sequence (n_target > 0)
+ * contributes its teacher-forced NLL of the target; a neutral prompt
+ * (n_target = 0) contributes the KL between the unedited and the edited
+ * next-token distribution after its last token. */
+typedef struct {
+    int32_t *ids;      /* (n_prompt + n_target), owned */
+    size_t n_prompt, n_target;
+    int fact;          /* fact slot of the unit, 0 .. n_facts */
+    int lang;          /* language slot, 0 .. n_langs */
+    double weight;     /* target: 1 / (languages of the fact · prompts of the slot);
+                          neutral: 1 / (languages of the fact · neutral prompts of the slot) */
+} edit_seq;
+
+/* The part of a unit's sequences one rank holds. n_facts × n_langs slots are
+ * the same on every rank of the unit's communicator. */
+typedef struct {
+    size_t n_seqs;
+    edit_seq *seqs;    /* (n_seqs), owned */
+    int n_facts, n_langs;
+    uint8_t *present;  /* (n_facts, n_langs): the slot has target sequences (on any rank) */
+} edit_problem;
+
+/* Neutral prompts per language of a fact (edit_kl.c): the src of the next
+ * OTHER fact of the set in that language and the fact's subject alone. */
+#define EDIT_NEUTRAL_PER_LANG 2
+
+/* Adds fact `fact_slot`'s sequences for the languages in lang_slot (slot of
+ * each of view->langs; -1 = leave that language out): every prompt of the
+ * view (src + paraphrases) with the target, via stage_sequence_build, and its
+ * neutral prompts taken from `others` (the fact set's other facts: their
+ * edit views' src — never evaluation fields) and the subject. keep(i) decides
+ * which of the fact's sequences (numbered in the order added) this rank keeps;
+ * NULL keeps all. Returns 0, or -1 with err naming the fact and language. */
+int edit_problem_add_fact(edit_problem *p, const tokenizer *tok, const facts_edit_view *view, int fact_slot,
+                          const int *lang_slot, const facts_edit_view *others, size_t n_others,
+                          size_t self_index, int (*keep)(size_t i, void *arg), void *keep_arg, lafn_err *err);
+
+/* Allocates the slot table of a problem of n_facts × n_langs (no sequences). */
+int edit_problem_init(edit_problem *p, int n_facts, int n_langs, lafn_err *err);
+void edit_problem_free(edit_problem *p);
+
+/* Knobs of the optimisation (edit section of the pipeline file). */
+typedef struct {
+    engine_edit_kind kind;
+    double lr;
+    int steps;
+    double stop_nll;
+    double kl_weight;
+    double l2;
+    double norm_clamp;  /* 0 = none */
+    int reuse_lower;    /* 1: each step runs from the lowest edited layer on stored states; 0: full forward */
+} edit_hparams;
+
+/* Outcome of one optimisation. Tables are (n_facts, n_langs), NaN where a
+ * slot has no sequences; the same on every rank. */
+typedef struct {
+    int steps;            /* Adam updates made */
+    int early_stopped;    /* every present slot's NLL fell below stop_nll */
+    double *nll_before;   /* with delta = 0 (and any fixed edits) */
+    double *nll_after;    /* with the final delta */
+    double loss_first, loss_last;   /* total loss at the first and the last forward */
+    double kl_last, l2_last;        /* KL term (weighted) and L2 term at the last forward */
+} edit_result;
+
+void edit_result_free(edit_result *r);
+
+/* Optimises delta (n entries (layer, neuron); (n, D) or (n) floats, zeroed by
+ * the caller or a warm start) for the problem, collectively over comm (every
+ * rank holds its part of the unit's sequences and the same neurons and
+ * delta; gradients and losses are summed with MPI_Allreduce, so the result
+ * does not depend on how the sequences are split). fixed, if not NULL, holds
+ * earlier edits kept active on the sequences whose gate fires (sequential
+ * mode); they are not optimised. Returns 0 on every rank, or -1 on every rank
+ * with err. */
+int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer, const int *neuron, float *delta,
+                  const edit_cache *fixed, const edit_hparams *h, MPI_Comm comm, edit_result *res, lafn_err *err);
+
+/* ---- edit_kl.c ---- */
+
+/* KL(p0 ‖ p) of one row: logp0 (V) the unedited log-probabilities, logits
+ * (V) the edited ones. If dlogits is not NULL it receives weight · (p − p0),
+ * the gradient of weight · KL. Returns the KL. */
+double edit_kl_row(const float *logp0, const float *logits, int vocab, double weight, float *dlogits);
+
+/* log_softmax of one row of V logits into out (V). */
+void edit_log_softmax(const float *logits, int vocab, float *out);
+
+#endif
