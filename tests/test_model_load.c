@@ -15,35 +15,80 @@ typedef struct {
     int n_global;      /* layers that are not sliding-window */
 } model_case;
 
-/* Returns the tensor of m named as in GGUF and its row length, or NULL. */
-static const float *tensor_by_name(const model *m, const char *name, size_t *cols) {
+/* Returns the tensor of m named as in GGUF with its shape (rows, cols), or NULL. */
+static const float *tensor_shape(const model *m, const char *name, size_t *rows, size_t *cols) {
     const model_config *c = &m->cfg;
-    size_t D = (size_t)c->d_model, F = (size_t)c->d_ffn, HE = (size_t)c->n_head * c->head_dim;
+    size_t D = (size_t)c->d_model, F = (size_t)c->d_ffn, E = (size_t)c->head_dim;
+    size_t HE = (size_t)c->n_head * E, KE = (size_t)c->n_head_kv * E;
     int i, n = 0;
     char rest[64];
-    if (strcmp(name, "token_embd.weight") == 0) return *cols = D, m->w.token_embd;
+    *rows = 1;
+    if (strcmp(name, "token_embd.weight") == 0) return *rows = (size_t)c->vocab, *cols = D, m->w.token_embd;
+    if (strcmp(name, "output.weight") == 0) return *rows = (size_t)c->vocab, *cols = D, m->w.output;
     if (strcmp(name, "output_norm.weight") == 0) return *cols = D, m->w.output_norm;
-    if (strcmp(name, "output.weight") == 0) return *cols = D, m->w.output;
     if (sscanf(name, "blk.%d.%63s%n", &i, rest, &n) != 2 || i < 0 || i >= c->n_layer) return NULL;
     const model_layer *l = &m->w.layers[i];
-    static const struct { const char *s; size_t off; int cols; } T[] = {
-        {"attn_q.weight", offsetof(model_layer, wq), 'D'},   {"attn_k.weight", offsetof(model_layer, wk), 'D'},
-        {"attn_v.weight", offsetof(model_layer, wv), 'D'},   {"attn_output.weight", offsetof(model_layer, wo), 'H'},
-        {"ffn_gate.weight", offsetof(model_layer, w_gate), 'D'}, {"ffn_up.weight", offsetof(model_layer, w_up), 'D'},
-        {"ffn_down.weight", offsetof(model_layer, w_down), 'F'}, {"attn_norm.weight", offsetof(model_layer, attn_norm), 'D'},
-        {"ffn_norm.weight", offsetof(model_layer, ffn_norm), 'D'}, {"attn_q_norm.weight", offsetof(model_layer, q_norm), 'E'},
-        {"attn_k_norm.weight", offsetof(model_layer, k_norm), 'E'},
-        {"post_attention_norm.weight", offsetof(model_layer, post_attn_norm), 'D'},
-        {"post_ffw_norm.weight", offsetof(model_layer, post_ffn_norm), 'D'},
-        {"attn_q.bias", offsetof(model_layer, bq), 'H'}, {"attn_k.bias", offsetof(model_layer, bk), 'E'},
-        {"attn_v.bias", offsetof(model_layer, bv), 'E'},
+    const struct { const char *s; const float *p; size_t rows, cols; } T[] = {
+        {"attn_q.weight", l->wq, HE, D},         {"attn_k.weight", l->wk, KE, D},       {"attn_v.weight", l->wv, KE, D},
+        {"attn_output.weight", l->wo, D, HE},    {"ffn_gate.weight", l->w_gate, F, D},  {"ffn_up.weight", l->w_up, F, D},
+        {"ffn_down.weight", l->w_down, D, F},    {"attn_norm.weight", l->attn_norm, 1, D},
+        {"ffn_norm.weight", l->ffn_norm, 1, D},  {"attn_q_norm.weight", l->q_norm, 1, E},
+        {"attn_k_norm.weight", l->k_norm, 1, E}, {"post_attention_norm.weight", l->post_attn_norm, 1, D},
+        {"post_ffw_norm.weight", l->post_ffn_norm, 1, D}, {"attn_q.bias", l->bq, 1, HE},
+        {"attn_k.bias", l->bk, 1, KE},           {"attn_v.bias", l->bv, 1, KE},
     };
-    for (size_t k = 0; k < sizeof T / sizeof *T; k++) {
-        if (strcmp(rest, T[k].s) != 0) continue;
-        *cols = T[k].cols == 'D' ? D : T[k].cols == 'F' ? F : T[k].cols == 'H' ? HE : (size_t)c->head_dim;
-        return *(float *const *)((const char *)l + T[k].off);
-    }
+    for (size_t k = 0; k < sizeof T / sizeof *T; k++)
+        if (strcmp(rest, T[k].s) == 0) return *rows = T[k].rows, *cols = T[k].cols, T[k].p;
     return NULL;
+}
+
+static const float *tensor_by_name(const model *m, const char *name, size_t *cols) {
+    size_t rows;
+    return tensor_shape(m, name, &rows, cols);
+}
+
+/* The same model as GGUF and as HF folder: identical config and weights (tests both loaders' conventions). */
+static int check_same_model(const char *gguf_path, const char *hf_path) {
+    static const char *suffixes[] = {"attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
+        "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight", "attn_norm.weight", "ffn_norm.weight",
+        "attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight", "post_ffw_norm.weight",
+        "attn_q.bias", "attn_k.bias", "attn_v.bias"};
+    lafn_err err = {{0}};
+    model *a = NULL, *b = NULL;
+    int ok = model_load(&a, testutil_repo_path(gguf_path), MPI_COMM_NULL, &err) == 0;
+    CHECK(ok, "%s", err.msg);
+    if (ok) ok = model_load(&b, testutil_repo_path(hf_path), MPI_COMM_NULL, &err) == 0;
+    CHECK(ok, "%s", err.msg);
+    if (ok) {
+        model_config ca = a->cfg, cb = b->cfg;
+        ok = memcmp(&ca, &cb, sizeof ca) == 0;
+        CHECK(ok, "%s vs %s: configs differ (pattern %d/%d, attn_scale %g/%g, rope %g,%g/%g,%g, window %d/%d)",
+              gguf_path, hf_path, ca.sliding_pattern, cb.sliding_pattern, ca.attn_scale, cb.attn_scale, ca.rope_base,
+              ca.rope_base_local, cb.rope_base, cb.rope_base_local, ca.sliding_window, cb.sliding_window);
+    }
+    double worst = 0;
+    char worst_name[160] = "";
+    for (int i = -1; ok && i < a->cfg.n_layer; i++) {
+        for (size_t k = 0; k < (i < 0 ? 3 : sizeof suffixes / sizeof *suffixes); k++) {
+            static const char *globals[] = {"token_embd.weight", "output_norm.weight", "output.weight"};
+            char name[96];
+            size_t rows, cols, rb, cb2;
+            if (i < 0) snprintf(name, sizeof name, "%s", globals[k]);
+            else snprintf(name, sizeof name, "blk.%d.%s", i, suffixes[k]);
+            const float *x = tensor_shape(a, name, &rows, &cols), *y = tensor_shape(b, name, &rb, &cb2);
+            CHECK((x == NULL) == (y == NULL), "%s: present in only one of %s / %s", name, gguf_path, hf_path);
+            for (size_t e = 0; x && y && e < rows * cols; e++) {
+                double d = fabs((double)x[e] - y[e]) / fmax(1.0, fabs(y[e]));
+                if (d > worst) worst = d, snprintf(worst_name, sizeof worst_name, "%s[%zu]", name, e);
+            }
+        }
+    }
+    printf("%s vs %s: config %s, worst relative weight difference %.3g %s\n", gguf_path, hf_path,
+           ok ? "identical" : "DIFFERS", worst, worst_name);
+    CHECK(worst <= 1e-6, "%s vs %s: weights differ, worst %s (%.3g)", gguf_path, hf_path, worst_name, worst);
+    model_free(a);
+    model_free(b);
+    return ok && worst <= 1e-6;
 }
 
 /* Checks every fixture line of this model; returns the number of values that matched. */
@@ -162,6 +207,9 @@ int main(int argc, char **argv) {
         passed += check_values(m, cases[i].tag, cases[i].fixture);
         model_free(m);
     }
+    passed += check_same_model("tests/fixtures/models/tiny-llama.gguf", "tests/fixtures/models/tiny-llama");
+    passed += check_same_model("tests/fixtures/models/tiny-qwen2.gguf", "tests/fixtures/models/tiny-qwen2");
+    passed += check_same_model("tests/fixtures/models/tiny-gemma3.gguf", "tests/fixtures/models/tiny-gemma3");
     model_free(NULL);
     int status = testutil_finish("test_model_load", passed);
     MPI_Finalize();

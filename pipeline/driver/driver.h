@@ -2,13 +2,104 @@
 #ifndef LAFN_DRIVER_H
 #define LAFN_DRIVER_H
 
-/* `lafn ask`: answers prompts with the model, printing answers and log-probabilities. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "facts.h"
+#include "lafn_err.h"
+
+/* `lafn ask`: answers prompts with the model (--questions / PROMPT...), or shows
+ * the unedited and the edited model side by side for one fact of a finished run
+ * (RUN_DIR FACT). Runs inside an MPI singleton. */
 int driver_ask(int argc, char **argv);
 
-/* `lafn doctor`: checks MPI, parallel HDF5, the BLAS kernel and the model. */
+/* `lafn ask RUN_DIR FACT [section.key=value ...]`: the side-by-side view (driver_ask_run.c). */
+int driver_ask_run(int argc, char **argv);
+
+/* `lafn doctor`: checks MPI (also that mpirun starts 2 ranks), the stage
+ * programs, parallel HDF5, the BLAS kernel and the model. Calls MPI_Init itself
+ * (after running mpirun), so main must not. */
 int driver_doctor(int argc, char **argv);
+
+/* `lafn run FILE.cfg ...`: runs the stages under mpirun (driver_run.c). No MPI_Init. */
+int driver_run(int argc, char **argv);
+
+/* `lafn submit FILE.cfg ...`: one sbatch script per stage, submitted as a dependency chain (driver_submit.c). */
+int driver_submit(int argc, char **argv);
 
 /* Default model path, relative to the working directory (the repository). */
 #define DRIVER_DEFAULT_MODEL "models/gemma-3-270m-q4_k_m.gguf"
+
+/* ---- the stages, in pipeline order ---- */
+
+enum { DRIVER_N_STAGES = 4 };
+extern const char *const driver_stage_names[DRIVER_N_STAGES]; /* probe locate edit eval */
+
+/* ---- a checked plan shared by run and submit (driver_plan.c) ---- */
+
+typedef struct {
+    const char *cfg_path;
+    char **overrides;        /* (n_overrides) "section.key=value", owned: generated ones then the user's */
+    size_t n_overrides;
+    int stage_on[DRIVER_N_STAGES]; /* 1 = the stage runs */
+    int dry_run;
+    lafn_config cfg;         /* the pipeline file with the overrides applied */
+    const char *out_dir;     /* run.output_dir (owned by cfg) */
+    int64_t ranks;           /* run.ranks */
+    char *bin_dir;           /* folder of the lafn binary and the stage programs, owned */
+    char *stage_path[DRIVER_N_STAGES]; /* lafn-NAME of each stage, owned */
+} driver_plan;
+
+/* Parses `FILE.cfg [--resume|--no-resume] [--dry-run] [--stages a,b] [--facts SPEC]
+ * [--languages a,b] [--ranks N] [section.key=value ...]` (argv[0] is the
+ * subcommand), turning the options into overrides. Then checks, before any
+ * work: the pipeline file with every override, the stage programs next to the
+ * lafn binary, that the model and data paths exist, that each skipped stage's
+ * output exists when a later stage needs it, and that run.output_dir can be
+ * created and written (unless dry_run). Returns 0 and *p (free with
+ * driver_plan_free), or -1 with err naming the option, key or path at fault
+ * (2 in *usage_error for a malformed command line). */
+int driver_plan_init(driver_plan *p, int argc, char **argv, int allow_dry_run, int *usage_error, lafn_err *err);
+void driver_plan_free(driver_plan *p);
+
+/* Prints the plan: stages, model, data, languages, ranks, output folder. */
+void driver_plan_print(const driver_plan *p, FILE *out);
+
+/* Prints the cost estimate of the plan (facts x languages x prompts x tokens,
+ * forward/backward passes and FLOPs per stage), tokenizing the selected facts.
+ * Returns 0, or -1 with err (model or data unreadable). (driver_cost.c) */
+int driver_cost_print(const driver_plan *p, FILE *out, lafn_err *err);
+
+/* Loads the facts a pipeline selects (data.*, languages.codes) as the stages do,
+ * malformed records skipped silently. Returns 0 and *set (free with
+ * facts_set_free), or -1 with err. (driver_cost.c) */
+int driver_load_facts(const lafn_config *cfg, facts_set *set, lafn_err *err);
+
+/* ---- running programs (driver_spawn.c) ---- */
+
+/* Folder of the running lafn binary (from /proc/self/exe) into a new string. */
+char *driver_bin_dir(lafn_err *err);
+
+/* Full path of an executable named `name` on $PATH into a new string, or NULL. */
+char *driver_which(const char *name);
+
+/* The argument vector `mpirun -np RANKS --oversubscribe [--allow-run-as-root]
+ * [-x VAR ...] PROGRAM ARGS...` (VAR: OPENBLAS_* and OMP_NUM_THREADS when set),
+ * NULL-terminated, into *out (free with driver_argv_free). Returns 0 or -1. */
+int driver_mpirun_argv(int64_t ranks, const char *program, char *const *args, size_t n_args, char ***out,
+                       lafn_err *err);
+void driver_argv_free(char **argv);
+
+/* Runs argv (argv[0] found on $PATH) with its stdout and stderr copied both to
+ * echo (if not NULL) and appended to the file log_path (if not NULL). *status
+ * gets the exit status, or 128 + the signal that ended it. Returns 0 when the
+ * program ran (whatever its status), or -1 with err if it could not be started. */
+int driver_spawn_logged(char *const *argv, const char *log_path, FILE *echo, int *status, lafn_err *err);
+
+/* Creates dir and its parents (mode 0755) and checks that a file can be
+ * created in it. Returns 0, or -1 with err naming `what` (e.g. "run.output_dir"). */
+int driver_mkdir_writable(const char *dir, const char *what, lafn_err *err);
 
 #endif

@@ -1,4 +1,4 @@
-/* driver_doctor: `lafn doctor` — checks MPI, parallel HDF5, the BLAS kernel in use and the model. */
+/* driver_doctor: `lafn doctor` — checks mpirun (2 ranks), the stage programs, MPI, parallel HDF5, the BLAS kernel in use and the model. */
 #include <hdf5.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -94,13 +94,79 @@ static int doctor_model(const char *path) {
     return 0;
 }
 
+/* The hidden child mode of the mpirun check: every rank counts itself; rank 0 prints the total. */
+static int doctor_mpi_child(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int size = 0, rank = 0, one = 1, sum = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Allreduce(&one, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0) printf("lafn-doctor-ranks %d %d\n", size, sum);
+    MPI_Finalize();
+    return 0;
+}
+
+/* Starts `mpirun -np 2 lafn doctor --mpi-child` (before this process is an MPI process itself). */
+static int doctor_mpirun(void) {
+    lafn_err err = {{0}};
+    char *mpirun = driver_which("mpirun"), *bin = driver_bin_dir(&err), **argv = NULL, self[4200];
+    int status = -1, size = 0, sum = 0;
+    char *args[] = {"doctor", "--mpi-child"};
+    FILE *out = tmpfile();
+    if (!mpirun) snprintf(err.msg, sizeof err.msg, "mpirun is not on PATH (install openmpi-bin)");
+    else if (bin && out) {
+        snprintf(self, sizeof self, "%s/lafn", bin);
+        if (driver_mpirun_argv(2, self, args, 2, &argv, &err) == 0 &&
+            driver_spawn_logged(argv, NULL, out, &status, &err) == 0) {
+            char line[512];
+            rewind(out);
+            while (fgets(line, sizeof line, out))
+                if (sscanf(line, "lafn-doctor-ranks %d %d", &size, &sum) == 2) break;
+        }
+    }
+    int ok = status == 0 && size == 2 && sum == 2;
+    printf("mpirun    %s -np 2: %s", mpirun ? mpirun : "(missing)", ok ? "2 ranks started and talked" : "FAILED");
+    if (!ok && err.msg[0]) printf(" (%s)", err.msg);
+    else if (!ok) printf(" (exit status %d, %d rank(s) reported); try: mpirun -np 2 --oversubscribe %s doctor --mpi-child",
+                         status, size, bin ? self : "lafn");
+    printf("\n");
+    driver_argv_free(argv);
+    if (out) fclose(out);
+    free(mpirun);
+    free(bin);
+    return ok ? 0 : 1;
+}
+
+/* The stage programs lafn run starts must sit next to the lafn binary. */
+static int doctor_stages(void) {
+    lafn_err err = {{0}};
+    char *bin = driver_bin_dir(&err);
+    int missing = 0;
+    printf("stages   ");
+    for (int i = 0; i < DRIVER_N_STAGES; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/lafn-%s", bin ? bin : ".", driver_stage_names[i]);
+        int ok = bin && access(path, X_OK) == 0;
+        missing += !ok;
+        printf(" lafn-%s %s%s", driver_stage_names[i], ok ? "ok" : "MISSING", i + 1 < DRIVER_N_STAGES ? "," : "");
+    }
+    printf(" (in %s)\n", bin ? bin : err.msg);
+    free(bin);
+    return missing ? 1 : 0;
+}
+
 int driver_doctor(int argc, char **argv) {
     const char *model_path = DRIVER_DEFAULT_MODEL;
+    if (argc == 2 && !strcmp(argv[1], "--mpi-child")) return doctor_mpi_child(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
         else { fprintf(stderr, "usage: lafn doctor [--model PATH]\n"); return 2; }
     }
-    int failures = doctor_mpi() + doctor_hdf5() + doctor_blas() + doctor_model(model_path);
+    fflush(stdout);
+    int failures = doctor_mpirun() + doctor_stages();
+    MPI_Init(&argc, &argv);
+    failures += doctor_mpi() + doctor_hdf5() + doctor_blas() + doctor_model(model_path);
+    MPI_Finalize();
     printf("%s\n", failures ? "doctor: problems found (see above)" : "doctor: all checks passed");
     return failures ? 1 : 0;
 }

@@ -1,4 +1,4 @@
-/* main: the `lafn` command — dispatches to a subcommand inside one MPI process. */
+/* main: the `lafn` command — dispatches to a subcommand; ask runs inside one MPI process, run and submit start mpirun/sbatch. */
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,12 +8,19 @@
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
+    int mpi_init;     /* 1: main brackets the command with MPI_Init/MPI_Finalize */
     const char *help;
 } driver_command;
 
+/* run and submit must not be MPI processes themselves: they start mpirun / sbatch. doctor inits MPI itself. */
 static const driver_command commands[] = {
-    {"ask", driver_ask, "answer prompts with the model: lafn ask [--model PATH] (--questions FILE.tsv | PROMPT...)"},
-    {"doctor", driver_doctor, "check MPI, parallel HDF5, the BLAS kernel and the model: lafn doctor [--model PATH]"},
+    {"run", driver_run, 0, "run the stages under mpirun: lafn run FILE.cfg [--resume] [--dry-run] [--stages ...] "
+                           "[--facts A-B] [--languages en,zh] [section.key=value ...]"},
+    {"submit", driver_submit, 0, "submit the stages to Slurm as a dependency chain: lafn submit FILE.cfg [...]"},
+    {"ask", driver_ask, 1, "answer prompts: lafn ask [--model PATH] (--questions FILE.tsv | PROMPT...), or the "
+                           "unedited and edited model side by side: lafn ask RUN_DIR FACT"},
+    {"doctor", driver_doctor, 0, "check MPI, mpirun, the stage programs, parallel HDF5, the BLAS kernel and the "
+                                 "model: lafn doctor [--model PATH]"},
 };
 
 static void usage(FILE *out) {
@@ -29,6 +36,7 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(argv[1], commands[i].name) != 0) continue;
+        if (!commands[i].mpi_init) return commands[i].run(argc - 1, argv + 1);
         MPI_Init(&argc, &argv);
         int status = commands[i].run(argc - 1, argv + 1);
         MPI_Finalize();

@@ -23,6 +23,7 @@ typedef struct {
     int lang;          /* language slot, 0 .. n_langs */
     double weight;     /* target: 1 / (languages of the fact · prompts of the slot);
                           neutral: 1 / (languages of the fact · neutral prompts of the slot) */
+    double slot_weight;/* target: 1 / prompts of the slot (the slot's NLL is their mean); neutral: 0 */
 } edit_seq;
 
 /* The part of a unit's sequences one rank holds. n_facts × n_langs slots are

@@ -39,10 +39,12 @@ static int scorer_reserve(eval_scorer *s, size_t n_tok, size_t n_pos, lafn_err *
 }
 
 void eval_edit_free(eval_edit *e) {
+    free(e->gate_layer);
+    free(e->gate_neuron);
+    free(e->gate_threshold);
     free(e->layer);
     free(e->neuron);
     free(e->delta);
-    free(e->threshold);
     *e = (eval_edit){0};
 }
 
@@ -225,26 +227,37 @@ static int pred_copy(const eval_pred *a, eval_pred *p, lafn_err *err) {
     return 0;
 }
 
-/* Whether edit fires on the sequence whose last prompt token is global position pos of the last (unedited) forward. */
-static int edit_fires(const eval_scorer *s, const eval_edit *e, size_t pos) {
-    if (e->gate <= 0.0) return 1;
-    int F = s->m->cfg.d_ffn, pass = 0;
-    for (int i = 0; i < e->n; i++) {
-        const float *act = engine_ffn_act(s->run, e->layer[i]);
-        if (act[pos * (size_t)F + (size_t)e->neuron[i]] > e->threshold[i]) pass++;
+/* Post forward of the batch b (run holds its unedited forward): the cache's
+ * gates read at global position last_pos (the prompt's last token in
+ * sequence 0) decide for every sequence of the pair. *fired = 1 if anything
+ * applied, and then the run holds the edited forward. */
+static int forward_cached(eval_scorer *s, const engine_batch *eb, const engine_forward_opts *o, int last_pos,
+                          size_t n_tok, const edit_cache *c, int *fired, lafn_err *err) {
+    size_t B = (size_t)eb->n_seq;
+    uint8_t *one = malloc(c->n_entries + 1), *fires = malloc(c->n_entries * B + 1);
+    edit_cache_edit ce = {0};
+    int rc = -1;
+    *fired = 0;
+    if (!one || !fires) { lafn_err_set(err, "out of memory for %zu gate flags", c->n_entries * B); goto done; }
+    if (edit_cache_fires(c, s->run, &s->m->cfg, &last_pos, 1, n_tok, one, err) != 0) goto done;
+    for (size_t i = 0; i < c->n_entries; i++) memset(fires + i * B, one[i], B);
+    if (edit_cache_compose(c, fires, eb->n_seq, s->m->cfg.n_layer, s->m->cfg.d_model, &ce, err) != 0) goto done;
+    if (ce.edit.n > 0) {
+        engine_forward_opts edited = *o;
+        edited.edit = &ce.edit;
+        edited.from_layer = ce.min_layer;
+        if (engine_forward(s->run, eb, &edited, err) != 0) goto done;
+        *fired = 1;
     }
-    return (double)pass >= e->gate * (double)e->n;
+    rc = 0;
+done:
+    edit_cache_edit_free(&ce);
+    free(one);
+    free(fires);
+    return rc;
 }
 
-/* The lowest layer an edit touches (the post forward restarts there). */
-static int edit_min_layer(const eval_edit *e) {
-    int lo = e->layer[0];
-    for (int i = 1; i < e->n; i++)
-        if (e->layer[i] < lo) lo = e->layer[i];
-    return lo;
-}
-
-int eval_predict(eval_scorer *s, const char *lang, const char *prompt, const char *target, const eval_edit *edit,
+int eval_predict(eval_scorer *s, const char *lang, const char *prompt, const char *target, const edit_cache *cache,
                  eval_pred *pre, eval_pred *post, lafn_err *err) {
     *pre = *post = (eval_pred){0};
     stage_sequence seq = {0};
@@ -263,13 +276,12 @@ int eval_predict(eval_scorer *s, const char *lang, const char *prompt, const cha
     o.logit_pos = b.logit_pos;
     o.n_logit_pos = b.n_pos;
     if (engine_forward(s->run, &eb, &o, err) != 0 || pred_fill(s, &b, &seq, pre, err) != 0) goto fail;
-    int fired = edit && edit->n > 0 && edit_fires(s, edit, seq.n_prompt - 1);
+    int fired = 0;
+    if (cache && cache->n_entries > 0 &&
+        forward_cached(s, &eb, &o, (int)seq.n_prompt - 1, b.n_tok, cache, &fired, err) != 0)
+        goto fail;
     if (fired) {
-        engine_edit ee = {.kind = edit->kind, .n = edit->n, .layer = edit->layer, .neuron = edit->neuron,
-                          .delta = edit->delta, .seq_mask = NULL};
-        o.edit = &ee;
-        o.from_layer = edit_min_layer(edit);
-        if (engine_forward(s->run, &eb, &o, err) != 0 || pred_fill(s, &b, &seq, post, err) != 0) goto fail;
+        if (pred_fill(s, &b, &seq, post, err) != 0) goto fail;
     } else if (pred_copy(pre, post, err) != 0) {
         goto fail;
     }

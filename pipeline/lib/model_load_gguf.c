@@ -50,16 +50,34 @@ static int check_rope_scaling(const gguf_file *f, const char *arch, lafn_err *er
                         gguf_path(f), key, (int)n, s);
 }
 
+/* Gemma 3 layer pattern: <arch>.attention.sliding_window_pattern as a period (u32) or as
+ * per-layer flags (array of bool, true = sliding window, as llama.cpp's swa_layers); default 6. */
+static int gemma_pattern(const gguf_file *f, const char *arch, model_config *c, lafn_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", arch);
+    const gguf_kv *kv = gguf_find_kv(f, key);
+    c->sliding_pattern = GEMMA3_SLIDING_PATTERN;
+    if (!kv) return 0;
+    if (kv->type != GGUF_TYPE_ARRAY) return arch_u32(f, arch, "attention.sliding_window_pattern", -1, &c->sliding_pattern, err);
+    if (kv->elem_type != GGUF_TYPE_BOOL || kv->n != (uint64_t)c->n_layer)
+        return lafn_err_set(err, "%s: metadata key '%s' is not an array of %d bools", gguf_path(f), key, c->n_layer);
+    if (model_pattern_from_flags(kv->data, c->n_layer, GEMMA3_SLIDING_PATTERN, &c->sliding_pattern))
+        return lafn_err_set(err, "%s: metadata key '%s' is not 'global every N-th layer' (the only layout supported)",
+                            gguf_path(f), key);
+    return 0;
+}
+
 /* Architecture-specific parts of the config. */
 static int arch_specific(const gguf_file *f, const char *arch, model_config *c, lafn_err *err) {
     if (c->arch == MODEL_ARCH_GEMMA3) {
         c->act = MODEL_ACT_GELU_TANH;
         if (arch_f32(f, arch, "rope.freq_base_swa", GEMMA3_ROPE_BASE_LOCAL, 1, &c->rope_base_local, err)) return -1;
         if (arch_u32(f, arch, "attention.sliding_window", -1, &c->sliding_window, err)) return -1;
-        c->sliding_pattern = GEMMA3_SLIDING_PATTERN;
-        /* query_pre_attn_scalar: head_dim, except Gemma 3 27B (62 layers) uses D/H, as llama.cpp does */
+        if (gemma_pattern(f, arch, c, err)) return -1;
+        /* query_pre_attn_scalar: head_dim, except Gemma 3 27B (62 layers) uses D/H, as llama.cpp does;
+         * an explicit <arch>.attention.scale wins */
         float qpas = c->n_layer == 62 ? (float)c->d_model / (float)c->n_head : (float)c->head_dim;
-        c->attn_scale = 1.0f / sqrtf(qpas);
+        if (arch_f32(f, arch, "attention.scale", 1.0f / sqrtf(qpas), 1, &c->attn_scale, err)) return -1;
         c->embed_scale = sqrtf((float)c->d_model);
         c->has_qk_norm = 1;
         c->has_post_norms = 1;
@@ -67,7 +85,7 @@ static int arch_specific(const gguf_file *f, const char *arch, model_config *c, 
     }
     c->act = MODEL_ACT_SILU;
     c->rope_base_local = c->rope_base;
-    c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
+    if (arch_f32(f, arch, "attention.scale", 1.0f / sqrtf((float)c->head_dim), 1, &c->attn_scale, err)) return -1;
     c->embed_scale = 1.0f;
     c->has_qkv_bias = c->arch == MODEL_ARCH_QWEN2;
     c->has_rope_factors = gguf_find_tensor(f, "rope_freqs.weight") != NULL;

@@ -117,15 +117,15 @@ static int gemma_pattern(const cJSON *o, model_config *c, const char *path, lafn
     if (!lt) return c->sliding_pattern = p, 0;
     if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->n_layer)
         return lafn_err_set(err, "%s: key 'layer_types' is not an array of %d strings", path, c->n_layer);
-    for (int cand = 0; cand <= c->n_layer + 1; cand++) {
-        int pp = cand == 0 ? p : cand, ok = pp > 0;
-        for (int i = 0; ok && i < c->n_layer; i++) {
-            const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(lt, i));
-            int global = s && strcmp(s, "full_attention") == 0, local = s && strcmp(s, "sliding_attention") == 0;
-            ok = (global || local) && global == ((i + 1) % pp == 0);
-        }
-        if (ok) return c->sliding_pattern = pp, 0;
+    unsigned char is_local[1 << 12];
+    if (c->n_layer > (int)sizeof is_local) return lafn_err_set(err, "%s: %d layers is too many", path, c->n_layer);
+    int ok = 1;
+    for (int i = 0; i < c->n_layer; i++) {
+        const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(lt, i));
+        is_local[i] = s && strcmp(s, "sliding_attention") == 0;
+        ok &= s && (is_local[i] || strcmp(s, "full_attention") == 0);
     }
+    if (ok && model_pattern_from_flags(is_local, c->n_layer, p, &c->sliding_pattern) == 0) return 0;
     return lafn_err_set(err, "%s: key 'layer_types' is not 'full_attention' every N-th layer and 'sliding_attention' "
                         "otherwise (the only layout supported)", path);
 }

@@ -41,6 +41,9 @@ void model_plan_bind(const model_plan *p, model *m, float *block);
 void model_plan_free(model_plan *p);
 /* Maps source row r of a permuted slot to its destination row (identity otherwise). */
 uint64_t model_slot_dst_row(const model_slot *s, uint64_t r);
+/* Finds the pattern P (layer i global iff (i + 1) % P == 0) matching per-layer flags
+ * is_local (n_layer); tries hint first. Returns 0, or -1 if no P fits. */
+int model_pattern_from_flags(const unsigned char *is_local, int n_layer, int hint, int *pattern);
 /* Checks the derived config (positive sizes, head_dim even, …); err names path. */
 int model_config_check(const model_config *c, const char *path, lafn_err *err);
 

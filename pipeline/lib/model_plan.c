@@ -108,6 +108,15 @@ uint64_t model_slot_dst_row(const model_slot *s, uint64_t r) {
     return h * E + (k % 2) * (E / 2) + k / 2;
 }
 
+int model_pattern_from_flags(const unsigned char *is_local, int n_layer, int hint, int *pattern) {
+    for (int cand = 0; cand <= n_layer + 1; cand++) {
+        int p = cand == 0 ? hint : cand, ok = p > 0;
+        for (int i = 0; ok && i < n_layer; i++) ok = (is_local[i] != 0) == ((i + 1) % p != 0);
+        if (ok) return *pattern = p, 0;
+    }
+    return -1;
+}
+
 int model_config_check(const model_config *c, const char *path, lafn_err *err) {
     const int lim = 1 << 24;
     struct { const char *name; int v; } dims[] = {

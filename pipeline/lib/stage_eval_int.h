@@ -5,10 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edit_cache.h"
 #include "engine.h"
 #include "facts.h"
 #include "lafn_err.h"
 #include "model.h"
+#include "stage.h"
 #include "tokenizer.h"
 
 /* Criteria (EasyEdit key in brackets): reliability on src (rewrite_acc),
@@ -26,18 +28,16 @@ extern const char *const eval_criterion_easyedit[EVAL_N_CRIT]; /* "rewrite_acc",
 extern const char *const eval_metric_names[EVAL_N_METRIC];     /* "token_em", ... */
 extern const char *const eval_metric_methods[EVAL_N_METRIC];   /* how each is computed, for attributes */
 
-/* One fact's cached edit as the evaluation applies it (arrays owned). The
- * edit fires for an input when at least gate * n of its neurons have an
- * unedited activation at the input's last prompt token above threshold[e]
- * (gate <= 0: always); then delta applies to that whole sequence. */
+/* One fact's cached edit as the evaluation applies it: a one-entry
+ * edit_cache (edit_cache.h: the gate and the deltas) with its arrays owned
+ * here. cache.n_entries is 0 for a fact without an edit. */
 typedef struct {
-    engine_edit_kind kind;
-    int n;
-    int *layer;        /* (n) */
-    int *neuron;       /* (n) */
-    float *delta;      /* (n, D) value_vector or (n) activation_offset */
-    float *threshold;  /* (n) gate threshold of each neuron's activation */
-    double gate;
+    edit_cache cache;
+    edit_cache_entry entry;
+    int *gate_layer, *gate_neuron; /* (n_gate) */
+    float *gate_threshold;         /* (n_gate) */
+    int *layer, *neuron;           /* (n) */
+    float *delta;                  /* (n, D) value_vector or (n) activation_offset */
 } eval_edit;
 
 void eval_edit_free(eval_edit *e);
@@ -66,10 +66,12 @@ typedef struct {
 void eval_pred_free(eval_pred *p);
 
 /* Predicts the pair with the unedited model (*pre) and with edit applied
- * through its gate (*post; edit NULL or not firing: a copy of *pre). Returns
+ * through the cache's gates (*post; cache NULL, empty or not firing: a copy
+ * of *pre). The gates are read at the prompt's last token and decide for
+ * every prefix sequence of the pair. Returns
  * 0, or -1 with err naming the language and prompt. An empty target (no
  * tokens) is an error: it has no score. */
-int eval_predict(eval_scorer *s, const char *lang, const char *prompt, const char *target, const eval_edit *edit,
+int eval_predict(eval_scorer *s, const char *lang, const char *prompt, const char *target, const edit_cache *cache,
                  eval_pred *pre, eval_pred *post, lafn_err *err);
 
 /* The four metrics of p against its own target: out[EVAL_N_METRIC]. */
@@ -85,7 +87,34 @@ int eval_pred_unchanged(const tokenizer *t, const eval_pred *pre, const eval_pre
  * ([criterion][metric], NaN where the record has no such question), fired[EVAL_N_CRIT]
  * (-1 where absent), *rephrase_is_src (1 if rephrase equals src). Only here
  * are the evaluation-only fields read (facts_record_eval). */
-int eval_fact_lang(eval_scorer *s, const facts_record *rec, const char *lang, const eval_edit *edit, double *pre,
+int eval_fact_lang(eval_scorer *s, const facts_record *rec, const char *lang, const edit_cache *cache, double *pre,
                    double *post, int32_t *fired, int32_t *rephrase_is_src, lafn_err *err);
+
+/* ---- eval.h5 after the merge (eval_cells.c) ---- */
+
+/* The per-fact results of eval.h5, rows sorted by fact index. */
+typedef struct {
+    size_t n_facts, n_langs, n_sets; /* sets: unedited, all, then each:<lang> per edit language */
+    int64_t *facts;      /* (n_facts) */
+    double *pre;         /* (n_facts, n_langs, C, M) */
+    double *post;        /* (n_facts, n_langs, C, M) edit set all */
+    double *post_each;   /* (n_facts, n_langs edit, n_langs test, C, M) or NULL */
+    int32_t *same;       /* (n_facts, n_langs) rephrase == src */
+    int32_t *status;     /* (n_facts) */
+    double *wall;        /* (n_facts) */
+    int64_t *mem;        /* (n_facts, 2) */
+} eval_data;
+
+/* Reads eval.h5's per-fact datasets (open file) for n_langs languages. Returns 0, or -1 with err. */
+int eval_data_read(hid_t file, const char *path, size_t n_langs, eval_data *out, lafn_err *err);
+void eval_data_free(eval_data *d);
+/* Value of set s (0 unedited, 1 all, 2 + e each), fact row i, test language l, criterion c, metric m. */
+double eval_data_value(const eval_data *d, size_t s, size_t i, size_t l, int c, int m);
+
+/* Rank 0 after the merge: adds the cell means (bootstrap intervals, n) to ctx's eval.h5. */
+int eval_cells_write(const stage_context *ctx, lafn_err *err);
+
+/* Rank 0: writes summary.json and summary.csv beside eval.h5 (summary_json.c). */
+int eval_summary_write(const stage_context *ctx, lafn_err *err);
 
 #endif

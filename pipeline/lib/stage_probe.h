@@ -59,9 +59,9 @@ void probe_vec_free(probe_vec *g);
 
 /* The probe results of a batch of facts, laid out as probe.h5's datasets.
  * Three CSR families, each with its own offsets (n_facts + 1):
- *   prompt/*  one entry per prompt of the fact (languages in set order, then src, paraphrases)
- *   layer/*   one entry per (prompt, probed layer), prompt-major
- *   kept/*    one entry per kept neuron, ordered by prompt, layer, neuron
+ *   prompt/...  one entry per prompt of the fact (languages in set order, then src, paraphrases)
+ *   layer/...   one entry per (prompt, probed layer), prompt-major
+ *   kept/...    one entry per kept neuron, ordered by prompt, layer, neuron
  * and two row datasets (act_stats, lang_stats). */
 typedef struct {
     size_t n_facts, cap_facts, n_probed, n_langs;

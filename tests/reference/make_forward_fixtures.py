@@ -11,6 +11,7 @@ Usage: make_forward_fixtures.py {gemma3|smollm2} [--out FILE] [--repo DIR]
 """
 import argparse
 import hashlib
+import importlib.metadata
 import json
 import os
 import random
@@ -308,7 +309,7 @@ def main():
                f"{tok_agree}/{len(prompts)} prompts" if lcpp.llm is not None
                else "HF tokenizer built from the GGUF by transformers")
     reference = (f"transformers {transformers.__version__} {type(model).__name__}, torch {torch.__version__}, "
-                 f"gguf-py {gguf.__version__ if hasattr(gguf, '__version__') else 'installed'}: every GGUF tensor "
+                 f"gguf-py {importlib.metadata.version('gguf')}: every GGUF tensor "
                  f"dequantised with gguf.quants.dequantize to fp32, own name mapping (Gemma norms 1+w -> w, "
                  f"Llama Q/K un-permuted), fp32 eager attention, one prompt per forward; max |logit diff| vs "
                  f"transformers' own GGUF loader {maxdiff:.3g}; tokens: {tok_src}; log-probs = log_softmax(fp32 "

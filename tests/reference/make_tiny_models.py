@@ -12,6 +12,7 @@ reference. The GGUF is read back with gguf-py and compared bit for bit.
 Usage: make_tiny_models.py [--repo DIR] [--arch A ...]
 """
 import argparse
+import importlib.metadata
 import json
 import math
 import os
@@ -198,7 +199,7 @@ def random_weights(model, arch, dtype, rng):
         else:
             w = rng.normal(0, 1.0 / math.sqrt(shape[1]), shape)
         w = exact_in(w, dtype)
-        gname = to_gguf_name(name)
+        gname = to_gguf_name(name, arch)
         if gguf_types(arch, gname) == Q.Q8_0:
             w = exact_in(q8_0_exact(w), dtype)
         if gguf_types(arch, gname) == Q.F16:
@@ -618,7 +619,8 @@ def make_arch(arch, repo):
         "reference": (f"torch {torch.__version__} autograd in float64 (RMSNorm and softmax patched to float64; "
                       f"RoPE cos/sin computed in float32 as HF does) on transformers {transformers.__version__} "
                       f"{type(ref).__name__} reloaded from model_dir (eager attention), each sequence run "
-                      f"separately; made by tests/reference/make_tiny_models.py"),
+                      f"separately; tokenizers {tokenizers.__version__}, GGUF by gguf-py {importlib.metadata.version('gguf')}; "
+                      f"made by tests/reference/make_tiny_models.py"),
         "texts": TEXTS[arch], "sequences": seqs, "logit_pos": logit_pos, "targets": targets,
         "logprobs": [sig(row) for row in lp.numpy()], "nll": nll,
         "grad_layer": grad_layer, "grad_ffn_act": sig(g_act.numpy()),
