@@ -119,7 +119,7 @@ static void test_pairs(eval_scorer *s, engine_run *ref, const facts_set *fs) {
     for (size_t f = 0; f < fs->n_facts; f++)
         for (size_t l = 0; l < fs->n_langs; l++) {
             const facts_side *side = facts_record_side(&fs->facts[f], fs->langs[l]);
-            for (int max_new = 1; side && max_new <= 3; max_new++) {
+            for (int max_new = 1; side && max_new <= 2; max_new++) {
                 int32_t out[8];
                 size_t n_out = 0;
                 char *cont = greedy_text(ref, m, side->src, max_new, out, &n_out);
@@ -138,7 +138,7 @@ static void test_pairs(eval_scorer *s, engine_run *ref, const facts_set *fs) {
                 }
                 free(cont);
             }
-            check_pair(s, ref, fs->langs[l], side->src, "Zyxwv qqq", &(double){0});
+            if (f < 3) check_pair(s, ref, fs->langs[l], side->src, "Zyxwv qqq", &(double){0});
         }
     OK(n_greedy >= 1, "no greedy continuation re-tokenized to its own ids; the 'surely predicted' case was not tested");
     printf("greedy continuations scored: %d (token_em 1 each)\n", n_greedy);
@@ -154,6 +154,7 @@ static void make_edit(eval_edit *e, const model *m, int l0, float scale, float g
     e->gate_layer = malloc(sizeof(int));
     e->gate_neuron = malloc(sizeof(int));
     e->gate_threshold = malloc(sizeof(float));
+    e->gate_sign = malloc(sizeof(float));
     for (int i = 0; i < n; i++) {
         e->layer[i] = l0 + i / F;
         e->neuron[i] = i % F;
@@ -162,10 +163,11 @@ static void make_edit(eval_edit *e, const model *m, int l0, float scale, float g
     e->gate_layer[0] = l0;
     e->gate_neuron[0] = 0;
     e->gate_threshold[0] = threshold;
+    e->gate_sign[0] = 1.0f;
     e->entry = (edit_cache_entry){.group = 0, .n_gate = 1, .gate_layer = e->gate_layer, .gate_neuron = e->gate_neuron,
-                                  .gate_threshold = e->gate_threshold, .n = n, .layer = e->layer,
+                                  .gate_sign = e->gate_sign, .gate_threshold = e->gate_threshold, .n = n, .layer = e->layer,
                                   .neuron = e->neuron, .delta = e->delta};
-    e->cache = (edit_cache){.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = gate, .signed_act = 0, .n_entries = 1,
+    e->cache = (edit_cache){.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = gate, .n_entries = 1,
                             .entries = &e->entry};
 }
 
@@ -225,18 +227,21 @@ int main(int argc, char **argv) {
     facts_set fs = {0};
     eval_scorer s = {0};
     engine_run *ref = NULL;
-    facts_opts fo = {.langs = "en,de", .count = 3};
+    facts_opts fo = {.langs = "en,de", .count = 3}, fo_all = {.langs = "en,de"};
+    facts_set all = {0};
     if (model_load(&m, testutil_repo_path("tests/fixtures/models/tiny-gemma3.gguf"), MPI_COMM_NULL, &err) ||
         facts_load_jsonl(testutil_repo_path("conf/data/demo_facts.jsonl"), &fo, &fs, &err) ||
+        facts_load_jsonl(testutil_repo_path("conf/data/demo_facts.jsonl"), &fo_all, &all, &err) ||
         eval_scorer_init(&s, m, &err) || engine_run_init(&ref, m, 512, 1, &err)) {
         CHECK(0, "setup: %s", err.msg);
     } else {
-        test_pairs(&s, ref, &fs);
+        test_pairs(&s, ref, &all);
         test_locality(&s, &fs);
     }
     if (ref) engine_run_free(ref);
     eval_scorer_free(&s);
     facts_set_free(&fs);
+    facts_set_free(&all);
     model_free(m);
     int rc = testutil_finish("test_eval_score", passed);
     MPI_Finalize();

@@ -1,8 +1,9 @@
-/* driver_ask: `lafn ask` — greedy answers of the model to prompts, with their log-probabilities. */
+/* driver_ask: `lafn ask` — greedy answers of the model to prompts, with their log-probabilities (RUN_DIR FACT: driver_ask_run.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "driver.h"
 #include "engine.h"
@@ -66,6 +67,9 @@ static int ask_file(engine_run *run, const model *m, const char *path, lafn_err 
 }
 
 int driver_ask(int argc, char **argv) {
+    struct stat st;
+    if (argc >= 3 && argv[1][0] != '-' && stat(argv[1], &st) == 0 && S_ISDIR(st.st_mode))
+        return driver_ask_run(argc, argv);
     const char *model_path = DRIVER_DEFAULT_MODEL, *questions = NULL;
     int first_prompt = argc;
     for (int i = 1; i < argc; i++) {
@@ -74,7 +78,8 @@ int driver_ask(int argc, char **argv) {
         else { first_prompt = i; break; }
     }
     if (!questions && first_prompt == argc) {
-        fprintf(stderr, "usage: lafn ask [--model PATH] (--questions FILE.tsv | PROMPT...)\n");
+        fprintf(stderr, "usage: lafn ask [--model PATH] (--questions FILE.tsv | PROMPT...)\n"
+                        "       lafn ask RUN_DIR FACT [section.key=value ...]\n");
         return 2;
     }
     lafn_err err = {{0}};

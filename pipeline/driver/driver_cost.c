@@ -113,10 +113,10 @@ static double cost_gflop(const cost_counts *c, double tokens, double logits) {
     return (2.0 * c->layer_params * tokens + 2.0 * c->d_model * c->vocab * logits) / 1e9;
 }
 
-/* Prints one stage's line and returns its GFLOP. */
+/* Prints one stage's line and returns its GFLOP; a backward to activations (no weight gradients) costs about one forward. */
 static double cost_line(FILE *out, const char *stage, double fwd, double bwd, double tokens, double logits,
                         const cost_counts *c) {
-    double gf = cost_gflop(c, tokens, logits) * (1.0 + 2.0 * (bwd > 0 ? bwd / (fwd > 0 ? fwd : 1) : 0));
+    double gf = cost_gflop(c, tokens, logits) * (1.0 + (fwd > 0 ? bwd / fwd : 0));
     fprintf(out, "  %-7s %10.0f forward, %10.0f backward passes over %12.0f tokens", stage, fwd, bwd, tokens);
     if (c->layer_params > 0) fprintf(out, "  ~%9.1f GFLOP", gf);
     fprintf(out, "\n");
@@ -148,7 +148,7 @@ int driver_cost_print(const driver_plan *p, FILE *out, lafn_err *err) {
     if (p->stage_on[2]) {
         double rounds = (double)steps;
         total += cost_line(out, "edit", prompts * rounds, prompts * rounds, tok * rounds, tgt * rounds, &c);
-        fprintf(out, "          (at most edit.steps = %lld Adam steps per %s; early stop and the KL prompts not counted)\n",
+        fprintf(out, "          (upper bound: edit.steps = %lld Adam steps per %s over all layers; early stop, the KL prompts and reuse of the layers below the edit not counted)\n",
                 (long long)steps, strcmp(mode, "batch") == 0 ? "batch" : "fact");
     }
     if (p->stage_on[3]) {

@@ -70,9 +70,9 @@ static int submit_one(const char *script, const char *prev, char *id, size_t cap
     fclose(out);
     if (rc != 0) return -1;
     last[strcspn(last, ";\r\n")] = '\0'; /* "ID;cluster" */
-    if (status != 0 || !last[0] || strspn(last, "0123456789") != strlen(last))
+    if (status != 0 || !last[0] || strspn(last, "0123456789") != strlen(last) || strlen(last) >= cap)
         return lafn_err_set(err, "sbatch %s failed (exit status %d): %s", script, status, last);
-    snprintf(id, cap, "%s", last);
+    memcpy(id, last, strlen(last) + 1);
     return 0;
 }
 

@@ -1,7 +1,6 @@
 /* edit_cache: the gated cache — per sequence, does a cached edit fire — and the composition of the firing edits. */
 #include "edit_cache.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,8 +11,7 @@ static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const eng
     int pass = 0;
     for (int g = 0; g < e->n_gate; g++) {
         float a = engine_ffn_act(r, e->gate_layer[g])[(size_t)pos * (size_t)F + (size_t)e->gate_neuron[g]];
-        if (!c->signed_act) a = fabsf(a);
-        if (a >= e->gate_threshold[g]) pass++;
+        if (a * e->gate_sign[g] >= e->gate_threshold[g]) pass++;
     }
     return (double)pass >= (double)c->gate * (double)e->n_gate - 1e-9;
 }

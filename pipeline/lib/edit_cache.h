@@ -19,7 +19,8 @@ typedef struct {
     int n_gate;                  /* gate neurons */
     const int *gate_layer;       /* (n_gate) */
     const int *gate_neuron;      /* (n_gate) */
-    const float *gate_threshold; /* (n_gate) activation a neuron must reach to count */
+    const float *gate_sign;      /* (n_gate) +1 or -1: the sign of the neuron's mean activation */
+    const float *gate_threshold; /* (n_gate) a neuron passes when a · gate_sign >= gate_threshold */
     int n;                       /* edited entries */
     const int *layer;            /* (n) */
     const int *neuron;           /* (n) */
@@ -29,7 +30,6 @@ typedef struct {
 typedef struct {
     engine_edit_kind kind;
     float gate;          /* fraction of gate neurons that must pass; 0 = always fire */
-    int signed_act;      /* 1: a neuron passes when a >= threshold; 0: when |a| >= threshold */
     size_t n_entries;
     const edit_cache_entry *entries; /* (n_entries) */
 } edit_cache;

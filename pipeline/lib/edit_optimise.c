@@ -138,15 +138,13 @@ static int state_alloc(opt_state *st, const model *m, const edit_problem *p, int
     st->adam_m = calloc(st->nd + 1, sizeof *st->adam_m);
     st->adam_v = calloc(st->nd + 1, sizeof *st->adam_v);
     st->vnorm = malloc(((size_t)n + 1) * sizeof *st->vnorm);
-    st->logp0 = malloc((st->ob.P_n * V + 1) * sizeof *st->logp0);
     st->logp = malloc((st->ob.P_t + 1) * sizeof *st->logp);
     st->dlogits = malloc((P * V + 1) * sizeof *st->dlogits);
     st->red = calloc(slots + 2, sizeof *st->red);
     if (fx->edit.n && !(st->mask = malloc(n_all * B + 1))) goto oom;
     if (!st->layer || !st->neuron || !st->delta || !st->d_delta || !st->grad || !st->adam_m || !st->adam_v ||
-        !st->vnorm || !st->logp0 || !st->logp || !st->dlogits || !st->red)
+        !st->vnorm || !st->logp || !st->dlogits || !st->red)
         goto oom;
-    if (B && engine_run_init(&st->run, m, st->ob.N, P ? P : 1, err)) return -1;
     return 0;
 oom:
     return lafn_err_set(err, "edit: out of memory for %zu edit entries and %zu scored positions x %zu vocabulary",
@@ -159,7 +157,10 @@ static int state_setup(opt_state *st, const model *m, const edit_problem *p, int
                        const int *neuron, const edit_cache *fixed, edit_cache_edit *fx, lafn_err *err) {
     size_t V = (size_t)m->cfg.vocab, B = p->n_seqs;
     uint8_t *fires = NULL;
+    if (!(st->logp0 = malloc((st->ob.P_n * V + 1) * sizeof *st->logp0)))
+        return lafn_err_set(err, "edit: out of memory for %zu neutral distributions", st->ob.P_n);
     if (B) {
+        if (engine_run_init(&st->run, m, st->ob.N, st->ob.P_t + st->ob.P_n, err)) return -1;
         engine_forward_opts o = engine_forward_defaults();
         o.logit_pos = st->ob.logit_pos;
         o.n_logit_pos = (int)(st->ob.P_t + st->ob.P_n);

@@ -172,11 +172,9 @@ static void join(char *buf, size_t cap, const char *const *names, size_t n, cons
 
 /* Attributes that say what every axis and number means. */
 static int write_axes(hid_t file, const stage_context *ctx, const eval_data *d, const boot_opts *b, lafn_err *err) {
-    char sets[1024] = "unedited,all", buf[1024];
-    if (d->post_each) {
-        join(buf, sizeof buf, ctx->facts.langs, ctx->facts.n_langs, "each:");
-        snprintf(sets + strlen(sets), sizeof sets - strlen(sets), ",%s", buf);
-    }
+    char sets[2048], buf[1024];
+    join(buf, sizeof buf, ctx->facts.langs, ctx->facts.n_langs, "each:");
+    snprintf(sets, sizeof sets, "unedited,all%s%s", d->post_each ? "," : "", d->post_each ? buf : "");
     if (h5_attr_put_string(file, "eval_sets", sets, err)) return -1;
     join(buf, sizeof buf, ctx->facts.langs, ctx->facts.n_langs, "");
     if (h5_attr_put_string(file, "eval_langs", buf, err)) return -1;

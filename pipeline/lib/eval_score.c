@@ -1,7 +1,6 @@
 /* eval_score: teacher-forced and prefix-argmax predictions of one (prompt, target) pair, unedited and through a gated edit. */
 #include "stage_eval_int.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +40,7 @@ static int scorer_reserve(eval_scorer *s, size_t n_tok, size_t n_pos, lafn_err *
 void eval_edit_free(eval_edit *e) {
     free(e->gate_layer);
     free(e->gate_neuron);
+    free(e->gate_sign);
     free(e->gate_threshold);
     free(e->layer);
     free(e->neuron);
@@ -171,12 +171,12 @@ static int32_t argmax(const float *x, int n) {
     return best;
 }
 
-/* Decodes ids and drops leading white space (as the benchmarks' SentencePiece decode does). */
+/* Decodes ids and drops leading spaces (as the benchmarks' SentencePiece decode drops the word-start space). */
 static char *decode_trimmed(const tokenizer *t, const int32_t *ids, size_t n, lafn_err *err) {
     char *s = tokenizer_decode(t, ids, n, err);
     if (!s) return NULL;
     size_t i = 0;
-    while (s[i] && isspace((unsigned char)s[i])) i++;
+    while (s[i] == ' ') i++;
     memmove(s, s + i, strlen(s + i) + 1);
     return s;
 }

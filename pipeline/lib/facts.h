@@ -7,7 +7,7 @@
 
 #include "lafn_err.h"
 
-/* Most languages one fact set can hold (the 12 MzsRE languages fit twice). */
+/* Most languages one fact set can hold (the language table has 20). */
 #define FACTS_MAX_LANGS 24
 
 /* ---- languages (facts_lang.c) ----

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void count_records(edit_stage *S, const edit_record *r, size_t n);
+
 /* Reads the edit knobs (and the probe score, which says how the gate compares). */
 static int read_knobs(edit_stage *S, lafn_err *err) {
     const lafn_config *c = &S->ctx.cfg;
-    const char *param, *score;
+    const char *param;
     int64_t steps, bs, sf;
     double gate;
     if (config_get_string(c, "edit.param", &param, err) || config_get_float(c, "edit.lr", &S->h.lr, err) ||
@@ -15,14 +17,12 @@ static int read_knobs(edit_stage *S, lafn_err *err) {
         config_get_float(c, "edit.kl_weight", &S->h.kl_weight, err) || config_get_float(c, "edit.l2", &S->h.l2, err) ||
         config_get_float(c, "edit.norm_clamp", &S->h.norm_clamp, err) || config_get_float(c, "edit.gate", &gate, err) ||
         config_get_string(c, "edit.mode", &S->mode, err) || config_get_int(c, "edit.batch_size", &bs, err) ||
-        config_get_int(c, "run.shard_facts", &sf, err) || config_get_bool(c, "run.resume", &S->resume, err) ||
-        config_get_string(c, "probe.score", &score, err))
+        config_get_int(c, "run.shard_facts", &sf, err) || config_get_bool(c, "run.resume", &S->resume, err))
         return -1;
     S->h.kind = strcmp(param, "activation_offset") ? ENGINE_EDIT_VALUE_VECTOR : ENGINE_EDIT_ACTIVATION_OFFSET;
     S->h.steps = (int)steps;
     S->h.reuse_lower = 1;
     S->gate = (float)gate;
-    S->signed_act = strcmp(score, "activation") == 0;
     S->batch_size = strcmp(S->mode, "batch") == 0 ? (size_t)bs : 1;
     S->shard_facts = (size_t)sf;
     return 0;
@@ -30,14 +30,12 @@ static int read_knobs(edit_stage *S, lafn_err *err) {
 
 /* locate.h5 of this run, the edit views and the row of every fact. */
 static int read_inputs(edit_stage *S, lafn_err *err) {
-    const char *set;
     char path[4096], locate_id[STAGE_RUN_ID_LEN + 1];
-    if (config_get_string(&S->ctx.cfg, "locate.neuron_set", &set, err) ||
-        stage_run_id(&S->ctx.cfg, S->ctx.m->sha256, "locate", locate_id, err))
+    if (stage_run_id(&S->ctx.cfg, S->ctx.m->sha256, "locate", locate_id, err))
         return -1;
     if (snprintf(path, sizeof path, "%s/locate.h5", S->ctx.out_dir) >= (int)sizeof path)
         return lafn_err_set(err, "run.output_dir too long: %.80s", S->ctx.out_dir);
-    if (edit_neurons_read(path, locate_id, set, S->ctx.m->cfg.n_layer, S->ctx.m->cfg.d_ffn, S->ctx.comm, &S->nr, err))
+    if (edit_neurons_read(path, locate_id, S->ctx.m->cfg.n_layer, S->ctx.m->cfg.d_ffn, S->ctx.comm, &S->nr, err))
         return -1;
     size_t n = S->ctx.facts.n_facts;
     S->views = calloc(n, sizeof *S->views);
@@ -71,6 +69,7 @@ static int read_resume(edit_stage *S, lafn_err *err) {
 /* Writes the pending records as one shard of this rank. */
 static int flush(edit_stage *S, lafn_err *err) {
     if (!S->n_pending) return 0;
+    count_records(S, S->pending, S->n_pending);
     int rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, S->ctx.rank, S->next_seq, S->pending, S->n_pending,
                                 S->ctx.facts.n_langs, (size_t)S->ctx.m->cfg.d_model, err);
     for (size_t i = 0; i < S->n_pending; i++) edit_record_free(&S->pending[i]);
@@ -204,10 +203,11 @@ static int history_cache(edit_cache_entry **e, const edit_store *st, size_t n_st
         for (size_t j = 0; j < st[i].n_facts; j++) grown[k++] = st[i].entries[j];
     for (size_t i = 0; i < n_rec; i++, k++)
         grown[k] = (edit_cache_entry){.group = rec[i].group, .n_gate = rec[i].n_gate, .gate_layer = rec[i].gate_layer,
-                                      .gate_neuron = rec[i].gate_neuron, .gate_threshold = rec[i].gate_threshold,
+                                      .gate_neuron = rec[i].gate_neuron,
+                                      .gate_sign = rec[i].gate_sign, .gate_threshold = rec[i].gate_threshold,
                                       .n = rec[i].n_delta, .layer = rec[i].delta_layer,
                                       .neuron = rec[i].delta_neuron, .delta = rec[i].delta};
-    return (int)(n - k); /* 0 */
+    return 0;
 }
 
 /* sequential: facts in set order, each optimised with every earlier edit
@@ -226,22 +226,25 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
         if ((rc = history_cache(&entries, st, n_st, hist, n_hist, err)) != 0) break;
         size_t n_entries = n_hist;
         for (size_t s = 0; s < n_st; s++) n_entries += st[s].n_facts;
-        edit_cache fixed = {.kind = S->h.kind, .gate = S->gate, .signed_act = S->signed_act, .n_entries = n_entries,
+        edit_cache fixed = {.kind = S->h.kind, .gate = S->gate, .n_entries = n_entries,
                             .entries = entries};
         if ((rc = edit_unit_run(S, &i, 1, (long long)i, S->ctx.comm, n_entries ? &fixed : NULL, &hist[n_hist], err)))
             break;
         n_hist++;
         if (S->ctx.rank == 0) stage_progress_step(&S->prog, 1);
         if (S->ctx.rank == 0 && n_hist - written >= S->shard_facts) {
+            count_records(S, hist + written, n_hist - written);
             rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, 0, S->next_seq++, hist + written, n_hist - written,
                                     S->ctx.facts.n_langs, (size_t)S->ctx.m->cfg.d_model, err);
             written = n_hist;
         }
         rc = stage_sync_status(S->ctx.comm, rc, err);
     }
-    if (rc == 0 && S->ctx.rank == 0 && n_hist > written)
+    if (rc == 0 && S->ctx.rank == 0 && n_hist > written) {
+        count_records(S, hist + written, n_hist - written);
         rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, 0, S->next_seq++, hist + written, n_hist - written,
                                 S->ctx.facts.n_langs, (size_t)S->ctx.m->cfg.d_model, err);
+    }
     for (size_t i = 0; hist && i <= n_hist && i < n; i++) edit_record_free(&hist[i]);
     for (size_t i = 0; i < n_st; i++) edit_store_free(&st[i]);
     free(st);
@@ -250,13 +253,31 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
     return rc;
 }
 
-/* Counts of the merged edit.h5 printed by rank 0. */
+/* Rank 0 prints the counts of the facts this run edited (the writing ranks counted them). */
 static void log_summary(edit_stage *S) {
-    long long c[4] = {0};
-    for (size_t i = 0; i < S->n_pending; i++) c[S->pending[i].status]++;
+    long long c[4] = {S->counts[0], S->counts[1], S->counts[2], 0};
+    double w[2] = {S->wall_sum, S->steps_sum};
+    MPI_Allreduce(MPI_IN_PLACE, c, 3, MPI_LONG_LONG, MPI_SUM, S->ctx.comm);
+    MPI_Allreduce(MPI_IN_PLACE, w, 2, MPI_DOUBLE, MPI_SUM, S->ctx.comm);
+    long long run = c[0] + c[1] + c[2], opt = c[0] + c[2];
     if (S->ctx.rank == 0 && S->ctx.log)
-        fprintf(S->ctx.log, "edit: %zu facts -> %s/edit.h5 (mode %s, param %s)\n", S->ctx.facts.n_facts,
-                S->ctx.out_dir, S->mode, S->h.kind == ENGINE_EDIT_VALUE_VECTOR ? "value_vector" : "activation_offset");
+        fprintf(S->ctx.log,
+                "edit: %s/edit.h5: %zu facts (%zu resumed); this run: %lld edited, %lld no LAFN found, %lld did not "
+                "reach stop_nll %g; mean %.1f steps, %.2f s per optimised fact (mode %s, param %s)\n",
+                S->ctx.out_dir, S->ctx.facts.n_facts, S->ctx.facts.n_facts - (size_t)run, c[0], c[1], c[2],
+                S->h.stop_nll, opt ? w[1] / (double)opt : 0.0, opt ? w[0] / (double)opt : 0.0, S->mode,
+                S->h.kind == ENGINE_EDIT_VALUE_VECTOR ? "value_vector" : "activation_offset");
+}
+
+/* Adds written records to the counts of the summary. */
+static void count_records(edit_stage *S, const edit_record *r, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        S->counts[r[i].status]++;
+        if (r[i].status != EDIT_STATUS_NO_LAFN) {
+            S->wall_sum += r[i].wall_seconds;
+            S->steps_sum += r[i].steps;
+        }
+    }
 }
 
 static void stage_free(edit_stage *S) {

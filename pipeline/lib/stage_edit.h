@@ -32,18 +32,20 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
 typedef struct {
     size_t n_facts;
     int64_t *facts;      /* (n_facts) fact index in the data set */
-    int32_t *status;     /* (n_facts) locate's status: 0 = found, else no LAFN */
+    int32_t *found;      /* (n_facts) locate's status column 0: 1 = neurons found, 0 = no LAFN */
     int64_t *offsets;    /* (n_facts + 1) */
     int32_t *layer;      /* (offsets[n_facts]) */
     int32_t *neuron;     /* (offsets[n_facts]) */
-    float *threshold;    /* (offsets[n_facts]) activation a neuron must reach for the gate */
+    float *sign;         /* (offsets[n_facts]) sign of the neuron's mean activation (+1 / -1) */
+    float *threshold;    /* (offsets[n_facts]) the gate: a · sign >= threshold */
 } edit_neurons;
 
-/* Reads the neuron set `set` ("lafn" or "language_specific") of locate.h5 at
- * path, checked to belong to run run_id, on every rank of comm (collective
- * open). Checks every neuron against n_layer × d_ffn. Returns 0, or -1 with
+/* Reads the neurons locate.h5 at path hands to edit (edit/layer, edit/neuron,
+ * edit/act_mean, edit/gate_threshold: the LAFNs or the language-specific
+ * neurons per locate.neuron_set; status column 0 = found), checked to belong
+ * to run run_id, on every rank of comm (collective open). Checks every neuron against n_layer × d_ffn. Returns 0, or -1 with
  * err naming the file, dataset and fault. */
-int edit_neurons_read(const char *path, const char *run_id, const char *set, int n_layer, int d_ffn, MPI_Comm comm,
+int edit_neurons_read(const char *path, const char *run_id, int n_layer, int d_ffn, MPI_Comm comm,
                       edit_neurons *out, lafn_err *err);
 void edit_neurons_free(edit_neurons *n);
 /* Row of fact index `fact`, or -1. */
@@ -62,7 +64,7 @@ typedef struct {
     int32_t *status;         /* (n_facts) EDIT_STATUS_* */
     int64_t *gate_off;       /* (n_facts + 1) */
     int32_t *gate_layer, *gate_neuron;
-    float *gate_threshold;
+    float *gate_sign, *gate_threshold;
     int64_t *delta_off;      /* (n_facts + 1) entries */
     int32_t *delta_layer, *delta_neuron;
     float *delta;            /* (delta_off[n_facts], width) */
@@ -78,6 +80,6 @@ int edit_store_read_file(hid_t file, const char *path, int D, edit_store *out, l
 int edit_store_read(const char *path, const char *run_id, int D, MPI_Comm comm, edit_store *out, lafn_err *err);
 void edit_store_free(edit_store *s);
 /* An edit_cache over the stored facts (entries of status NO_LAFN carry no delta). */
-edit_cache edit_store_cache(const edit_store *s, float gate, int signed_act);
+edit_cache edit_store_cache(const edit_store *s, float gate);
 
 #endif

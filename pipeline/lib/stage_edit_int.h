@@ -19,7 +19,7 @@ typedef struct {
     int64_t peak_rss_kb, pss_kb;
     int n_gate;
     int32_t *gate_layer, *gate_neuron;
-    float *gate_threshold;          /* (n_gate) */
+    float *gate_sign, *gate_threshold; /* (n_gate) each */
     int n_delta;
     int32_t *delta_layer, *delta_neuron;
     float *delta;                   /* (n_delta, D) or (n_delta) */
@@ -29,7 +29,7 @@ void edit_record_free(edit_record *r);
 
 /* Fills ds[] with the datasets of edit.h5 (no values) for n_langs languages; returns their count. */
 size_t edit_schema(h5out_dataset *ds, size_t n_langs);
-#define EDIT_SCHEMA_MAX 17
+#define EDIT_SCHEMA_MAX 18
 
 /* Writes records r[0..n) as shard seq of rank into dir. D is the model width. */
 int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, size_t seq, const edit_record *r,

@@ -12,8 +12,7 @@ typedef struct {
     size_t batch_size, shard_facts;
     int resume;
     float gate;               /* edit.gate */
-    int signed_act;           /* probe.score = activation: the gate compares a, else |a| */
-    edit_neurons nr;          /* locate.h5 */
+    edit_neurons nr;          /* locate.h5's edit/ set */
     facts_edit_view *views;   /* (ctx.facts.n_facts) */
     long *row;                /* (ctx.facts.n_facts) row of each fact in nr */
     uint8_t *done;            /* (ctx.facts.n_facts) already in a committed shard */
@@ -21,6 +20,8 @@ typedef struct {
     edit_record *pending;     /* finished, not yet written */
     size_t n_pending, cap_pending;
     stage_progress prog;
+    long long counts[3];      /* records written by this rank, per EDIT_STATUS_* */
+    double wall_sum, steps_sum; /* over the optimised ones */
 } edit_stage;
 
 /* 1 if fact i of the set has located neurons (locate status 0, non-empty list). */

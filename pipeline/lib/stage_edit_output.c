@@ -9,6 +9,7 @@ void edit_record_free(edit_record *r) {
     free(r->nll_after);
     free(r->gate_layer);
     free(r->gate_neuron);
+    free(r->gate_sign);
     free(r->gate_threshold);
     free(r->delta_layer);
     free(r->delta_neuron);
@@ -18,7 +19,7 @@ void edit_record_free(edit_record *r) {
 
 /* The datasets of edit.h5 in schema order; values filled by edit_rows_pack. */
 enum { DS_STATUS, DS_PARAM, DS_GROUP, DS_ORDER, DS_STEPS, DS_EARLY, DS_NLL_B, DS_NLL_A, DS_LOSS, DS_WALL, DS_MEM,
-       DS_G_LAYER, DS_G_NEURON, DS_G_THR, DS_D_LAYER, DS_D_NEURON, DS_D_VAL, DS_COUNT };
+       DS_G_LAYER, DS_G_NEURON, DS_G_SIGN, DS_G_THR, DS_D_LAYER, DS_D_NEURON, DS_D_VAL, DS_COUNT };
 
 size_t edit_schema(h5out_dataset *ds, size_t n_langs) {
     static const struct { const char *name; h5out_layout layout; h5out_dtype dtype; size_t len; } t[DS_COUNT] = {
@@ -28,7 +29,8 @@ size_t edit_schema(h5out_dataset *ds, size_t n_langs) {
         {"nll_before", H5OUT_ROWS, H5OUT_F64, 0},    {"nll_after", H5OUT_ROWS, H5OUT_F64, 0},
         {"loss", H5OUT_ROWS, H5OUT_F64, 4},          {"wall_seconds", H5OUT_ROWS, H5OUT_F64, 1},
         {"memory_kb", H5OUT_ROWS, H5OUT_I64, 2},     {"gate/layer", H5OUT_CSR, H5OUT_I32, 0},
-        {"gate/neuron", H5OUT_CSR, H5OUT_I32, 0},    {"gate/threshold", H5OUT_CSR, H5OUT_F32, 0},
+        {"gate/neuron", H5OUT_CSR, H5OUT_I32, 0},    {"gate/sign", H5OUT_CSR, H5OUT_F32, 0},
+        {"gate/threshold", H5OUT_CSR, H5OUT_F32, 0},
         {"delta/layer", H5OUT_CSR, H5OUT_I32, 0},    {"delta/neuron", H5OUT_CSR, H5OUT_I32, 0},
         {"delta/values", H5OUT_CSR, H5OUT_F32, 0},
     };
@@ -43,13 +45,13 @@ typedef struct {
     int64_t *facts, *group, *order, *mem, *g_off, *d_off, *v_off;
     int32_t *status, *param, *steps, *early, *g_layer, *g_neuron, *d_layer, *d_neuron;
     double *nll_b, *nll_a, *loss, *wall;
-    float *g_thr, *d_val;
+    float *g_sign, *g_thr, *d_val;
 } packed;
 
 static void packed_free(packed *p) {
     void *all[] = {p->facts, p->group, p->order, p->mem, p->g_off, p->d_off, p->v_off, p->status, p->param,
                    p->steps, p->early, p->g_layer, p->g_neuron, p->d_layer, p->d_neuron, p->nll_b, p->nll_a,
-                   p->loss, p->wall, p->g_thr, p->d_val};
+                   p->loss, p->wall, p->g_sign, p->g_thr, p->d_val};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
 }
 
@@ -58,10 +60,11 @@ static int packed_alloc(packed *p, size_t n, size_t L, size_t ng, size_t nd, siz
     p->g_off = malloc((n + 1) * 8); p->d_off = malloc((n + 1) * 8); p->v_off = malloc((n + 1) * 8);
     p->status = malloc(n * 4); p->param = malloc(n * 4); p->steps = malloc(n * 4); p->early = malloc(n * 4);
     p->g_layer = malloc(ng * 4 + 4); p->g_neuron = malloc(ng * 4 + 4); p->g_thr = malloc(ng * 4 + 4);
+    p->g_sign = malloc(ng * 4 + 4);
     p->d_layer = malloc(nd * 4 + 4); p->d_neuron = malloc(nd * 4 + 4); p->d_val = malloc(nv * 4 + 4);
     p->nll_b = malloc(n * L * 8); p->nll_a = malloc(n * L * 8); p->loss = malloc(4 * n * 8); p->wall = malloc(n * 8);
     return p->facts && p->group && p->order && p->mem && p->g_off && p->d_off && p->v_off && p->status &&
-           p->param && p->steps && p->early && p->g_layer && p->g_neuron && p->g_thr && p->d_layer &&
+           p->param && p->steps && p->early && p->g_layer && p->g_neuron && p->g_sign && p->g_thr && p->d_layer &&
            p->d_neuron && p->d_val && p->nll_b && p->nll_a && p->loss && p->wall ? 0 : -1;
 }
 
@@ -76,6 +79,7 @@ static void pack_one(packed *p, size_t i, const edit_record *r, size_t L, size_t
     size_t g = (size_t)p->g_off[i], d = (size_t)p->d_off[i];
     memcpy(p->g_layer + g, r->gate_layer, (size_t)r->n_gate * 4);
     memcpy(p->g_neuron + g, r->gate_neuron, (size_t)r->n_gate * 4);
+    memcpy(p->g_sign + g, r->gate_sign, (size_t)r->n_gate * 4);
     memcpy(p->g_thr + g, r->gate_threshold, (size_t)r->n_gate * 4);
     memcpy(p->d_layer + d, r->delta_layer, (size_t)r->n_delta * 4);
     memcpy(p->d_neuron + d, r->delta_neuron, (size_t)r->n_delta * 4);
@@ -104,8 +108,9 @@ int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, 
     h5out_dataset ds[DS_COUNT];
     edit_schema(ds, n_langs);
     const void *vals[DS_COUNT] = {p.status, p.param, p.group, p.order, p.steps, p.early, p.nll_b, p.nll_a, p.loss,
-                                  p.wall, p.mem, p.g_layer, p.g_neuron, p.g_thr, p.d_layer, p.d_neuron, p.d_val};
-    const int64_t *offs[DS_COUNT] = {[DS_G_LAYER] = p.g_off, [DS_G_NEURON] = p.g_off, [DS_G_THR] = p.g_off,
+                                  p.wall, p.mem, p.g_layer, p.g_neuron, p.g_sign, p.g_thr, p.d_layer, p.d_neuron, p.d_val};
+    const int64_t *offs[DS_COUNT] = {[DS_G_LAYER] = p.g_off, [DS_G_NEURON] = p.g_off, [DS_G_SIGN] = p.g_off,
+                                     [DS_G_THR] = p.g_off,
                                      [DS_D_LAYER] = p.d_off, [DS_D_NEURON] = p.d_off, [DS_D_VAL] = p.v_off};
     for (size_t i = 0; i < DS_COUNT; i++) {
         ds[i].values = vals[i];
@@ -118,7 +123,7 @@ int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, 
 
 void edit_store_free(edit_store *s) {
     void *all[] = {s->facts, s->group, s->order, s->status, s->gate_off, s->gate_layer, s->gate_neuron,
-                   s->gate_threshold, s->delta_off, s->delta_layer, s->delta_neuron, s->delta, s->entries};
+                   s->gate_sign, s->gate_threshold, s->delta_off, s->delta_layer, s->delta_neuron, s->delta, s->entries};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
     memset(s, 0, sizeof *s);
 }
@@ -148,7 +153,8 @@ static int store_finish(edit_store *s, const int32_t *param, const char *path, i
         int64_t g = s->gate_off[i], d = s->delta_off[i];
         s->entries[i] = (edit_cache_entry){
             .group = s->group[i], .n_gate = (int)(s->gate_off[i + 1] - g), .gate_layer = s->gate_layer + g,
-            .gate_neuron = s->gate_neuron + g, .gate_threshold = s->gate_threshold + g,
+            .gate_neuron = s->gate_neuron + g,
+            .gate_sign = s->gate_sign + g, .gate_threshold = s->gate_threshold + g,
             .n = (int)(s->delta_off[i + 1] - d), .layer = s->delta_layer + d, .neuron = s->delta_neuron + d,
             .delta = s->delta + (size_t)d * s->width};
     }
@@ -157,37 +163,40 @@ static int store_finish(edit_store *s, const int32_t *param, const char *path, i
 
 int edit_store_read_file(hid_t file, const char *path, int D, edit_store *s, lafn_err *err) {
     h5out_dataset ds[EDIT_SCHEMA_MAX];
-    int64_t *o[6] = {0};
+    int64_t *o[7] = {0};
     int32_t *param = NULL;
     void *vals = NULL;
     memset(s, 0, sizeof *s);
     if (h5out_read_all(file, path, "facts", H5OUT_I64, 0, (void **)&s->facts, &s->n_facts, err)) goto fail;
     edit_schema(ds, 1);
     size_t n = s->n_facts;
-    if (read_rows(file, path, &ds[0], n, (void **)&s->status, err) || read_rows(file, path, &ds[1], n, (void **)&param, err) ||
-        read_rows(file, path, &ds[2], n, (void **)&s->group, err) || read_rows(file, path, &ds[3], n, (void **)&s->order, err))
+    if (read_rows(file, path, &ds[DS_STATUS], n, (void **)&s->status, err) ||
+        read_rows(file, path, &ds[DS_PARAM], n, (void **)&param, err) ||
+        read_rows(file, path, &ds[DS_GROUP], n, (void **)&s->group, err) ||
+        read_rows(file, path, &ds[DS_ORDER], n, (void **)&s->order, err))
         goto fail;
-    if (h5out_read_dataset(file, path, &ds[11], n, (void **)&s->gate_layer, &s->gate_off, err) ||
-        h5out_read_dataset(file, path, &ds[12], n, (void **)&s->gate_neuron, &o[0], err) ||
-        h5out_read_dataset(file, path, &ds[13], n, (void **)&s->gate_threshold, &o[1], err) ||
-        h5out_read_dataset(file, path, &ds[14], n, (void **)&s->delta_layer, &s->delta_off, err) ||
-        h5out_read_dataset(file, path, &ds[15], n, (void **)&s->delta_neuron, &o[2], err) ||
-        h5out_read_dataset(file, path, &ds[16], n, &vals, &o[3], err))
+    if (h5out_read_dataset(file, path, &ds[DS_G_LAYER], n, (void **)&s->gate_layer, &s->gate_off, err) ||
+        h5out_read_dataset(file, path, &ds[DS_G_NEURON], n, (void **)&s->gate_neuron, &o[0], err) ||
+        h5out_read_dataset(file, path, &ds[DS_G_SIGN], n, (void **)&s->gate_sign, &o[4], err) ||
+        h5out_read_dataset(file, path, &ds[DS_G_THR], n, (void **)&s->gate_threshold, &o[1], err) ||
+        h5out_read_dataset(file, path, &ds[DS_D_LAYER], n, (void **)&s->delta_layer, &s->delta_off, err) ||
+        h5out_read_dataset(file, path, &ds[DS_D_NEURON], n, (void **)&s->delta_neuron, &o[2], err) ||
+        h5out_read_dataset(file, path, &ds[DS_D_VAL], n, &vals, &o[3], err))
         goto fail;
     s->delta = vals;
     vals = NULL;
     s->n_delta_values = (size_t)o[3][n];
     size_t sz = (n + 1) * sizeof(int64_t);
-    if (memcmp(s->gate_off, o[0], sz) || memcmp(s->gate_off, o[1], sz) || memcmp(s->delta_off, o[2], sz)) {
+    if (memcmp(s->gate_off, o[0], sz) || memcmp(s->gate_off, o[1], sz) || memcmp(s->gate_off, o[4], sz) || memcmp(s->delta_off, o[2], sz)) {
         lafn_err_set(err, "%s: gate/* or delta/layer and delta/neuron have different offsets", path);
         goto fail;
     }
     if (store_finish(s, param, path, D, err)) goto fail;
-    for (int i = 0; i < 6; i++) free(o[i]);
+    for (int i = 0; i < 7; i++) free(o[i]);
     free(param);
     return 0;
 fail:
-    for (int i = 0; i < 6; i++) free(o[i]);
+    for (int i = 0; i < 7; i++) free(o[i]);
     free(param);
     free(vals);
     edit_store_free(s);
@@ -203,7 +212,7 @@ int edit_store_read(const char *path, const char *run_id, int D, MPI_Comm comm, 
     return rc;
 }
 
-edit_cache edit_store_cache(const edit_store *s, float gate, int signed_act) {
-    return (edit_cache){.kind = s->kind, .gate = gate, .signed_act = signed_act, .n_entries = s->n_facts,
+edit_cache edit_store_cache(const edit_store *s, float gate) {
+    return (edit_cache){.kind = s->kind, .gate = gate, .n_entries = s->n_facts,
                         .entries = s->entries};
 }

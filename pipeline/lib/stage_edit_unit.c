@@ -53,7 +53,7 @@ static int neuron_union(const edit_stage *S, const size_t *facts, size_t n, int 
 /* 1 if fact i (index into the set) has located neurons. */
 int edit_fact_has_neurons(const edit_stage *S, size_t i) {
     long r = S->row[i];
-    return S->nr.status[r] == 0 && S->nr.offsets[r + 1] > S->nr.offsets[r];
+    return S->nr.found[r] != 0 && S->nr.offsets[r + 1] > S->nr.offsets[r];
 }
 
 typedef struct {
@@ -83,11 +83,13 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     rec->nll_after = malloc(L * sizeof(double));
     rec->gate_layer = malloc((ng + 1) * 4);
     rec->gate_neuron = malloc((ng + 1) * 4);
+    rec->gate_sign = malloc((ng + 1) * 4);
     rec->gate_threshold = malloc((ng + 1) * 4);
     rec->delta_layer = malloc(((size_t)n + 1) * 4);
     rec->delta_neuron = malloc(((size_t)n + 1) * 4);
     rec->delta = malloc(((size_t)n * width + 1) * 4);
-    if (!rec->nll_before || !rec->nll_after || !rec->gate_layer || !rec->gate_neuron || !rec->gate_threshold ||
+    if (!rec->nll_before || !rec->nll_after || !rec->gate_layer || !rec->gate_neuron || !rec->gate_sign ||
+        !rec->gate_threshold ||
         !rec->delta_layer || !rec->delta_neuron || !rec->delta)
         return lafn_err_set(err, "edit: out of memory for the record of fact %s", S->ctx.facts.facts[i].id);
     for (size_t l = 0; l < L; l++) {
@@ -98,6 +100,7 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     for (size_t g = 0; g < ng; g++) {
         rec->gate_layer[g] = S->nr.layer[S->nr.offsets[r] + (int64_t)g];
         rec->gate_neuron[g] = S->nr.neuron[S->nr.offsets[r] + (int64_t)g];
+        rec->gate_sign[g] = S->nr.sign[S->nr.offsets[r] + (int64_t)g];
         rec->gate_threshold[g] = S->nr.threshold[S->nr.offsets[r] + (int64_t)g];
     }
     memcpy(rec->delta_layer, layer, (size_t)n * 4);
@@ -149,8 +152,9 @@ int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group,
     int *layer = NULL, *neuron = NULL, *slot = calloc(n + 1, sizeof *slot), n_neurons = 0, have_res = 0, rc = -1;
     float *delta = NULL;
     size_t width = S->h.kind == ENGINE_EDIT_VALUE_VECTOR ? (size_t)S->ctx.m->cfg.d_model : 1;
-    if (!slot) { lafn_err_set(err, "edit: out of memory"); goto fail; }
-    if (neuron_union(S, facts, n, &layer, &neuron, &n_neurons, err)) goto fail;
+    int local = slot ? neuron_union(S, facts, n, &layer, &neuron, &n_neurons, err)
+                     : lafn_err_set(err, "edit: out of memory for %zu slots", n);
+    if (stage_sync_status(comm, local, err)) goto fail;
     if (n_neurons > 0) {
         if (!(delta = calloc((size_t)n_neurons * width, sizeof *delta))) {
             lafn_err_set(err, "edit: out of memory for %d deltas", n_neurons);
@@ -163,15 +167,16 @@ int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group,
     double wall = now_seconds() - t0;
     int64_t peak, pss;
     edit_memory_kb(&peak, &pss);
-    for (size_t k = 0; k < n; k++) {
-        if (fill_record(&out[k], S, facts[k], group, slot[k] < 0 ? 0 : (size_t)slot[k], &p,
-                        have_res && slot[k] >= 0 ? &res : NULL, n_neurons, layer, neuron, delta, err))
-            goto fail;
+    local = 0;
+    for (size_t k = 0; k < n && local == 0; k++) {
+        if ((local = fill_record(&out[k], S, facts[k], group, slot[k] < 0 ? 0 : (size_t)slot[k], &p,
+                                 have_res && slot[k] >= 0 ? &res : NULL, n_neurons, layer, neuron, delta, err)))
+            break;
         out[k].wall_seconds = wall;
         out[k].peak_rss_kb = peak;
         out[k].pss_kb = pss;
     }
-    rc = 0;
+    rc = stage_sync_status(comm, local, err);
 fail:
     edit_result_free(&res);
     edit_problem_free(&p);

@@ -92,19 +92,24 @@ static int score_fact(eval_scorer *s, const facts_set *fs, size_t f, const eval_
             return -1;
     }
     if (!r->each) return 0;
-    for (size_t e = 0; e < L; e++)
+    for (size_t e = 0; e < L; e++) {
+        eval_edit ed = {0};
+        if (f < t->each->n_facts && eval_each_make(t->each, f, e, &ed, err) != 0) return -1;
         for (size_t l = 0; l < L; l++) {
             size_t v = ((k * L + e) * L + l) * EVAL_N_VALUES, c = ((k * L + e) * L + l) * EVAL_N_CRIT;
             double pre[EVAL_N_VALUES];
             int32_t same;
-            if ((size_t)row >= t->n_each) {
+            if (f >= t->each->n_facts) {
                 for (size_t i = 0; i < EVAL_N_VALUES; i++) r->post_each[v + i] = NAN;
                 for (size_t i = 0; i < EVAL_N_CRIT; i++) r->fired_each[c + i] = -1;
-            } else if (eval_fact_lang(s, rec, fs->langs[l], &t->caches_each[(size_t)row * L + e], pre,
-                                      r->post_each + v, r->fired_each + c, &same, err) != 0) {
+            } else if (eval_fact_lang(s, rec, fs->langs[l], &ed.cache, pre, r->post_each + v, r->fired_each + c,
+                                      &same, err) != 0) {
+                eval_edit_free(&ed);
                 return lafn_err_wrap(err, "edit set each, edit language %s", fs->langs[e]);
             }
         }
+        eval_edit_free(&ed);
+    }
     return 0;
 }
 
@@ -151,7 +156,7 @@ static int eval_loop(stage_context *ctx, const eval_edit_table *t, const int *ow
     h5out_dataset ds[EVAL_MAX_DS];
     int rc = -1;
     if (eval_scorer_init(&s, ctx->m, err) != 0) return -1;
-    if (rows_init(&r, shard_facts, ctx->facts.n_langs, t->caches_each != NULL, err) != 0) goto fail;
+    if (rows_init(&r, shard_facts, ctx->facts.n_langs, t->each != NULL, err) != 0) goto fail;
     for (size_t f = 0; f < ctx->facts.n_facts; f++) {
         if (owner[f] != ctx->rank || is_done(done, n_done, (int64_t)ctx->facts.facts[f].index)) continue;
         if (score_fact(&s, &ctx->facts, f, t, &r, err) != 0) goto fail;
@@ -197,7 +202,7 @@ int stage_eval_execute(stage_context *ctx, const eval_edit_table *t, lafn_err *e
     have_prog = 1;
     status = eval_loop(ctx, t, owner, done, n_done, seq, &prog, (size_t)shard_facts, err);
     if (stage_sync_status(ctx->comm, status, err) != 0) goto fail;
-    eval_rows schema_rows = {.n_langs = ctx->facts.n_langs, .each = t->caches_each != NULL};
+    eval_rows schema_rows = {.n_langs = ctx->facts.n_langs, .each = t->each != NULL};
     h5out_dataset schema[EVAL_MAX_DS];
     size_t n_schema = rows_datasets(&schema_rows, schema);
     if (h5out_merge(ctx->out_dir, &ctx->prov, schema, n_schema, ctx->comm, err) != 0) goto fail;

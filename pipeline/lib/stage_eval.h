@@ -21,6 +21,8 @@
 int stage_eval_run(const char *cfg_path, char *const *overrides, int n_overrides, const char *command_line,
                    MPI_Comm comm, FILE *log, lafn_err *err);
 
+typedef struct eval_each eval_each;
+
 /* The edits the evaluation applies, one row per fact (the caller's arrays). */
 typedef struct {
     size_t n_facts;
@@ -29,10 +31,7 @@ typedef struct {
     const int32_t *status;       /* (n_facts) EDIT_STATUS_* of edit.h5, or NULL (= -1, unknown) */
     const double *wall_seconds;  /* (n_facts) time of the edit, or NULL */
     const int64_t *memory_kb;    /* (n_facts, 2) memory of the edit as edit.h5 records it, or NULL */
-    /* edit set "each" (NULL = not evaluated): caches_each[row * n_langs + l] is the
-     * fact's edit made in language ctx->facts.langs[l] only; n_each rows, the first facts of the table. */
-    const edit_cache *caches_each;
-    size_t n_each;
+    const eval_each *each;       /* edit set "each": edits made in one language (NULL = not evaluated) */
 } eval_edit_table;
 
 /* The stage's work after its context is set up (stage_eval_run = context +

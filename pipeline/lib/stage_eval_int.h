@@ -6,11 +6,14 @@
 #include <stdint.h>
 
 #include "edit_cache.h"
+#include "edit_optimise.h"
 #include "engine.h"
 #include "facts.h"
 #include "lafn_err.h"
 #include "model.h"
 #include "stage.h"
+#include "stage_edit.h"
+#include "stage_eval.h"
 #include "tokenizer.h"
 
 /* Criteria (EasyEdit key in brackets): reliability on src (rewrite_acc),
@@ -35,6 +38,7 @@ typedef struct {
     edit_cache cache;
     edit_cache_entry entry;
     int *gate_layer, *gate_neuron; /* (n_gate) */
+    float *gate_sign;              /* (n_gate) */
     float *gate_threshold;         /* (n_gate) */
     int *layer, *neuron;           /* (n) */
     float *delta;                  /* (n, D) value_vector or (n) activation_offset */
@@ -58,8 +62,8 @@ typedef struct {
     int32_t *target;    /* (n_target) ids of sep + target (stage_sequence_build) */
     int32_t *tf;        /* (n_target) teacher-forced argmax at each target position */
     int32_t *answer;    /* (n_target) argmax after prompt, prompt + sep + decode(target[:1]), ... */
-    char *answer_text;  /* decode(answer), leading white space removed */
-    char *target_text;  /* decode(target), leading white space removed */
+    char *answer_text;  /* decode(answer), leading spaces removed */
+    char *target_text;  /* decode(target), leading spaces removed */
     int fired;          /* 1 if the edit applied to this prompt */
 } eval_pred;
 
@@ -89,6 +93,32 @@ int eval_pred_unchanged(const tokenizer *t, const eval_pred *pre, const eval_pre
  * are the evaluation-only fields read (facts_record_eval). */
 int eval_fact_lang(eval_scorer *s, const facts_record *rec, const char *lang, const edit_cache *cache, double *pre,
                    double *post, int32_t *fired, int32_t *rephrase_is_src, lafn_err *err);
+
+/* ---- the edit set "each" (eval_each.c) ---- */
+
+/* How a fact's edit in one language is made: the fact's located neurons
+ * (edit.h5's delta entries) re-optimised from zero with edit_optimise on the
+ * prompts of that language only (src + paraphrases from the edit view; the
+ * neutral KL prompts as the edit stage builds them), the edit knobs of the
+ * pipeline file, on this rank alone. */
+struct eval_each {
+    size_t n_facts;          /* the first n_facts facts of the set (eval.each_max_facts) */
+    const edit_store *store;
+    const facts_set *facts;
+    const model *m;
+    edit_hparams h;
+    float gate;
+    facts_edit_view *views;  /* (n_views) every fact's edit view (owned) */
+    size_t n_views;
+};
+
+int eval_each_init(const stage_context *ctx, const edit_store *st, float gate, eval_each *e,
+                   lafn_err *err);
+void eval_each_free(eval_each *e);
+/* Makes fact f's edit in language slot lang only (ctx->facts.langs[lang]) into
+ * *out (free with eval_edit_free; cache.n_entries 0 when the fact has no
+ * neurons or no such language). Returns 0, or -1 with err. */
+int eval_each_make(const eval_each *e, size_t f, size_t lang, eval_edit *out, lafn_err *err);
 
 /* ---- eval.h5 after the merge (eval_cells.c) ---- */
 

@@ -1,0 +1,626 @@
+/* mpi_test_probe_locate: the probe and locate stages in-process on 2 ranks and on 1 — scores against single-prompt engine runs, CSR layout, LAFNs against D_l recomputed from probe.h5, relaxation, resume. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "h5out.h"
+#include "model.h"
+#include "stage.h"
+#include "stage_locate.h"
+#include "stage_probe.h"
+#include "testutil.h"
+
+#define N_FACTS 5
+#define MIN_FRACTION 0.1
+#define THRESHOLD 0.2
+#define MODEL "tests/fixtures/models/tiny-gemma3.gguf"
+
+static int checks = 0, rank = 0;
+static char tmp[256], cfg_path[300];
+
+/* ---- reading the stage files (serial HDF5, rank 0) ---- */
+
+typedef struct {
+    size_t n;
+    int64_t *facts;
+    hid_t file;
+    char path[400];
+} h5f;
+
+static int h5f_open(h5f *f, const char *dir, const char *stage) {
+    snprintf(f->path, sizeof f->path, "%s/%s.h5", dir, stage);
+    f->file = H5Fopen(f->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    lafn_err err = {{0}};
+    if (f->file < 0 || h5out_read_all(f->file, f->path, "facts", H5OUT_I64, 0, (void **)&f->facts, &f->n, &err)) {
+        CHECK(0, "cannot read %s: %s", f->path, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void h5f_close(h5f *f) {
+    if (f->file >= 0) H5Fclose(f->file);
+    free(f->facts);
+}
+
+/* A whole CSR dataset; *off gets n + 1 checked offsets. */
+static void *csr(const h5f *f, const char *name, h5out_dtype t, int64_t **off) {
+    h5out_dataset d = {name, H5OUT_CSR, t, 0, NULL, NULL};
+    void *v = NULL;
+    lafn_err err = {{0}};
+    CHECK(h5out_read_dataset(f->file, f->path, &d, f->n, &v, off, &err) == 0, "%s", err.msg);
+    return v;
+}
+
+static size_t row_of(const h5f *f, int64_t fact) {
+    for (size_t r = 0; r < f->n; r++)
+        if (f->facts[r] == fact) return r;
+    return (size_t)-1;
+}
+
+/* ---- running the stages ---- */
+
+static int run_stage(const char *stage, const char *dir, MPI_Comm comm, FILE *log, const char *extra[], int n_extra) {
+    char out[400];
+    snprintf(out, sizeof out, "run.output_dir=%s", dir);
+    char *ov[16];
+    int n = 0;
+    ov[n++] = out;
+    for (int i = 0; i < n_extra && n < 16; i++) ov[n++] = (char *)extra[i];
+    lafn_err err = {{0}};
+    int rc = !strcmp(stage, "probe") ? stage_probe_run(cfg_path, ov, n, "mpi_test_probe_locate", comm, log, &err)
+                                     : stage_locate_run(cfg_path, ov, n, "mpi_test_probe_locate", comm, log, &err);
+    CHECK(rc == 0, "%s in %s failed: %s", stage, dir, err.msg);
+    return rc;
+}
+
+static void write_config(void) {
+    if (rank == 0) {
+        char *d = NULL;
+        snprintf(tmp, sizeof tmp, "/tmp/lafn-probe-locate-XXXXXX");
+        d = mkdtemp(tmp);
+        CHECK(d != NULL, "mkdtemp failed");
+        snprintf(cfg_path, sizeof cfg_path, "%s/t.cfg", tmp);
+        FILE *f = fopen(cfg_path, "w");
+        fprintf(f, "model = { path = \"%s\"; };\n", MODEL);
+        fprintf(f, "data = { format = \"jsonl\"; path = \"conf/data/demo_facts.jsonl\"; facts = [0, 1, 2, 3, 4]; };\n");
+        fprintf(f, "languages = { codes = [\"en\", \"zh\"]; };\n");
+        fprintf(f, "run = { shard_facts = 2; };\n");
+        fprintf(f, "probe = { min_fraction = %g; keep_max = 64; };\n", MIN_FRACTION);
+        fprintf(f, "locate = { threshold = %g; language_fraction = 1.0; min_language_fraction = 0.5; };\n", THRESHOLD);
+        fclose(f);
+    }
+    MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, MPI_COMM_WORLD);
+    MPI_Bcast(cfg_path, sizeof cfg_path, MPI_CHAR, 0, MPI_COMM_WORLD);
+}
+
+static const char *dir_of(const char *name) {
+    static char buf[4][400];
+    static int k = 0;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
+    return buf[k];
+}
+
+/* ---- probe.h5 ---- */
+
+/* Everything of probe.h5 the checks use. */
+typedef struct {
+    h5f f;
+    int64_t *op, *ol, *ok, *o2;
+    int32_t *plang, *ntok, *above, *kprompt, *klayer, *kneuron;
+    float *lmax, *kscore, *kact;
+    int32_t *layers;
+    size_t n_layers;
+} probe_file;
+
+static int probe_read(probe_file *p, const char *dir) {
+    memset(p, 0, sizeof *p);
+    if (h5f_open(&p->f, dir, "probe") != 0) return -1;
+    int64_t *o[8] = {0};
+    p->plang = csr(&p->f, "prompt/lang", H5OUT_I32, &p->op);
+    p->ntok = csr(&p->f, "prompt/n_tokens", H5OUT_I32, &o[0]);
+    p->lmax = csr(&p->f, "layer/max", H5OUT_F32, &p->ol);
+    p->above = csr(&p->f, "layer/n_above", H5OUT_I32, &o[1]);
+    p->kprompt = csr(&p->f, "kept/prompt", H5OUT_I32, &p->ok);
+    p->klayer = csr(&p->f, "kept/layer", H5OUT_I32, &o[2]);
+    p->kneuron = csr(&p->f, "kept/neuron", H5OUT_I32, &o[3]);
+    p->kscore = csr(&p->f, "kept/score", H5OUT_F32, &o[4]);
+    p->kact = csr(&p->f, "kept/act_last", H5OUT_F32, &o[5]);
+    lafn_err err = {{0}};
+    CHECK(h5out_read_all(p->f.file, p->f.path, "global/layers", H5OUT_I32, 0, (void **)&p->layers, &p->n_layers,
+                         &err) == 0, "%s", err.msg);
+    int64_t *fam[6] = {p->op, p->ol, p->ok, p->ok, p->ok, p->ok};
+    for (int k = 0; k < 6; k++)
+        for (size_t r = 0; o[k] && fam[k] && r <= p->f.n; r++)
+            CHECK(o[k][r] == fam[k][r], "CSR family member %d: offsets[%zu] = %lld, expected %lld", k, r,
+                  (long long)o[k][r], (long long)fam[k][r]);
+    for (int k = 0; k < 6; k++) free(o[k]);
+    checks++;
+    return p->plang && p->lmax && p->kscore && p->layers ? 0 : -1;
+}
+
+static void probe_free(probe_file *p) {
+    h5f_close(&p->f);
+    void *v[] = {p->op, p->ol, p->ok, p->plang, p->ntok, p->above, p->kprompt, p->klayer, p->kneuron, p->lmax,
+                 p->kscore, p->kact, p->layers};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) free(v[i]);
+}
+
+/* Every fact once; kept >= min_fraction * layer max; the max kept; cap respected; order. */
+static void check_probe_layout(const probe_file *p, int keep_max) {
+    CHECK(p->f.n == N_FACTS, "probe.h5 has %zu facts, expected %d", p->f.n, N_FACTS);
+    for (int64_t x = 0; x < N_FACTS; x++) {
+        size_t hits = 0;
+        for (size_t r = 0; r < p->f.n; r++) hits += p->f.facts[r] == x;
+        CHECK(hits == 1, "fact %lld appears %zu times in probe.h5", (long long)x, hits);
+    }
+    size_t Y = p->n_layers, bad = 0;
+    for (size_t r = 0; r < p->f.n; r++) {
+        size_t nq = (size_t)(p->op[r + 1] - p->op[r]);
+        CHECK((size_t)(p->ol[r + 1] - p->ol[r]) == nq * Y, "fact row %zu: %lld layer entries for %zu prompts x %zu",
+              r, (long long)(p->ol[r + 1] - p->ol[r]), nq, Y);
+        for (size_t q = 0; q < nq; q++)
+            for (size_t y = 0; y < Y; y++) {
+                float mx = p->lmax[p->ol[r] + q * Y + y];
+                size_t n = 0, has_max = 0;
+                for (int64_t e = p->ok[r]; e < p->ok[r + 1]; e++) {
+                    if ((size_t)p->kprompt[e] != q || p->klayer[e] != p->layers[y]) continue;
+                    n++;
+                    has_max += p->kscore[e] == mx;
+                    if (!(p->kscore[e] >= (float)MIN_FRACTION * mx && p->kscore[e] > 0) && bad++ < 5)
+                        CHECK(0, "row %zu prompt %zu blk.%d.ffn_down neuron %d: kept score %g < %g x max %g", r, q,
+                              p->layers[y], p->kneuron[e], p->kscore[e], MIN_FRACTION, mx);
+                }
+                int32_t above = p->above[p->ol[r] + q * Y + y];
+                CHECK(mx <= 0 || has_max >= 1, "row %zu prompt %zu layer %zu: the layer max %g is not kept", r, q, y, mx);
+                CHECK(n == (size_t)(above < keep_max ? above : keep_max), "row %zu prompt %zu layer %zu: %zu kept, "
+                      "%d above the cut, keep_max %d", r, q, y, n, above, keep_max);
+            }
+        for (int64_t e = p->ok[r] + 1; e < p->ok[r + 1]; e++) {
+            long long a = (long long)p->kprompt[e - 1] << 40 | (long long)p->klayer[e - 1] << 20 | p->kneuron[e - 1];
+            long long b = (long long)p->kprompt[e] << 40 | (long long)p->klayer[e] << 20 | p->kneuron[e];
+            if (a >= b && bad++ < 5) CHECK(0, "row %zu: kept entries not ordered by prompt, layer, neuron at %lld", r,
+                                           (long long)e);
+        }
+    }
+    CHECK(bad == 0, "%zu kept-neuron violations", bad);
+    checks += 4;
+}
+
+/* The scores of fact 0 against single-prompt engine runs: |a| at the last prompt token. */
+static void check_probe_scores(const probe_file *p) {
+    model *m = NULL;
+    engine_run *run = NULL;
+    facts_set set = {0};
+    lafn_err err = {{0}};
+    size_t idx[1] = {0};
+    facts_opts fo = {.langs = "en,zh", .indices = idx, .n_indices = 1};
+    CHECK(model_load(&m, MODEL, MPI_COMM_NULL, &err) == 0, "%s", err.msg);
+    CHECK(facts_load_jsonl("conf/data/demo_facts.jsonl", &fo, &set, &err) == 0, "%s", err.msg);
+    if (!m || set.n_facts != 1) goto done;
+    CHECK(engine_run_init(&run, m, 256, 1, &err) == 0, "%s", err.msg);
+    size_t r = row_of(&p->f, 0), q = 0, F = (size_t)m->cfg.d_ffn, Y = p->n_layers;
+    double worst = 0;
+    char worst_at[160] = "";
+    for (size_t l = 0; run && l < set.facts[0].n_sides; l++) {
+        const facts_side *sd = &set.facts[0].sides[l];
+        for (size_t k = 0; k <= sd->n_paraphrases; k++, q++) {
+            stage_sequence s;
+            CHECK(stage_sequence_build(m->tok, sd->lang, k ? sd->paraphrases[k - 1] : sd->src, NULL, &s, &err) == 0,
+                  "%s", err.msg);
+            int len = (int)s.n_prompt;
+            engine_batch b = {1, &len, s.ids};
+            engine_forward_opts o = engine_forward_defaults();
+            CHECK(engine_forward(run, &b, &o, &err) == 0, "%s", err.msg);
+            CHECK((size_t)p->ntok[p->op[r] + q] == s.n_prompt, "prompt %zu: %d tokens in probe.h5, %zu here", q,
+                  p->ntok[p->op[r] + q], s.n_prompt);
+            for (size_t y = 0; y < Y; y++) {
+                const float *a = engine_ffn_act(run, p->layers[y]) + (s.n_prompt - 1) * F;
+                float mx = 0;
+                for (size_t j = 0; j < F; j++) mx = fmaxf(mx, fabsf(a[j]));
+                double d = fabs(mx - p->lmax[p->ol[r] + q * Y + y]) / (mx + 1e-6);
+                if (d > worst) worst = d, snprintf(worst_at, sizeof worst_at, "prompt %zu blk.%d.ffn_down max", q, p->layers[y]);
+                for (int64_t e = p->ok[r]; e < p->ok[r + 1]; e++) {
+                    if ((size_t)p->kprompt[e] != q || p->klayer[e] != p->layers[y]) continue;
+                    float ref = a[p->kneuron[e]];
+                    double de = fmax(fabs(fabsf(ref) - p->kscore[e]), fabs(ref - p->kact[e])) / (mx + 1e-6);
+                    if (de > worst) worst = de, snprintf(worst_at, sizeof worst_at, "prompt %zu blk.%d.ffn_down neuron %d",
+                                                         q, p->layers[y], p->kneuron[e]);
+                }
+            }
+            stage_sequence_free(&s);
+        }
+    }
+    CHECK(q == (size_t)(p->op[r + 1] - p->op[r]), "fact 0: %zu prompts here, %lld in probe.h5", q,
+          (long long)(p->op[r + 1] - p->op[r]));
+    CHECK(worst < 1e-4, "probe scores differ from single-prompt runs: worst relative error %.3g at %s", worst, worst_at);
+    printf("probe scores vs single-prompt engine runs: worst relative error %.3g (%s)\n", worst, worst_at);
+    checks += 2;
+done:
+    engine_run_free(run);
+    facts_set_free(&set);
+    model_free(m);
+}
+
+/* ---- locate.h5 against D_l recomputed from probe.h5 ---- */
+
+#define NL 2
+
+/* The reference sets of one fact: in_d[l][layer * F + neuron], mean score per neuron. */
+typedef struct {
+    int F, L, n_q[NL], n_prompts;
+    uint8_t *in_d[NL];
+    double *sum; /* Σ kept score over all prompts */
+} ref_sets;
+
+static void ref_build(ref_sets *s, const probe_file *p, size_t r, int L, int F, double thr, double pf) {
+    memset(s, 0, sizeof *s);
+    s->F = F;
+    s->L = L;
+    size_t LF = (size_t)L * F, Y = p->n_layers;
+    int *cnt[NL];
+    s->sum = calloc(LF, sizeof *s->sum);
+    for (int l = 0; l < NL; l++) s->in_d[l] = calloc(LF, 1), cnt[l] = calloc(LF, sizeof(int));
+    s->n_prompts = (int)(p->op[r + 1] - p->op[r]);
+    for (int q = 0; q < s->n_prompts; q++) s->n_q[p->plang[p->op[r] + q]]++;
+    for (int64_t e = p->ok[r]; e < p->ok[r + 1]; e++) {
+        size_t y = 0;
+        while (y < Y && p->layers[y] != p->klayer[e]) y++;
+        size_t key = (size_t)p->klayer[e] * F + p->kneuron[e];
+        int lang = p->plang[p->op[r] + p->kprompt[e]];
+        float cut = (float)thr * p->lmax[p->ol[r] + (size_t)p->kprompt[e] * Y + y];
+        s->sum[key] += p->kscore[e];
+        if (p->kscore[e] > 0 && p->kscore[e] >= cut) cnt[lang][key]++;
+    }
+    for (int l = 0; l < NL; l++) {
+        int need = (int)ceil(pf * s->n_q[l] - 1e-9);
+        for (size_t k = 0; k < LF; k++) s->in_d[l][k] = s->n_q[l] && cnt[l][k] >= (need < 1 ? 1 : need);
+        free(cnt[l]);
+    }
+}
+
+static void ref_free(ref_sets *s) {
+    for (int l = 0; l < NL; l++) free(s->in_d[l]);
+    free(s->sum);
+}
+
+static int ref_nd(const ref_sets *s, size_t key) { return s->in_d[0][key] + s->in_d[1][key]; }
+
+/* Everything of locate.h5 the checks use. */
+typedef struct {
+    h5f f;
+    int64_t *ol, *od, *os, *oe;
+    int32_t *layer, *neuron, *nlangs, *dlang, *dlayer, *dneuron, *slayer, *sneuron, *slang, *elayer, *eneuron;
+    float *score;
+    int32_t *status;
+    double *frac;
+} locate_file;
+
+static int locate_read(locate_file *x, const char *dir) {
+    memset(x, 0, sizeof *x);
+    if (h5f_open(&x->f, dir, "locate") != 0) return -1;
+    int64_t *o[8] = {0};
+    lafn_err err = {{0}};
+    size_t n1 = 0, n2 = 0;
+    x->layer = csr(&x->f, "lafn/layer", H5OUT_I32, &x->ol);
+    x->neuron = csr(&x->f, "lafn/neuron", H5OUT_I32, &o[0]);
+    x->score = csr(&x->f, "lafn/score", H5OUT_F32, &o[1]);
+    x->nlangs = csr(&x->f, "lafn/n_langs", H5OUT_I32, &o[2]);
+    x->dlang = csr(&x->f, "dset/lang", H5OUT_I32, &x->od);
+    x->dlayer = csr(&x->f, "dset/layer", H5OUT_I32, &o[3]);
+    x->dneuron = csr(&x->f, "dset/neuron", H5OUT_I32, &o[4]);
+    x->slang = csr(&x->f, "specific/lang", H5OUT_I32, &x->os);
+    x->slayer = csr(&x->f, "specific/layer", H5OUT_I32, &o[5]);
+    x->sneuron = csr(&x->f, "specific/neuron", H5OUT_I32, &o[6]);
+    x->elayer = csr(&x->f, "edit/layer", H5OUT_I32, &x->oe);
+    x->eneuron = csr(&x->f, "edit/neuron", H5OUT_I32, &o[7]);
+    CHECK(h5out_read_all(x->f.file, x->f.path, "status", H5OUT_I32, LOCATE_STATUS_LEN, (void **)&x->status, &n1,
+                         &err) == 0, "%s", err.msg);
+    CHECK(h5out_read_all(x->f.file, x->f.path, "language_fraction", H5OUT_F64, 1, (void **)&x->frac, &n2, &err) == 0,
+          "%s", err.msg);
+    int64_t *fam[8] = {x->ol, x->ol, x->ol, x->od, x->od, x->os, x->os, x->oe};
+    for (int k = 0; k < 8; k++)
+        for (size_t r = 0; o[k] && fam[k] && r <= x->f.n; r++)
+            CHECK(o[k][r] == fam[k][r], "locate CSR family member %d: offsets[%zu] differ", k, r);
+    for (int k = 0; k < 8; k++) free(o[k]);
+    CHECK(n1 == x->f.n && n2 == x->f.n, "status/language_fraction rows %zu %zu, facts %zu", n1, n2, x->f.n);
+    checks += 2;
+    return x->layer && x->status && x->frac && x->dlang ? 0 : -1;
+}
+
+static void locate_free(locate_file *x) {
+    h5f_close(&x->f);
+    void *v[] = {x->ol, x->od, x->os, x->oe, x->layer, x->neuron, x->nlangs, x->dlang, x->dlayer, x->dneuron,
+                 x->slayer, x->sneuron, x->slang, x->elayer, x->eneuron, x->score, x->status, x->frac};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) free(v[i]);
+}
+
+/* D_l of locate.h5 equal the reference; every LAFN is in D_l of enough languages;
+ * the LAFNs are the best-ranked eligible neurons; specific sets hold one language. */
+static void check_fact_sets(const locate_file *x, size_t r, const ref_sets *s, size_t max_neurons) {
+    size_t nd_file = (size_t)(x->od[r + 1] - x->od[r]), nd_ref = 0, LF = (size_t)s->L * s->F;
+    for (int l = 0; l < NL; l++)
+        for (size_t k = 0; k < LF; k++) nd_ref += s->in_d[l][k];
+    CHECK(nd_file == nd_ref, "fact %lld: %zu D_l entries in locate.h5, %zu recomputed", (long long)x->f.facts[r],
+          nd_file, nd_ref);
+    for (int64_t e = x->od[r]; e < x->od[r + 1]; e++)
+        CHECK(s->in_d[x->dlang[e]][(size_t)x->dlayer[e] * s->F + x->dneuron[e]], "fact %lld: blk.%d.ffn_down neuron %d "
+              "is in D_%d of locate.h5 but not recomputed", (long long)x->f.facts[r], x->dlayer[e], x->dneuron[e],
+              x->dlang[e]);
+    const int32_t *st = x->status + r * LOCATE_STATUS_LEN;
+    int need = (int)ceil(x->frac[r] * NL - 1e-9);
+    need = need < 1 ? 1 : need;
+    size_t n = (size_t)(x->ol[r + 1] - x->ol[r]);
+    CHECK(n == (size_t)st[1] && n <= max_neurons, "fact %lld: %zu LAFNs, status says %d, cap %zu",
+          (long long)x->f.facts[r], n, st[1], max_neurons);
+    float last = INFINITY;
+    for (int64_t e = x->ol[r]; e < x->ol[r + 1]; e++) {
+        size_t key = (size_t)x->layer[e] * s->F + x->neuron[e];
+        CHECK(ref_nd(s, key) >= need && ref_nd(s, key) == x->nlangs[e], "fact %lld: LAFN blk.%d.ffn_down neuron %d "
+              "is in %d recomputed D_l (file says %d), needs %d", (long long)x->f.facts[r], x->layer[e], x->neuron[e],
+              ref_nd(s, key), x->nlangs[e], need);
+        CHECK(fabs(x->score[e] - s->sum[key] / s->n_prompts) <= 1e-5 * (1 + fabs(x->score[e])), "fact %lld: LAFN "
+              "score %g, recomputed mean %g", (long long)x->f.facts[r], x->score[e], s->sum[key] / s->n_prompts);
+        CHECK(x->score[e] <= last, "fact %lld: LAFNs not ranked by score", (long long)x->f.facts[r]);
+        last = x->score[e];
+    }
+    if (n == max_neurons) /* cut by the cap: nothing eligible left out ranks above the last one */
+        for (size_t k = 0; k < LF; k++)
+            if (ref_nd(s, k) >= need && s->sum[k] / s->n_prompts > last * (1 + 1e-5) + 1e-9) {
+                int listed = 0;
+                for (int64_t e = x->ol[r]; e < x->ol[r + 1]; e++)
+                    listed |= (size_t)x->layer[e] * s->F + x->neuron[e] == k;
+                CHECK(listed, "fact %lld: eligible neuron %zu with score %g left out", (long long)x->f.facts[r], k,
+                      s->sum[k] / s->n_prompts);
+            }
+    for (int64_t e = x->os[r]; e < x->os[r + 1]; e++) {
+        size_t key = (size_t)x->slayer[e] * s->F + x->sneuron[e];
+        CHECK(ref_nd(s, key) == 1 && s->in_d[x->slang[e]][key], "fact %lld: language-specific neuron %zu is in %d D_l",
+              (long long)x->f.facts[r], key, ref_nd(s, key));
+    }
+    checks += 5;
+}
+
+static void check_locate_sets(const probe_file *p, const locate_file *x, int L, int F, double pf, size_t max_neurons) {
+    CHECK(x->f.n == N_FACTS, "locate.h5 has %zu facts", x->f.n);
+    for (size_t r = 0; r < x->f.n; r++) {
+        size_t pr = row_of(&p->f, x->f.facts[r]);
+        CHECK(pr != (size_t)-1 && row_of(&x->f, x->f.facts[r]) == r, "fact %lld missing or twice",
+              (long long)x->f.facts[r]);
+        if (pr == (size_t)-1) continue;
+        ref_sets s;
+        ref_build(&s, p, pr, L, F, THRESHOLD, pf);
+        check_fact_sets(x, r, &s, max_neurons);
+        ref_free(&s);
+    }
+}
+
+/* ---- the scenarios ---- */
+
+static void check_globals(const probe_file *p, const locate_file *x, int F) {
+    lafn_err err = {{0}};
+    int64_t *cnt = NULL, *lp = NULL, *lc = NULL, *hist = NULL;
+    size_t n = 0, nl = 0, nc = 0, nh = 0;
+    CHECK(h5out_read_all(p->f.file, p->f.path, "global/act_count", H5OUT_I64, 0, (void **)&cnt, &n, &err) == 0 &&
+          h5out_read_all(p->f.file, p->f.path, "global/lang_prompts", H5OUT_I64, 0, (void **)&lp, &nl, &err) == 0 &&
+          h5out_read_all(x->f.file, x->f.path, "global/counts", H5OUT_I64, 0, (void **)&lc, &nc, &err) == 0 &&
+          h5out_read_all(x->f.file, x->f.path, "global/lafn_per_layer", H5OUT_I64, 0, (void **)&hist, &nh, &err) == 0,
+          "%s", err.msg);
+    if (cnt && lp && lc && hist) {
+        size_t total = (size_t)p->op[p->f.n], per_lang[NL] = {0}, n_lafn = 0, in_hist = 0;
+        for (size_t q = 0; q < total; q++) per_lang[p->plang[q]]++;
+        for (size_t y = 0; y < n; y++)
+            CHECK(cnt[y] == (int64_t)(total * F), "global/act_count[%zu] = %lld, expected %zu prompts x %d", y,
+                  (long long)cnt[y], total, F);
+        for (size_t l = 0; l < nl && l < NL; l++)
+            CHECK(lp[l] == (int64_t)per_lang[l], "global/lang_prompts[%zu] = %lld, expected %zu", l, (long long)lp[l],
+                  per_lang[l]);
+        for (size_t r = 0; r < x->f.n; r++) n_lafn += (size_t)x->status[r * LOCATE_STATUS_LEN + 1];
+        for (size_t l = 0; l < nh; l++) in_hist += (size_t)hist[l];
+        CHECK(lc[0] == N_FACTS && (size_t)lc[4] == n_lafn && in_hist == n_lafn, "locate globals: %lld facts, %lld "
+              "LAFNs, %zu in the layer histogram; rows hold %zu", (long long)lc[0], (long long)lc[4], in_hist, n_lafn);
+    }
+    free(cnt); free(lp); free(lc); free(hist);
+    checks += 3;
+}
+
+/* The LAFN lists (layer, neuron, score) of two locate.h5 files are the same per fact. */
+static void compare_lafns(const char *da, const char *db) {
+    locate_file a, b;
+    if (locate_read(&a, da) == 0 && locate_read(&b, db) == 0) {
+        CHECK(a.f.n == b.f.n, "%zu vs %zu facts", a.f.n, b.f.n);
+        size_t diff = 0;
+        for (size_t r = 0; r < a.f.n; r++) {
+            size_t s = row_of(&b.f, a.f.facts[r]);
+            if (s == (size_t)-1) { CHECK(0, "fact %lld missing from %s", (long long)a.f.facts[r], db); continue; }
+            size_t na = (size_t)(a.ol[r + 1] - a.ol[r]), nb = (size_t)(b.ol[s + 1] - b.ol[s]);
+            CHECK(na == nb, "fact %lld: %zu LAFNs with 2 ranks, %zu with 1", (long long)a.f.facts[r], na, nb);
+            for (size_t k = 0; k < na && k < nb; k++)
+                diff += a.layer[a.ol[r] + k] != b.layer[b.ol[s] + k] || a.neuron[a.ol[r] + k] != b.neuron[b.ol[s] + k] ||
+                        a.score[a.ol[r] + k] != b.score[b.ol[s] + k];
+        }
+        CHECK(diff == 0, "%zu LAFNs differ between 2 ranks and 1 rank", diff);
+        checks += 2;
+    }
+    locate_free(&a);
+    locate_free(&b);
+}
+
+/* Strict fractions find nothing (counted); a min_neurons between |both| and |any| forces the relaxation. */
+static void test_relaxation(const char *dir, int L, int F) {
+    const char *strict[] = {"run.resume=false", "locate.min_language_fraction=1.0", "locate.max_neurons=100000",
+                            "locate.min_neurons=100000"};
+    if (run_stage("locate", dir, MPI_COMM_WORLD, NULL, strict, 4) != 0) return;
+    size_t both[N_FACTS] = {0}, any[N_FACTS] = {0};
+    int64_t m = 0;
+    if (rank == 0) {
+        probe_file p;
+        locate_file x;
+        if (probe_read(&p, dir) == 0 && locate_read(&x, dir) == 0) {
+            for (size_t r = 0; r < x.f.n; r++)
+                CHECK(x.status[r * LOCATE_STATUS_LEN] == 0 && x.ol[r + 1] == x.ol[r] && x.oe[r + 1] == x.oe[r],
+                      "strict fractions: fact %lld should be 'no LAFN found' with no neurons", (long long)x.f.facts[r]);
+            for (size_t r = 0; r < p.f.n && p.f.facts[r] < N_FACTS; r++) {
+                ref_sets s;
+                ref_build(&s, &p, r, L, F, THRESHOLD, 1.0);
+                for (size_t k = 0; k < (size_t)L * F; k++) {
+                    both[p.f.facts[r]] += ref_nd(&s, k) == 2;
+                    any[p.f.facts[r]] += ref_nd(&s, k) >= 1;
+                }
+                ref_free(&s);
+                if (!m && any[p.f.facts[r]] > both[p.f.facts[r]]) m = (int64_t)both[p.f.facts[r]] + 1;
+            }
+            CHECK(m > 0, "no fact with more neurons in one D_l than in both: the relaxation cannot be exercised");
+        }
+        locate_free(&x);
+        probe_free(&p);
+        checks++;
+    }
+    MPI_Bcast(&m, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+    MPI_Bcast(both, N_FACTS * sizeof(size_t), MPI_BYTE, 0, MPI_COMM_WORLD);
+    MPI_Bcast(any, N_FACTS * sizeof(size_t), MPI_BYTE, 0, MPI_COMM_WORLD);
+    if (!m) return;
+    char min_n[64];
+    snprintf(min_n, sizeof min_n, "locate.min_neurons=%lld", (long long)m);
+    const char *relax[] = {"run.resume=false", "locate.max_neurons=100000", min_n};
+    if (run_stage("locate", dir, MPI_COMM_WORLD, NULL, relax, 3) != 0 || rank != 0) return;
+    locate_file x;
+    int relaxed = 0;
+    if (locate_read(&x, dir) == 0)
+        for (size_t r = 0; r < x.f.n; r++) {
+            int64_t fct = x.f.facts[r];
+            const int32_t *st = x.status + r * LOCATE_STATUS_LEN;
+            int want_found = both[fct] >= (size_t)m || any[fct] >= (size_t)m, want_steps = both[fct] >= (size_t)m ? 0 : 5;
+            CHECK(st[0] == want_found, "fact %lld: found = %d, expected %d (both %zu, any %zu, min_neurons %lld)",
+                  (long long)fct, st[0], want_found, both[fct], any[fct], (long long)m);
+            if (want_found)
+                CHECK(st[3] == want_steps && fabs(x.frac[r] - (want_steps ? 0.5 : 1.0)) < 1e-9 &&
+                      (size_t)st[1] == (want_steps ? any[fct] : both[fct]),
+                      "fact %lld: relaxed %d steps to %g with %d LAFNs; expected %d steps, %zu LAFNs", (long long)fct,
+                      st[3], x.frac[r], st[1], want_steps, want_steps ? any[fct] : both[fct]);
+            relaxed += want_found && want_steps;
+        }
+    CHECK(relaxed > 0, "no fact was found only after relaxing");
+    locate_free(&x);
+    checks += 2;
+}
+
+/* A run whose shards already hold some facts only redoes the rest. */
+static void test_resume(const char *ref_dir, const char *dir) {
+    const char *one[] = {"run.shard_facts=1"};
+    if (run_stage("probe", dir, MPI_COMM_WORLD, NULL, one, 1) != 0) return;
+    enum { MAXS = 16 };
+    struct stat kept[MAXS];
+    char removed[512] = "";
+    h5out_shard *s = NULL;
+    size_t n = 0;
+    lafn_err err = {{0}};
+    if (rank == 0) {
+        CHECK(h5out_shard_list(dir, "probe", &s, &n, &err) == 0 && n == N_FACTS && n < MAXS,
+              "%zu shards with shard_facts = 1 (%s)", n, err.msg);
+        for (size_t i = 0; i < n && i < MAXS; i++) stat(s[i].path, &kept[i]);
+        if (n) {
+            snprintf(removed, sizeof removed, "%s", s[n - 1].path);
+            CHECK(unlink(removed) == 0, "cannot remove %s", removed);
+        }
+        char merged[450];
+        snprintf(merged, sizeof merged, "%s/probe.h5", dir);
+        unlink(merged);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *log = rank == 0 ? open_memstream(&text, &len) : NULL;
+    run_stage("probe", dir, MPI_COMM_WORLD, log, one, 1);
+    if (log) fclose(log);
+    if (rank == 0) {
+        char want[64];
+        snprintf(want, sizeof want, "%d already in shards", N_FACTS - 1);
+        CHECK(text && strstr(text, want), "the resumed run should report '%s'; log:\n%s", want, text ? text : "");
+        h5out_shard *s2 = NULL;
+        size_t n2 = 0;
+        CHECK(h5out_shard_list(dir, "probe", &s2, &n2, &err) == 0 && n2 == n, "%zu shards after resume, %zu before",
+              n2, n);
+        for (size_t i = 0; i + 1 < n && i < n2 && i < MAXS; i++) {
+            struct stat now;
+            stat(s2[i].path, &now);
+            CHECK(now.st_ino == kept[i].st_ino && now.st_mtim.tv_nsec == kept[i].st_mtim.tv_nsec &&
+                  now.st_mtim.tv_sec == kept[i].st_mtim.tv_sec, "shard %s was rewritten by the resumed run", s2[i].path);
+        }
+        CHECK(n2 && access(removed, F_OK) == 0, "the removed shard %s was not redone", removed);
+        h5out_shards_free(s2, n2);
+        probe_file a, b;
+        if (probe_read(&a, ref_dir) == 0 && probe_read(&b, dir) == 0) {
+            size_t diff = 0;
+            for (size_t r = 0; r < a.f.n; r++) {
+                size_t t = row_of(&b.f, a.f.facts[r]);
+                if (t == (size_t)-1 || a.ok[r + 1] - a.ok[r] != b.ok[t + 1] - b.ok[t]) { diff++; continue; }
+                for (int64_t k = 0; k < a.ok[r + 1] - a.ok[r]; k++)
+                    diff += a.kneuron[a.ok[r] + k] != b.kneuron[b.ok[t] + k] || a.kscore[a.ok[r] + k] != b.kscore[b.ok[t] + k];
+            }
+            CHECK(diff == 0 && a.f.n == b.f.n, "resumed probe.h5 differs from a fresh run in %zu places", diff);
+        }
+        probe_free(&a);
+        probe_free(&b);
+        checks += 5;
+    }
+    h5out_shards_free(s, n);
+    free(text);
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    CHECK(size == 2, "run with 2 ranks, got %d", size);
+    write_config();
+    const char *a = dir_of("two"), *b = dir_of("one"), *c = dir_of("resume");
+    int L = 0, F = 0;
+    if (run_stage("probe", a, MPI_COMM_WORLD, NULL, NULL, 0) == 0 && run_stage("locate", a, MPI_COMM_WORLD, NULL, NULL, 0) == 0 &&
+        rank == 0) {
+        probe_file p;
+        locate_file x;
+        if (probe_read(&p, a) == 0 && locate_read(&x, a) == 0) {
+            check_probe_layout(&p, 64);
+            check_probe_scores(&p);
+            L = (int)p.n_layers; /* every layer is probed */
+            F = 0;
+            for (int64_t e = 0; e < p.ok[p.f.n]; e++) F = p.kneuron[e] >= F ? p.kneuron[e] + 1 : F;
+            model *m = NULL;
+            lafn_err err = {{0}};
+            if (model_load(&m, MODEL, MPI_COMM_NULL, &err) == 0) F = m->cfg.d_ffn, L = m->cfg.n_layer;
+            model_free(m);
+            check_locate_sets(&p, &x, L, F, 1.0, 32);
+            check_globals(&p, &x, F);
+        }
+        locate_free(&x);
+        probe_free(&p);
+    }
+    MPI_Bcast(&L, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast(&F, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Comm solo;
+    MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? 0 : MPI_UNDEFINED, 0, &solo);
+    if (rank == 0 && run_stage("probe", b, solo, NULL, NULL, 0) == 0 && run_stage("locate", b, solo, NULL, NULL, 0) == 0)
+        compare_lafns(a, b);
+    if (solo != MPI_COMM_NULL) MPI_Comm_free(&solo);
+    MPI_Barrier(MPI_COMM_WORLD);
+    test_resume(a, c);
+    test_relaxation(a, L, F);
+    int failures = testutil_failures, total = 0;
+    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0 && total == 0) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        CHECK(system(cmd) == 0, "cannot remove %s", tmp);
+    }
+    int status = rank == 0 ? testutil_finish("mpi_test_probe_locate", checks - testutil_failures) : 0;
+    MPI_Finalize();
+    return total ? 1 : status;
+}

@@ -1,0 +1,345 @@
+/* test_driver_run: `lafn run` as a user runs it — bad pipeline files, unwritable output, --dry-run's counts, a failing stage, resume after SIGKILL. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "h5out.h"
+#include "testutil.h"
+
+extern char **environ;
+
+static int checks = 0;
+static char lafn[PATH_MAX + 16], tmp[PATH_MAX];
+
+/* build-X/lafn, found from this test's own path build-X/tests/test_driver_run. */
+static int find_lafn(void) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = '\0';
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash) return -1;
+        *slash = '\0';
+    }
+    snprintf(lafn, sizeof lafn, "%s/lafn", exe);
+    return access(lafn, X_OK);
+}
+
+/* Starts lafn with argv (argv[0] ignored) in its own process group, output to out_path. */
+static pid_t start_lafn(char **argv, const char *out_path) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&at, 0);
+    argv[0] = lafn;
+    pid_t pid = -1;
+    if (posix_spawn(&pid, lafn, &fa, &at, argv, environ) != 0) pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return pid;
+}
+
+static int wait_status(pid_t pid) {
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+}
+
+/* Runs lafn to the end; returns its exit status and leaves its output in *out (caller frees). */
+static int run_lafn(char **argv, char **out) {
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/out.txt", tmp);
+    pid_t pid = start_lafn(argv, path);
+    int status = pid > 0 ? wait_status(pid) : -1;
+    FILE *f = fopen(path, "r");
+    *out = calloc(1, 1 << 20);
+    if (f && *out) { size_t n = fread(*out, 1, (1 << 20) - 1, f); (*out)[n] = '\0'; }
+    if (f) fclose(f);
+    return status;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (f) { fputs(text, f); fclose(f); }
+}
+
+static int exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
+
+/* A pipeline file on the tiny random-weight Gemma 3 (the default model's tokenizer family). */
+static void write_tiny_cfg(const char *path, const char *out_dir, const char *data) {
+    char text[3 * PATH_MAX];
+    snprintf(text, sizeof text,
+             "model = { path = \"tests/fixtures/models/tiny-gemma3.gguf\"; };\n"
+             "data = { format = \"jsonl\"; path = \"%s\"; fact_range = [0, 6]; };\n"
+             "languages = { codes = [\"en\", \"zh\"]; };\n"
+             "run = { output_dir = \"%s\"; ranks = 2; shard_facts = 1; seed = 7; };\n"
+             "edit = { steps = 30; stop_nll = 0.0; };\n"
+             "eval = { bootstrap_samples = 20; };\n",
+             data, out_dir);
+    write_text(path, text);
+}
+
+/* An unknown key and a bad override are refused before anything runs, naming the key. */
+static void test_bad_config(void) {
+    char cfg[PATH_MAX + 16], out_dir[PATH_MAX + 16], text[2 * PATH_MAX], *out = NULL;
+    snprintf(cfg, sizeof cfg, "%s/bad.cfg", tmp);
+    snprintf(out_dir, sizeof out_dir, "%s/bad-run", tmp);
+    snprintf(text, sizeof text, "run = { output_dir = \"%s\"; };\nlocate = {\n  treshold = 0.3;\n};\n", out_dir);
+    write_text(cfg, text);
+    char *argv[] = {NULL, "run", cfg, NULL};
+    int st = run_lafn(argv, &out);
+    CHECK(st != 0, "a misspelt key must fail; exit status %d", st);
+    CHECK(strstr(out, "locate.treshold") && strstr(out, "bad.cfg:3"), "message names file:line and key: %s", out);
+    CHECK(strstr(out, "nothing was run"), "says nothing ran: %s", out);
+    CHECK(!exists(out_dir), "the output folder %s must not be created", out_dir);
+    free(out);
+    char good[PATH_MAX + 16];
+    snprintf(good, sizeof good, "%s/good.cfg", tmp);
+    write_tiny_cfg(good, out_dir, "conf/data/demo_facts.jsonl");
+    char *argv2[] = {NULL, "run", good, "locate.threshold=1.5", NULL};
+    st = run_lafn(argv2, &out);
+    CHECK(st != 0 && strstr(out, "locate.threshold") && strstr(out, "out of range"), "bad override: %d %s", st, out);
+    CHECK(!exists(out_dir), "the output folder must not be created after a bad override");
+    free(out);
+    checks += 6;
+}
+
+/* An output folder below a regular file cannot be created: the message names run.output_dir. */
+static void test_unwritable(void) {
+    char cfg[PATH_MAX + 16], file[PATH_MAX + 16], out_dir[PATH_MAX + 32], *out = NULL;
+    snprintf(file, sizeof file, "%s/a-file", tmp);
+    write_text(file, "x\n");
+    snprintf(out_dir, sizeof out_dir, "%s/sub/run", file);
+    snprintf(cfg, sizeof cfg, "%s/unwritable.cfg", tmp);
+    write_tiny_cfg(cfg, out_dir, "conf/data/demo_facts.jsonl");
+    char *argv[] = {NULL, "run", cfg, NULL};
+    int st = run_lafn(argv, &out);
+    CHECK(st != 0, "unwritable output folder must fail; status %d", st);
+    CHECK(strstr(out, "run.output_dir") && strstr(out, "a-file"), "message names the key and the path: %s", out);
+    CHECK(!strstr(out, "== stage"), "no stage may start: %s", out);
+    free(out);
+    checks += 3;
+}
+
+/* Prompts (src + paraphrases) of facts [0, n) in the languages, counted with cJSON — the independent reference. */
+static size_t count_prompts(const char *path, size_t n_facts, const char *const *langs, size_t n_langs) {
+    FILE *f = fopen(path, "r");
+    char *line = malloc(1 << 16);
+    size_t fact = 0, prompts = 0;
+    while (f && line && fact < n_facts && fgets(line, 1 << 16, f)) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        cJSON *j = cJSON_Parse(line), *ls = cJSON_GetObjectItem(j, "langs");
+        for (size_t l = 0; l < n_langs; l++) {
+            cJSON *side = cJSON_GetObjectItem(ls, langs[l]);
+            if (!side) continue;
+            prompts += 1 + (size_t)cJSON_GetArraySize(cJSON_GetObjectItem(side, "paraphrases"));
+        }
+        cJSON_Delete(j);
+        fact++;
+    }
+    if (f) fclose(f);
+    free(line);
+    return prompts;
+}
+
+/* --dry-run prints the plan and the counts of the selected facts, and runs nothing. */
+static void test_dry_run(void) {
+    char cfg[PATH_MAX + 16], out_dir[PATH_MAX + 16], *out = NULL, expect[128];
+    snprintf(cfg, sizeof cfg, "%s/dry.cfg", tmp);
+    snprintf(out_dir, sizeof out_dir, "%s/dry-run", tmp);
+    write_tiny_cfg(cfg, out_dir, "conf/data/demo_facts.jsonl");
+    char *argv[] = {NULL, "run", cfg, "--dry-run", "--facts", "1-3", "--languages", "de,ru", NULL};
+    int st = run_lafn(argv, &out);
+    CHECK(st == 0, "dry run exits 0; got %d: %s", st, out);
+    CHECK(strstr(out, "probe locate edit eval") && strstr(out, "de ru"), "plan lists stages and languages: %s", out);
+    const char *langs[] = {"de", "ru"};
+    size_t with_0 = count_prompts("conf/data/demo_facts.jsonl", 4, langs, 2);
+    size_t only_0 = count_prompts("conf/data/demo_facts.jsonl", 1, langs, 2);
+    snprintf(expect, sizeof expect, "3 facts x 2.0 languages = 6 (fact, language) pairs; %zu prompts", with_0 - only_0);
+    CHECK(strstr(out, expect) != NULL, "expected '%s' in: %s", expect, out);
+    CHECK(strstr(out, "dry run: nothing was run") && !exists(out_dir), "nothing runs, no folder: %s", out);
+    free(out);
+    char *argv2[] = {NULL, "run", cfg, "--dry-run", "--stages", "locate", NULL};
+    st = run_lafn(argv2, &out);
+    CHECK(st != 0 && strstr(out, "probe.h5") && strstr(out, "--stages probe"), "locate alone needs probe.h5: %s", out);
+    free(out);
+    checks += 5;
+}
+
+/* A malformed record makes probe fail: the run stops there, naming the stage and its log; later stages never start. */
+static void test_stage_failure(void) {
+    char cfg[PATH_MAX + 16], data[PATH_MAX + 16], out_dir[PATH_MAX + 16], log[PATH_MAX + 64], *out = NULL;
+    snprintf(data, sizeof data, "%s/broken.jsonl", tmp);
+    FILE *src = fopen("conf/data/demo_facts.jsonl", "r"), *dst = fopen(data, "w");
+    char *line = malloc(1 << 16);
+    for (int kept = 0; src && dst && line && kept < 2 && fgets(line, 1 << 16, src);)
+        if (line[0] == '{') { fputs(line, dst); kept++; }
+    if (dst) { fputs("{\"id\": \"broken\", \"langs\": {\"en\": {\"alt\": \"x\"}}}\n", dst); fclose(dst); }
+    if (src) fclose(src);
+    free(line);
+    snprintf(cfg, sizeof cfg, "%s/fail.cfg", tmp);
+    snprintf(out_dir, sizeof out_dir, "%s/fail-run", tmp);
+    write_tiny_cfg(cfg, out_dir, data);
+    char *argv[] = {NULL, "run", cfg, NULL};
+    int st = run_lafn(argv, &out);
+    CHECK(st != 0, "a failing stage fails the run; status %d", st);
+    snprintf(log, sizeof log, "%s/logs/probe.log", out_dir);
+    CHECK(strstr(out, "stage probe failed") && strstr(out, log), "names the stage and its log: %s", out);
+    CHECK(exists(log), "the stage log %s exists", log);
+    snprintf(log, sizeof log, "%s/logs/locate.log", out_dir);
+    CHECK(!exists(log) && !strstr(out, "== stage locate"), "locate must not start after probe failed: %s", out);
+    free(out);
+    checks += 4;
+}
+
+/* Number of files in dir whose name ends with suffix. */
+static int count_suffix(const char *dir, const char *suffix) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    size_t ls = strlen(suffix);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        n += l >= ls && strcmp(e->d_name + l - ls, suffix) == 0;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+/* Number of files in dir whose name starts with prefix. */
+static int count_prefix(const char *dir, const char *prefix) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d) closedir(d);
+    return n;
+}
+
+/* Reads dataset `name` of DIR/FILE as doubles sorted by /facts; *n values. */
+static double *read_by_fact(const char *dir, const char *file, const char *name, size_t row_len, size_t *n) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    lafn_err err = {{0}};
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int64_t *facts = NULL;
+    double *v = NULL, *sorted = NULL;
+    size_t nf = 0, nr = 0;
+    if (f >= 0 && h5out_read_all(f, path, "facts", H5OUT_I64, 0, (void **)&facts, &nf, &err) == 0 &&
+        h5out_read_all(f, path, name, H5OUT_F64, row_len, (void **)&v, &nr, &err) == 0 && nr == nf &&
+        (sorted = calloc(nf * (row_len ? row_len : 1), sizeof *sorted))) {
+        size_t w = row_len ? row_len : 1;
+        for (size_t i = 0; i < nf; i++) {
+            size_t rank = 0;
+            for (size_t k = 0; k < nf; k++) rank += facts[k] < facts[i];
+            memcpy(sorted + rank * w, v + i * w, w * sizeof *v);
+        }
+        *n = nf * w;
+    } else fprintf(stderr, "%s: %s\n", path, err.msg);
+    if (f >= 0) H5Fclose(f);
+    free(facts);
+    free(v);
+    return sorted;
+}
+
+/* Largest difference of two arrays; NaN only where both are NaN. */
+static double max_diff(const double *a, const double *b, size_t n, size_t *worst) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (isnan(a[i]) && isnan(b[i])) ? 0 : fabs(a[i] - b[i]);
+        if (isnan(d) || d > m) { m = isnan(d) ? INFINITY : d; *worst = i; }
+    }
+    return m;
+}
+
+/* SIGKILL of lafn's process group during edit, then --resume: same results as an uninterrupted run, no .tmp left. */
+static void test_resume(void) {
+    char cfg[PATH_MAX + 16], ref[PATH_MAX + 16], cut[PATH_MAX + 16], out_path[PATH_MAX + 16], *out = NULL;
+    snprintf(cfg, sizeof cfg, "%s/resume.cfg", tmp);
+    snprintf(ref, sizeof ref, "%s/ref-run", tmp);
+    snprintf(cut, sizeof cut, "%s/cut-run", tmp);
+    write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
+    char o_ref[PATH_MAX + 32], o_cut[PATH_MAX + 32];
+    snprintf(o_ref, sizeof o_ref, "run.output_dir=%s", ref);
+    snprintf(o_cut, sizeof o_cut, "run.output_dir=%s", cut);
+    char *argv_ref[] = {NULL, "run", cfg, o_ref, NULL};
+    int st = run_lafn(argv_ref, &out);
+    CHECK(st == 0, "uninterrupted run: status %d: %s", st, out);
+    free(out);
+    snprintf(out_path, sizeof out_path, "%s/cut-out.txt", tmp);
+    char *argv_cut[] = {NULL, "run", cfg, o_cut, NULL};
+    pid_t pid = start_lafn(argv_cut, out_path);
+    int killed = 0;
+    for (int i = 0; pid > 0 && i < 60000 && !killed; i++) { /* up to 10 min, polling every 10 ms */
+        if (count_prefix(cut, "edit.shard-") > 0 && count_suffix(cut, "edit.h5") == 0) {
+            kill(-pid, SIGKILL);
+            killed = 1;
+            break;
+        }
+        int ws;
+        if (waitpid(pid, &ws, WNOHANG) == pid) break;
+        nanosleep(&(struct timespec){0, 10000000L}, NULL);
+    }
+    if (killed) wait_status(pid);
+    nanosleep(&(struct timespec){0, 500000000L}, NULL); /* let orphaned ranks notice */
+    CHECK(killed, "the run was not caught during edit (no edit shard seen before it ended)");
+    char edit_h5[PATH_MAX + 32];
+    snprintf(edit_h5, sizeof edit_h5, "%s/edit.h5", cut);
+    CHECK(!exists(edit_h5), "edit.h5 must not exist after the kill");
+    char *argv_res[] = {NULL, "run", cfg, o_cut, "--resume", NULL};
+    st = run_lafn(argv_res, &out);
+    CHECK(st == 0, "resumed run: status %d: %s", st, out);
+    CHECK(strstr(out, "resum") != NULL, "the edit stage reports resuming: %s", out);
+    free(out);
+    CHECK(count_suffix(cut, ".tmp") == 0, "no .tmp files may remain in %s", cut);
+    const struct { const char *file, *name; size_t row_len; } cmp[] = {
+        {"edit.h5", "nll_after", 2}, {"edit.h5", "loss", 4}};
+    for (size_t k = 0; k < sizeof cmp / sizeof cmp[0]; k++) {
+        size_t na = 0, nb = 0, worst = 0;
+        double *a = read_by_fact(ref, cmp[k].file, cmp[k].name, cmp[k].row_len, &na);
+        double *b = read_by_fact(cut, cmp[k].file, cmp[k].name, cmp[k].row_len, &nb);
+        CHECK(a && b && na == nb && na > 0, "%s/%s readable in both runs (%zu vs %zu values)", cmp[k].file,
+              cmp[k].name, na, nb);
+        double d = a && b && na == nb ? max_diff(a, b, na, &worst) : INFINITY;
+        CHECK(d <= 1e-6, "%s/%s: resumed run differs from the uninterrupted one by %g at element %zu (%g vs %g)",
+              cmp[k].file, cmp[k].name, d, worst, a && worst < na ? a[worst] : NAN, b && worst < nb ? b[worst] : NAN);
+        free(a);
+        free(b);
+    }
+    checks += 9;
+}
+
+/* Runs every test, or only the one named by argv[1] (bad_config, unwritable, dry_run, stage_failure, resume). */
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : NULL;
+    snprintf(tmp, sizeof tmp, "/tmp/lafn-test-driver-XXXXXX");
+    if (!mkdtemp(tmp) || find_lafn() != 0) {
+        fprintf(stderr, "test_driver_run: no temporary folder or no lafn binary beside tests/ (%s)\n", lafn);
+        return 1;
+    }
+    const struct { const char *name; void (*run)(void); } tests[] = {
+        {"bad_config", test_bad_config}, {"unwritable", test_unwritable}, {"dry_run", test_dry_run},
+        {"stage_failure", test_stage_failure}, {"resume", test_resume}};
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+        if (!only || !strcmp(only, tests[i].name)) tests[i].run();
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (testutil_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    return testutil_finish("test_driver_run", checks);
+}
