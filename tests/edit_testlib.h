@@ -25,7 +25,7 @@ typedef struct {
  * (every language of the view), in layers [lo, hi]; sign = sign of the mean
  * a; threshold = LOCATE_GATE_FACTOR × the smallest |a| over the prompts —
  * the rule of docs/stage_locate.md, computed independently of locate. */
-static int etl_top_neurons(const model *m, const facts_edit_view *v, int lo, int hi, int k, etl_neurons *out,
+static inline int etl_top_neurons(const model *m, const facts_edit_view *v, int lo, int hi, int k, etl_neurons *out,
                            lafn_err *err) {
     size_t F = (size_t)m->cfg.d_ffn, B = 0, N = 0;
     int32_t tokens[4096];
@@ -74,7 +74,7 @@ static int etl_top_neurons(const model *m, const facts_edit_view *v, int lo, int
 }
 
 /* Builds the edit views of every fact of set into views (n_facts). */
-static int etl_views(const facts_set *set, facts_edit_view *views, lafn_err *err) {
+static inline int etl_views(const facts_set *set, facts_edit_view *views, lafn_err *err) {
     for (size_t i = 0; i < set->n_facts; i++)
         if (facts_edit_view_build(&set->facts[i], &views[i], err)) return -1;
     return 0;
@@ -83,7 +83,7 @@ static int etl_views(const facts_set *set, facts_edit_view *views, lafn_err *err
 /* Writes DIR/locate.h5 of run run_id (collective over comm; rank 0 writes the
  * one shard): for each fact, neurons[i] as the edit/ set; a fact with
  * neurons[i].n == 0 gets found = 0 ("no LAFN found"). */
-static int etl_write_locate(const char *dir, const h5out_provenance *prov, const facts_set *set,
+static inline int etl_write_locate(const char *dir, const h5out_provenance *prov, const facts_set *set,
                             const etl_neurons *neurons, MPI_Comm comm, lafn_err *err) {
     size_t n = set->n_facts, nnz = 0;
     for (size_t i = 0; i < n; i++) nnz += (size_t)neurons[i].n;

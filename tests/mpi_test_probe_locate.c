@@ -14,11 +14,14 @@
 #include "stage_locate.h"
 #include "stage_probe.h"
 #include "testutil.h"
+#include "tokenizer.h"
 
 #define N_FACTS 5
 #define MIN_FRACTION 0.1
 #define THRESHOLD 0.2
+#define PROMPT_FRACTION 0.5 /* with 1.0 the tiny random model has no neuron in both languages' D_l */
 #define MODEL "tests/fixtures/models/tiny-gemma3.gguf"
+#define DEMO "conf/data/demo_facts.jsonl"
 
 static int checks = 0, rank = 0;
 static char tmp[256], cfg_path[300];
@@ -92,19 +95,18 @@ static void write_config(void) {
         fprintf(f, "languages = { codes = [\"en\", \"zh\"]; };\n");
         fprintf(f, "run = { shard_facts = 2; };\n");
         fprintf(f, "probe = { min_fraction = %g; keep_max = 64; };\n", MIN_FRACTION);
-        fprintf(f, "locate = { threshold = %g; language_fraction = 1.0; min_language_fraction = 0.5; };\n", THRESHOLD);
+        fprintf(f, "locate = { threshold = %g; prompt_fraction = %g; language_fraction = 1.0; min_language_fraction = 0.5; };\n",
+                THRESHOLD, PROMPT_FRACTION);
         fclose(f);
     }
     MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, MPI_COMM_WORLD);
     MPI_Bcast(cfg_path, sizeof cfg_path, MPI_CHAR, 0, MPI_COMM_WORLD);
 }
 
-static const char *dir_of(const char *name) {
-    static char buf[4][400];
-    static int k = 0;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
+/* tmp/name into buf (400 bytes). */
+static const char *dir_of(char *buf, const char *name) {
+    snprintf(buf, 400, "%s/%s", tmp, name);
+    return buf;
 }
 
 /* ---- probe.h5 ---- */
@@ -193,59 +195,177 @@ static void check_probe_layout(const probe_file *p, int keep_max) {
     checks += 4;
 }
 
-/* The scores of fact 0 against single-prompt engine runs: |a| at the last prompt token. */
-static void check_probe_scores(const probe_file *p) {
+enum { SCORE_ABS, SCORE_GRAD, SCORE_IG };
+
+/* Reference of one prompt from single-sequence engine runs (full forwards,
+ * no reuse of lower layers): act (Y, F) = a at token `pos`, ref (Y, F) = its
+ * score — |a|, a * dlogp/da, or integrated gradients with `steps` steps. */
+static int ref_prompt(engine_run *run, const model *m, const stage_sequence *s, const probe_file *p, size_t pos,
+                      int kind, int steps, float *ref, float *act) {
+    size_t F = (size_t)m->cfg.d_ffn, V = (size_t)m->cfg.vocab, Y = p->n_layers, P = kind == SCORE_ABS ? 0 : s->n_target;
+    int len = (int)(s->n_prompt + (kind == SCORE_ABS ? 0 : s->n_target)), lp[64];
+    if (P > 64) {
+        CHECK(0, "target of %zu tokens: the reference handles at most 64", P);
+        return -1;
+    }
+    float *dl = calloc(P * V + 1, sizeof *dl), *gs = calloc(F, sizeof *gs);
+    engine_batch b = {1, &len, s->ids};
+    engine_forward_opts o = engine_forward_defaults();
+    lafn_err err = {{0}};
+    for (size_t k = 0; k < P && k < 64; k++) lp[k] = (int)(s->n_prompt - 1 + k);
+    o.logit_pos = lp;
+    o.n_logit_pos = (int)P;
+    int rc = engine_forward(run, &b, &o, &err);
+    for (size_t y = 0; rc == 0 && y < Y; y++) memcpy(act + y * F, engine_ffn_act(run, p->layers[y]) + pos * F, F * sizeof *act);
+    if (rc == 0 && kind == SCORE_GRAD) {
+        engine_nll(engine_logits(run), (int)P, (int)V, s->ids + s->n_prompt, NULL, NULL, dl);
+        rc = engine_backward(run, dl, p->layers[0], NULL, &err);
+        for (size_t y = 0; rc == 0 && y < Y; y++)
+            for (size_t j = 0; j < F; j++) ref[y * F + j] = act[y * F + j] * -engine_ffn_act_grad(run, p->layers[y])[pos * F + j];
+    }
+    for (size_t y = 0; rc == 0 && kind == SCORE_IG && y < Y; y++) {
+        memset(gs, 0, F * sizeof *gs);
+        for (int k = 1; rc == 0 && k <= steps; k++) {
+            o.scale_layer = p->layers[y];
+            o.scale_alpha = (float)k / (float)steps;
+            rc = engine_forward(run, &b, &o, &err);
+            engine_nll(engine_logits(run), (int)P, (int)V, s->ids + s->n_prompt, NULL, NULL, dl);
+            if (rc == 0) rc = engine_backward(run, dl, p->layers[y], NULL, &err);
+            for (size_t j = 0; rc == 0 && j < F; j++) gs[j] += engine_ffn_act_grad(run, p->layers[y])[pos * F + j];
+        }
+        for (size_t j = 0; j < F; j++) ref[y * F + j] = act[y * F + j] * -gs[j] / (float)steps;
+    }
+    for (size_t i = 0; kind == SCORE_ABS && i < Y * F; i++) ref[i] = fabsf(act[i]);
+    CHECK(rc == 0, "reference engine run: %s", err.msg);
+    free(dl);
+    free(gs);
+    return rc;
+}
+
+/* The subject's last token, found independently: the shortest decoded prefix (after BOS) containing the subject. */
+static int ref_subject_pos(const model *m, const stage_sequence *s, const char *prompt, const char *subject, size_t *pos) {
+    if (!subject || !strstr(prompt, subject)) return 1;
+    int bos = tokenizer_adds_bos(m->tok) && s->ids[0] == tokenizer_bos(m->tok);
+    lafn_err err = {{0}};
+    for (size_t k = (size_t)bos + 1; k <= s->n_prompt; k++) {
+        char *t = tokenizer_decode(m->tok, s->ids + bos, k - (size_t)bos, &err);
+        int has = t && strstr(t, subject) != NULL;
+        free(t);
+        if (has) { *pos = k - 1; return 0; }
+    }
+    return 1;
+}
+
+/* Compares the kept scores and layer maxima of prompt q (fact row r) with ref/act; tracks the worst error. */
+static void compare_prompt(const probe_file *p, size_t r, size_t q, size_t F, const float *ref, const float *act,
+                           double *worst, char *at, size_t cap) {
+    size_t Y = p->n_layers;
+    for (size_t y = 0; y < Y; y++) {
+        float mx = 0, scale = 1e-6f;
+        for (size_t j = 0; j < F; j++) mx = fmaxf(mx, ref[y * F + j]), scale = fmaxf(scale, fabsf(ref[y * F + j]));
+        double d = fabs(mx - p->lmax[p->ol[r] + q * Y + y]) / scale;
+        if (d > *worst) *worst = d, snprintf(at, cap, "prompt %zu blk.%d.ffn_down max", q, p->layers[y]);
+        for (int64_t e = p->ok[r]; e < p->ok[r + 1]; e++) {
+            if ((size_t)p->kprompt[e] != q || p->klayer[e] != p->layers[y]) continue;
+            d = fabs(ref[y * F + p->kneuron[e]] - p->kscore[e]) / scale;
+            if (d > *worst) *worst = d, snprintf(at, cap, "prompt %zu blk.%d.ffn_down neuron %d score", q, p->layers[y], p->kneuron[e]);
+        }
+    }
+}
+
+/* Fact 0 of probe.h5 in dir against single-prompt engine runs. */
+static void check_probe_scores(const char *dir, const char *data, int kind, int steps, int subject, double tol) {
+    probe_file p = {.f.file = H5I_INVALID_HID};
     model *m = NULL;
     engine_run *run = NULL;
     facts_set set = {0};
     lafn_err err = {{0}};
-    size_t idx[1] = {0};
+    size_t idx[1] = {0}, q = 0;
     facts_opts fo = {.langs = "en,zh", .indices = idx, .n_indices = 1};
+    int32_t *fb = NULL, *pos = NULL;
+    int64_t *o1 = NULL, *o2 = NULL;
+    if (probe_read(&p, dir) != 0) { probe_free(&p); return; }
+    fb = csr(&p.f, "prompt/subject_fallback", H5OUT_I32, &o1);
+    pos = csr(&p.f, "prompt/position", H5OUT_I32, &o2);
     CHECK(model_load(&m, MODEL, MPI_COMM_NULL, &err) == 0, "%s", err.msg);
-    CHECK(facts_load_jsonl("conf/data/demo_facts.jsonl", &fo, &set, &err) == 0, "%s", err.msg);
-    if (!m || set.n_facts != 1) goto done;
-    CHECK(engine_run_init(&run, m, 256, 1, &err) == 0, "%s", err.msg);
-    size_t r = row_of(&p->f, 0), q = 0, F = (size_t)m->cfg.d_ffn, Y = p->n_layers;
+    CHECK(facts_load_jsonl(data, &fo, &set, &err) == 0, "%s", err.msg);
+    if (!m || set.n_facts != 1 || !fb || !pos) goto done;
+    CHECK(engine_run_init(&run, m, 256, 64, &err) == 0, "%s", err.msg);
+    size_t r = row_of(&p.f, 0), F = (size_t)m->cfg.d_ffn, Y = p.n_layers;
+    float *ref = malloc(Y * F * sizeof *ref), *act = malloc(Y * F * sizeof *act);
     double worst = 0;
-    char worst_at[160] = "";
+    char at[160] = "";
     for (size_t l = 0; run && l < set.facts[0].n_sides; l++) {
         const facts_side *sd = &set.facts[0].sides[l];
         for (size_t k = 0; k <= sd->n_paraphrases; k++, q++) {
             stage_sequence s;
-            CHECK(stage_sequence_build(m->tok, sd->lang, k ? sd->paraphrases[k - 1] : sd->src, NULL, &s, &err) == 0,
-                  "%s", err.msg);
-            int len = (int)s.n_prompt;
-            engine_batch b = {1, &len, s.ids};
-            engine_forward_opts o = engine_forward_defaults();
-            CHECK(engine_forward(run, &b, &o, &err) == 0, "%s", err.msg);
-            CHECK((size_t)p->ntok[p->op[r] + q] == s.n_prompt, "prompt %zu: %d tokens in probe.h5, %zu here", q,
-                  p->ntok[p->op[r] + q], s.n_prompt);
-            for (size_t y = 0; y < Y; y++) {
-                const float *a = engine_ffn_act(run, p->layers[y]) + (s.n_prompt - 1) * F;
-                float mx = 0;
-                for (size_t j = 0; j < F; j++) mx = fmaxf(mx, fabsf(a[j]));
-                double d = fabs(mx - p->lmax[p->ol[r] + q * Y + y]) / (mx + 1e-6);
-                if (d > worst) worst = d, snprintf(worst_at, sizeof worst_at, "prompt %zu blk.%d.ffn_down max", q, p->layers[y]);
-                for (int64_t e = p->ok[r]; e < p->ok[r + 1]; e++) {
-                    if ((size_t)p->kprompt[e] != q || p->klayer[e] != p->layers[y]) continue;
-                    float ref = a[p->kneuron[e]];
-                    double de = fmax(fabs(fabsf(ref) - p->kscore[e]), fabs(ref - p->kact[e])) / (mx + 1e-6);
-                    if (de > worst) worst = de, snprintf(worst_at, sizeof worst_at, "prompt %zu blk.%d.ffn_down neuron %d",
-                                                         q, p->layers[y], p->kneuron[e]);
-                }
-            }
+            const char *prompt = k ? sd->paraphrases[k - 1] : sd->src;
+            CHECK(stage_sequence_build(m->tok, sd->lang, prompt, kind == SCORE_ABS ? NULL : sd->alt, &s, &err) == 0, "%s", err.msg);
+            size_t at_pos = s.n_prompt - 1, sp;
+            int fell = subject ? ref_subject_pos(m, &s, prompt, sd->subject, &sp) : 0;
+            if (subject && !fell) at_pos = sp;
+            CHECK(fb[p.op[r] + q] == fell && (size_t)pos[p.op[r] + q] == at_pos, "prompt %zu '%s': position %d fallback "
+                  "%d in probe.h5, expected %zu, %d", q, prompt, pos[p.op[r] + q], fb[p.op[r] + q], at_pos, fell);
+            if (ref_prompt(run, m, &s, &p, at_pos, kind, steps, ref, act) == 0)
+                compare_prompt(&p, r, q, F, ref, act, &worst, at, sizeof at);
             stage_sequence_free(&s);
         }
     }
-    CHECK(q == (size_t)(p->op[r + 1] - p->op[r]), "fact 0: %zu prompts here, %lld in probe.h5", q,
-          (long long)(p->op[r + 1] - p->op[r]));
-    CHECK(worst < 1e-4, "probe scores differ from single-prompt runs: worst relative error %.3g at %s", worst, worst_at);
-    printf("probe scores vs single-prompt engine runs: worst relative error %.3g (%s)\n", worst, worst_at);
-    checks += 2;
+    CHECK(q == (size_t)(p.op[r + 1] - p.op[r]), "fact 0: %zu prompts here, %lld in probe.h5", q, (long long)(p.op[r + 1] - p.op[r]));
+    CHECK(worst < tol, "%s: probe scores differ from single-prompt runs: worst error %.3g (of the layer's largest |score|) at %s",
+          dir, worst, at);
+    printf("%s: scores vs single-prompt engine runs: worst error %.3g of the layer scale (%s)\n", dir, worst, at);
+    free(ref);
+    free(act);
+    checks += 3;
 done:
+    free(fb); free(pos); free(o1); free(o2);
     engine_run_free(run);
     facts_set_free(&set);
     model_free(m);
+    probe_free(&p);
+}
+
+/* probe with other score / position knobs: grad_x_act, integrated gradients, subject position. */
+static void test_score_variants(void) {
+    const char *grad[] = {"probe.score=grad_x_act"};
+    const char *ig[] = {"probe.score=integrated_gradients", "probe.steps=3"};
+    char d[400];
+    if (run_stage("probe", dir_of(d, "grad"), MPI_COMM_WORLD, NULL, grad, 1) == 0 && rank == 0)
+        check_probe_scores(d, DEMO, SCORE_GRAD, 0, 0, 1e-3);
+    if (run_stage("probe", dir_of(d, "ig"), MPI_COMM_WORLD, NULL, ig, 2) == 0 && rank == 0)
+        check_probe_scores(d, DEMO, SCORE_IG, 3, 0, 1e-3);
+    char data[400], path[430];
+    snprintf(data, sizeof data, "%s/subject.jsonl", tmp);
+    snprintf(path, sizeof path, "data.path=%s", data);
+    if (rank == 0) { /* en: the subject is in src and in one paraphrase; zh: in no prompt (fallback) */
+        FILE *f = fopen(data, "w");
+        fprintf(f, "{\"id\": \"s0\", \"langs\": {\"en\": {\"subject\": \"Eiffel Tower\", \"src\": \"The Eiffel Tower "
+                "is located in the city of\", \"alt\": \"Rome\", \"paraphrases\": [\"That tower stands in\", \"The Eiffel "
+                "Tower stands in\"]}, \"zh\": {\"subject\": \"铁塔\", \"src\": \"埃菲尔塔位于\", \"alt\": \"罗马\"}}}\n");
+        for (int i = 1; i < N_FACTS; i++)
+            fprintf(f, "{\"id\": \"s%d\", \"langs\": {\"en\": {\"subject\": \"Paris\", \"src\": \"Paris is the "
+                    "capital of\", \"alt\": \"Spain\"}, \"zh\": {\"subject\": \"巴黎\", \"src\": \"巴黎是\", "
+                    "\"alt\": \"西班牙\"}}}\n", i);
+        fclose(f);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    const char *subj[] = {"probe.position=subject", path};
+    if (run_stage("probe", dir_of(d, "subject"), MPI_COMM_WORLD, NULL, subj, 2) == 0 && rank == 0) {
+        check_probe_scores(d, data, SCORE_ABS, 0, 1, 1e-4);
+        probe_file p = {.f.file = H5I_INVALID_HID};
+        int64_t *fl = NULL;
+        size_t n = 0;
+        lafn_err err = {{0}};
+        if (probe_read(&p, d) == 0)
+            CHECK(h5out_read_all(p.f.file, p.f.path, "global/lang_subject_fallbacks", H5OUT_I64, 0, (void **)&fl, &n,
+                                 &err) == 0 && n == 2 && fl[0] == 1 && fl[1] == 1,
+                  "subject fallbacks per language: expected en 1 (paraphrase), zh 1 (src); got %lld %lld (%s)",
+                  fl && n > 0 ? (long long)fl[0] : -1LL, fl && n > 1 ? (long long)fl[1] : -1LL, err.msg);
+        free(fl);
+        probe_free(&p);
+        checks++;
+    }
 }
 
 /* ---- locate.h5 against D_l recomputed from probe.h5 ---- */
@@ -259,24 +379,44 @@ typedef struct {
     double *sum; /* Σ kept score over all prompts */
 } ref_sets;
 
-static void ref_build(ref_sets *s, const probe_file *p, size_t r, int L, int F, double thr, double pf) {
+/* Active-set variants: threshold of the layer max (default), of the prompt's max over layers, or top_k per layer. */
+typedef struct {
+    int global;
+    int top_k;
+} ref_mode;
+
+/* 1 if kept entry e of probe file p is active under the mode. */
+static int ref_active(const probe_file *p, size_t r, int64_t e, double thr, ref_mode mode) {
+    size_t Y = p->n_layers, q = (size_t)p->kprompt[e], y = 0;
+    while (y < Y && p->layers[y] != p->klayer[e]) y++;
+    if (!(p->kscore[e] > 0)) return 0;
+    if (mode.top_k) { /* rank among the same prompt and layer: higher score, or equal score and lower neuron */
+        int better = 0;
+        for (int64_t k = p->ok[r]; k < p->ok[r + 1]; k++)
+            better += p->kprompt[k] == p->kprompt[e] && p->klayer[k] == p->klayer[e] && p->kscore[k] > 0 &&
+                      (p->kscore[k] > p->kscore[e] || (p->kscore[k] == p->kscore[e] && p->kneuron[k] < p->kneuron[e]));
+        return better < mode.top_k;
+    }
+    float mx = p->lmax[p->ol[r] + q * Y + y];
+    for (size_t z = 0; mode.global && z < Y; z++) mx = fmaxf(mx, p->lmax[p->ol[r] + q * Y + z]);
+    return p->kscore[e] >= (float)thr * mx;
+}
+
+static void ref_build(ref_sets *s, const probe_file *p, size_t r, int L, int F, double thr, double pf, ref_mode mode) {
     memset(s, 0, sizeof *s);
     s->F = F;
     s->L = L;
-    size_t LF = (size_t)L * F, Y = p->n_layers;
+    size_t LF = (size_t)L * F;
     int *cnt[NL];
     s->sum = calloc(LF, sizeof *s->sum);
     for (int l = 0; l < NL; l++) s->in_d[l] = calloc(LF, 1), cnt[l] = calloc(LF, sizeof(int));
     s->n_prompts = (int)(p->op[r + 1] - p->op[r]);
     for (int q = 0; q < s->n_prompts; q++) s->n_q[p->plang[p->op[r] + q]]++;
     for (int64_t e = p->ok[r]; e < p->ok[r + 1]; e++) {
-        size_t y = 0;
-        while (y < Y && p->layers[y] != p->klayer[e]) y++;
         size_t key = (size_t)p->klayer[e] * F + p->kneuron[e];
         int lang = p->plang[p->op[r] + p->kprompt[e]];
-        float cut = (float)thr * p->lmax[p->ol[r] + (size_t)p->kprompt[e] * Y + y];
         s->sum[key] += p->kscore[e];
-        if (p->kscore[e] > 0 && p->kscore[e] >= cut) cnt[lang][key]++;
+        if (ref_active(p, r, e, thr, mode)) cnt[lang][key]++;
     }
     for (int l = 0; l < NL; l++) {
         int need = (int)ceil(pf * s->n_q[l] - 1e-9);
@@ -387,7 +527,8 @@ static void check_fact_sets(const locate_file *x, size_t r, const ref_sets *s, s
     checks += 5;
 }
 
-static void check_locate_sets(const probe_file *p, const locate_file *x, int L, int F, double pf, size_t max_neurons) {
+static void check_locate_sets(const probe_file *p, const locate_file *x, int L, int F, double pf, size_t max_neurons,
+                              ref_mode mode) {
     CHECK(x->f.n == N_FACTS, "locate.h5 has %zu facts", x->f.n);
     for (size_t r = 0; r < x->f.n; r++) {
         size_t pr = row_of(&p->f, x->f.facts[r]);
@@ -395,7 +536,7 @@ static void check_locate_sets(const probe_file *p, const locate_file *x, int L, 
               (long long)x->f.facts[r]);
         if (pr == (size_t)-1) continue;
         ref_sets s;
-        ref_build(&s, p, pr, L, F, THRESHOLD, pf);
+        ref_build(&s, p, pr, L, F, THRESHOLD, pf, mode);
         check_fact_sets(x, r, &s, max_neurons);
         ref_free(&s);
     }
@@ -432,7 +573,7 @@ static void check_globals(const probe_file *p, const locate_file *x, int F) {
 
 /* The LAFN lists (layer, neuron, score) of two locate.h5 files are the same per fact. */
 static void compare_lafns(const char *da, const char *db) {
-    locate_file a, b;
+    locate_file a = {.f.file = H5I_INVALID_HID}, b = {.f.file = H5I_INVALID_HID};
     if (locate_read(&a, da) == 0 && locate_read(&b, db) == 0) {
         CHECK(a.f.n == b.f.n, "%zu vs %zu facts", a.f.n, b.f.n);
         size_t diff = 0;
@@ -452,62 +593,119 @@ static void compare_lafns(const char *da, const char *db) {
     locate_free(&b);
 }
 
-/* Strict fractions find nothing (counted); a min_neurons between |both| and |any| forces the relaxation. */
-static void test_relaxation(const char *dir, int L, int F) {
-    const char *strict[] = {"run.resume=false", "locate.min_language_fraction=1.0", "locate.max_neurons=100000",
-                            "locate.min_neurons=100000"};
-    if (run_stage("locate", dir, MPI_COMM_WORLD, NULL, strict, 4) != 0) return;
-    size_t both[N_FACTS] = {0}, any[N_FACTS] = {0};
-    int64_t m = 0;
-    if (rank == 0) {
-        probe_file p;
-        locate_file x;
-        if (probe_read(&p, dir) == 0 && locate_read(&x, dir) == 0) {
-            for (size_t r = 0; r < x.f.n; r++)
-                CHECK(x.status[r * LOCATE_STATUS_LEN] == 0 && x.ol[r + 1] == x.ol[r] && x.oe[r + 1] == x.oe[r],
-                      "strict fractions: fact %lld should be 'no LAFN found' with no neurons", (long long)x.f.facts[r]);
-            for (size_t r = 0; r < p.f.n && p.f.facts[r] < N_FACTS; r++) {
-                ref_sets s;
-                ref_build(&s, &p, r, L, F, THRESHOLD, 1.0);
-                for (size_t k = 0; k < (size_t)L * F; k++) {
-                    both[p.f.facts[r]] += ref_nd(&s, k) == 2;
-                    any[p.f.facts[r]] += ref_nd(&s, k) >= 1;
-                }
-                ref_free(&s);
-                if (!m && any[p.f.facts[r]] > both[p.f.facts[r]]) m = (int64_t)both[p.f.facts[r]] + 1;
-            }
-            CHECK(m > 0, "no fact with more neurons in one D_l than in both: the relaxation cannot be exercised");
-        }
+/* threshold_scope = global and top_k against the recomputed sets. */
+static void test_active_variants(const char *dir, int L, int F) {
+    const char *global[] = {"run.resume=false", "locate.threshold_scope=global"};
+    const char *topk[] = {"run.resume=false", "locate.top_k=6"};
+    for (int v = 0; v < 2; v++) {
+        if (run_stage("locate", dir, MPI_COMM_WORLD, NULL, v ? topk : global, 2) != 0 || rank != 0) continue;
+        probe_file p = {.f.file = H5I_INVALID_HID};
+        locate_file x = {.f.file = H5I_INVALID_HID};
+        if (probe_read(&p, dir) == 0 && locate_read(&x, dir) == 0)
+            check_locate_sets(&p, &x, L, F, PROMPT_FRACTION, 32, v ? (ref_mode){0, 6} : (ref_mode){1, 0});
         locate_free(&x);
         probe_free(&p);
+    }
+    /* edit/ holds the LAFNs by default (checked in main) and the language-specific sets on request */
+    const char *spec[] = {"run.resume=false", "locate.neuron_set=language_specific"};
+    locate_file x = {.f.file = H5I_INVALID_HID};
+    if (run_stage("locate", dir, MPI_COMM_WORLD, NULL, spec, 2) == 0 && rank == 0 && locate_read(&x, dir) == 0) {
+        size_t diff = 0;
+        for (size_t r = 0; r < x.f.n; r++) {
+            diff += x.oe[r + 1] - x.oe[r] != x.os[r + 1] - x.os[r];
+            for (int64_t k = 0; k < x.oe[r + 1] - x.oe[r] && k < x.os[r + 1] - x.os[r]; k++)
+                diff += x.elayer[x.oe[r] + k] != x.slayer[x.os[r] + k] || x.eneuron[x.oe[r] + k] != x.sneuron[x.os[r] + k];
+        }
+        CHECK(diff == 0 && x.oe[x.f.n] > 0, "neuron_set = language_specific: edit/ differs from specific/ in %zu places",
+              diff);
         checks++;
     }
-    MPI_Bcast(&m, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
-    MPI_Bcast(both, N_FACTS * sizeof(size_t), MPI_BYTE, 0, MPI_COMM_WORLD);
-    MPI_Bcast(any, N_FACTS * sizeof(size_t), MPI_BYTE, 0, MPI_COMM_WORLD);
-    if (!m) return;
+    if (rank == 0) locate_free(&x);
+}
+
+/* |D_en ∩ D_zh| and |D_en ∪ D_zh| of every fact, recomputed from probe.h5 on rank 0 and broadcast. */
+static void count_both_any(const char *dir, int L, int F, size_t *both, size_t *any) {
+    memset(both, 0, N_FACTS * sizeof *both);
+    memset(any, 0, N_FACTS * sizeof *any);
+    probe_file p = {.f.file = H5I_INVALID_HID};
+    if (rank == 0 && probe_read(&p, dir) == 0)
+        for (size_t r = 0; r < p.f.n && p.f.facts[r] < N_FACTS; r++) {
+            ref_sets s;
+            ref_build(&s, &p, r, L, F, THRESHOLD, PROMPT_FRACTION, (ref_mode){0, 0});
+            for (size_t k = 0; k < (size_t)L * F; k++) {
+                both[p.f.facts[r]] += ref_nd(&s, k) == 2;
+                any[p.f.facts[r]] += ref_nd(&s, k) >= 1;
+            }
+            ref_free(&s);
+        }
+    if (rank == 0) probe_free(&p);
+    MPI_Bcast(both, N_FACTS * sizeof *both, MPI_BYTE, 0, MPI_COMM_WORLD);
+    MPI_Bcast(any, N_FACTS * sizeof *any, MPI_BYTE, 0, MPI_COMM_WORLD);
+}
+
+/* Runs locate with min_neurons = m and the given min_language_fraction; checks,
+ * per fact, found / relaxation steps / count against the recomputed sets. */
+static void check_min_neurons(const char *dir, size_t m, const char *min_lf, const size_t *both, const size_t *any,
+                              int *n_relaxed, int *n_missing) {
     char min_n[64];
-    snprintf(min_n, sizeof min_n, "locate.min_neurons=%lld", (long long)m);
-    const char *relax[] = {"run.resume=false", "locate.max_neurons=100000", min_n};
-    if (run_stage("locate", dir, MPI_COMM_WORLD, NULL, relax, 3) != 0 || rank != 0) return;
-    locate_file x;
-    int relaxed = 0;
-    if (locate_read(&x, dir) == 0)
+    snprintf(min_n, sizeof min_n, "locate.min_neurons=%zu", m);
+    const char *ov[] = {"run.resume=false", "locate.max_neurons=100000", min_n, min_lf};
+    *n_relaxed = *n_missing = 0;
+    if (run_stage("locate", dir, MPI_COMM_WORLD, NULL, ov, 4) != 0 || rank != 0) return;
+    int can_relax = strstr(min_lf, "=0.5") != NULL;
+    locate_file x = {.f.file = H5I_INVALID_HID};
+    int64_t *counts = NULL;
+    size_t nc = 0;
+    lafn_err err = {{0}};
+    if (locate_read(&x, dir) == 0) {
         for (size_t r = 0; r < x.f.n; r++) {
-            int64_t fct = x.f.facts[r];
+            int64_t f = x.f.facts[r];
             const int32_t *st = x.status + r * LOCATE_STATUS_LEN;
-            int want_found = both[fct] >= (size_t)m || any[fct] >= (size_t)m, want_steps = both[fct] >= (size_t)m ? 0 : 5;
-            CHECK(st[0] == want_found, "fact %lld: found = %d, expected %d (both %zu, any %zu, min_neurons %lld)",
-                  (long long)fct, st[0], want_found, both[fct], any[fct], (long long)m);
+            int at_full = both[f] >= m, want_found = at_full || (can_relax && any[f] >= m), want_steps = at_full ? 0 : 5;
+            CHECK(st[0] == want_found, "fact %lld: found = %d, expected %d (both %zu, any %zu, min_neurons %zu, %s)",
+                  (long long)f, st[0], want_found, both[f], any[f], m, min_lf);
             if (want_found)
                 CHECK(st[3] == want_steps && fabs(x.frac[r] - (want_steps ? 0.5 : 1.0)) < 1e-9 &&
-                      (size_t)st[1] == (want_steps ? any[fct] : both[fct]),
-                      "fact %lld: relaxed %d steps to %g with %d LAFNs; expected %d steps, %zu LAFNs", (long long)fct,
-                      st[3], x.frac[r], st[1], want_steps, want_steps ? any[fct] : both[fct]);
-            relaxed += want_found && want_steps;
+                      (size_t)st[1] == (at_full ? both[f] : any[f]),
+                      "fact %lld: relaxed %d steps to %g with %d LAFNs; expected %d steps, %zu LAFNs", (long long)f,
+                      st[3], x.frac[r], st[1], want_steps, at_full ? both[f] : any[f]);
+            else
+                CHECK(x.ol[r + 1] == x.ol[r] && x.oe[r + 1] == x.oe[r], "fact %lld: 'no LAFN found' but neurons listed",
+                      (long long)f);
+            *n_relaxed += want_found && want_steps;
+            *n_missing += !want_found;
         }
-    CHECK(relaxed > 0, "no fact was found only after relaxing");
+        CHECK(h5out_read_all(x.f.file, x.f.path, "global/counts", H5OUT_I64, 0, (void **)&counts, &nc, &err) == 0 &&
+              nc == 6 && counts[2] == *n_missing && counts[3] == *n_relaxed,
+              "global/counts: no_lafn %lld relaxed %lld, expected %d and %d", counts ? (long long)counts[2] : -1LL,
+              counts && nc > 3 ? (long long)counts[3] : -1LL, *n_missing, *n_relaxed);
+    }
+    free(counts);
     locate_free(&x);
+    checks += 3;
+}
+
+/* Strict fractions leave facts with 'no LAFN found' (counted); a min_neurons
+ * between |both| and |any| makes locate relax the language fraction. */
+static void test_relaxation(const char *dir, int L, int F) {
+    size_t both[N_FACTS], any[N_FACTS], hi = 0, m = 0;
+    count_both_any(dir, L, F, both, any);
+    for (int f = 0; f < N_FACTS; f++) {
+        if (both[f] > hi) hi = both[f];
+        if (!m && any[f] > both[f]) m = both[f] + 1;
+    }
+    int relaxed = 0, missing = 0;
+    check_min_neurons(dir, hi, "locate.min_language_fraction=1.0", both, any, &relaxed, &missing);
+    if (rank == 0) CHECK(relaxed == 0, "strict fractions cannot relax");
+    int missing_strict = missing;
+    CHECK(m > 0, "no fact with more neurons in one D_l than in both: the relaxation cannot be exercised");
+    if (m) check_min_neurons(dir, m, "locate.min_language_fraction=0.5", both, any, &relaxed, &missing);
+    if (rank == 0) {
+        CHECK(missing_strict > 0, "strict fractions (min_neurons %zu) left no fact without LAFNs", hi);
+        CHECK(relaxed > 0, "no fact was found only after relaxing");
+        printf("relaxation: strict min_neurons %zu -> %d facts without LAFN; min_neurons %zu -> %d found after "
+               "relaxing\n", hi, missing_strict, m, relaxed);
+    }
     checks += 2;
 }
 
@@ -555,7 +753,7 @@ static void test_resume(const char *ref_dir, const char *dir) {
         }
         CHECK(n2 && access(removed, F_OK) == 0, "the removed shard %s was not redone", removed);
         h5out_shards_free(s2, n2);
-        probe_file a, b;
+        probe_file a = {.f.file = H5I_INVALID_HID}, b = {.f.file = H5I_INVALID_HID};
         if (probe_read(&a, ref_dir) == 0 && probe_read(&b, dir) == 0) {
             size_t diff = 0;
             for (size_t r = 0; r < a.f.n; r++) {
@@ -581,15 +779,16 @@ int main(int argc, char **argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     CHECK(size == 2, "run with 2 ranks, got %d", size);
     write_config();
-    const char *a = dir_of("two"), *b = dir_of("one"), *c = dir_of("resume");
+    char da[400], db[400], dc[400];
+    const char *a = dir_of(da, "two"), *b = dir_of(db, "one"), *c = dir_of(dc, "resume");
     int L = 0, F = 0;
     if (run_stage("probe", a, MPI_COMM_WORLD, NULL, NULL, 0) == 0 && run_stage("locate", a, MPI_COMM_WORLD, NULL, NULL, 0) == 0 &&
         rank == 0) {
-        probe_file p;
-        locate_file x;
+        probe_file p = {.f.file = H5I_INVALID_HID};
+        locate_file x = {.f.file = H5I_INVALID_HID};
         if (probe_read(&p, a) == 0 && locate_read(&x, a) == 0) {
             check_probe_layout(&p, 64);
-            check_probe_scores(&p);
+            check_probe_scores(a, DEMO, SCORE_ABS, 0, 0, 1e-4);
             L = (int)p.n_layers; /* every layer is probed */
             F = 0;
             for (int64_t e = 0; e < p.ok[p.f.n]; e++) F = p.kneuron[e] >= F ? p.kneuron[e] + 1 : F;
@@ -597,8 +796,15 @@ int main(int argc, char **argv) {
             lafn_err err = {{0}};
             if (model_load(&m, MODEL, MPI_COMM_NULL, &err) == 0) F = m->cfg.d_ffn, L = m->cfg.n_layer;
             model_free(m);
-            check_locate_sets(&p, &x, L, F, 1.0, 32);
+            check_locate_sets(&p, &x, L, F, PROMPT_FRACTION, 32, (ref_mode){0, 0});
             check_globals(&p, &x, F);
+            size_t diff = 0;
+            for (size_t r = 0; r < x.f.n; r++) {
+                diff += x.oe[r + 1] - x.oe[r] != x.ol[r + 1] - x.ol[r];
+                for (int64_t k = 0; k < x.oe[r + 1] - x.oe[r] && k < x.ol[r + 1] - x.ol[r]; k++)
+                    diff += x.elayer[x.oe[r] + k] != x.layer[x.ol[r] + k] || x.eneuron[x.oe[r] + k] != x.neuron[x.ol[r] + k];
+            }
+            CHECK(diff == 0, "neuron_set = lafn: edit/ differs from lafn/ in %zu places", diff);
         }
         locate_free(&x);
         probe_free(&p);
@@ -612,6 +818,8 @@ int main(int argc, char **argv) {
     if (solo != MPI_COMM_NULL) MPI_Comm_free(&solo);
     MPI_Barrier(MPI_COMM_WORLD);
     test_resume(a, c);
+    test_score_variants();
+    test_active_variants(a, L, F);
     test_relaxation(a, L, F);
     int failures = testutil_failures, total = 0;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

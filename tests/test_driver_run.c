@@ -268,6 +268,27 @@ static double max_diff(const double *a, const double *b, size_t n, size_t *worst
     return m;
 }
 
+/* Processes whose command line contains needle (Open MPI ranks outlive a killed mpirun for a moment). */
+static int count_processes(const char *needle) {
+    DIR *d = opendir("/proc");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || atoi(e->d_name) == getpid()) continue;
+        char path[300], buf[8192];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < len; i++)
+            if (buf[i] == '\0') buf[i] = ' ';
+        buf[len] = '\0';
+        n += strstr(buf, needle) != NULL;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
 /* SIGKILL of lafn's process group during edit, then --resume: same results as an uninterrupted run, no .tmp left. */
 static void test_resume(void) {
     char cfg[PATH_MAX + 16], ref[PATH_MAX + 16], cut[PATH_MAX + 16], out_path[PATH_MAX + 16], *out = NULL;
@@ -297,7 +318,9 @@ static void test_resume(void) {
         nanosleep(&(struct timespec){0, 10000000L}, NULL);
     }
     if (killed) wait_status(pid);
-    nanosleep(&(struct timespec){0, 500000000L}, NULL); /* let orphaned ranks notice */
+    for (int i = 0; i < 600 && count_processes(o_cut) > 0; i++) /* orphaned ranks exit within seconds */
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    CHECK(count_processes(o_cut) == 0, "stage processes of the killed run are still alive after 60 s");
     CHECK(killed, "the run was not caught during edit (no edit shard seen before it ended)");
     char edit_h5[PATH_MAX + 32];
     snprintf(edit_h5, sizeof edit_h5, "%s/edit.h5", cut);
@@ -305,11 +328,16 @@ static void test_resume(void) {
     char *argv_res[] = {NULL, "run", cfg, o_cut, "--resume", NULL};
     st = run_lafn(argv_res, &out);
     CHECK(st == 0, "resumed run: status %d: %s", st, out);
-    CHECK(strstr(out, "resum") != NULL, "the edit stage reports resuming: %s", out);
+    const char *edit_line = strstr(out, "edit.h5: ");
+    size_t n_all = 0, n_resumed = 0;
+    CHECK(edit_line && sscanf(edit_line, "edit.h5: %zu facts (%zu resumed)", &n_all, &n_resumed) == 2 &&
+              n_resumed > 0 && n_resumed < n_all,
+          "edit must resume some but not all of its facts (%zu of %zu): %s", n_resumed, n_all, out);
     free(out);
     CHECK(count_suffix(cut, ".tmp") == 0, "no .tmp files may remain in %s", cut);
     const struct { const char *file, *name; size_t row_len; } cmp[] = {
-        {"edit.h5", "nll_after", 2}, {"edit.h5", "loss", 4}};
+        {"edit.h5", "nll_after", 2}, {"edit.h5", "loss", 4}, /* 2 languages; 4 loss terms */
+        {"eval.h5", "pre", 32}, {"eval.h5", "post/all", 32}};  /* 2 languages x 4 criteria x 4 metrics */
     for (size_t k = 0; k < sizeof cmp / sizeof cmp[0]; k++) {
         size_t na = 0, nb = 0, worst = 0;
         double *a = read_by_fact(ref, cmp[k].file, cmp[k].name, cmp[k].row_len, &na);
@@ -322,10 +350,173 @@ static void test_resume(void) {
         free(a);
         free(b);
     }
-    checks += 9;
+    checks += 15;
 }
 
-/* Runs every test, or only the one named by argv[1] (bad_config, unwritable, dry_run, stage_failure, resume). */
+/* lafn doctor starts 2 ranks through mpirun and finds the four stage programs. */
+static void test_doctor(void) {
+    char *out = NULL;
+    char *argv[] = {NULL, "doctor", "--model", "tests/fixtures/models/tiny-gemma3.gguf", NULL};
+    int st = run_lafn(argv, &out);
+    CHECK(st == 0 && strstr(out, "doctor: all checks passed"), "doctor passes: status %d: %s", st, out);
+    CHECK(strstr(out, "-np 2: 2 ranks started and talked") != NULL, "mpirun check: %s", out);
+    CHECK(strstr(out, "lafn-probe ok, lafn-locate ok, lafn-edit ok, lafn-eval ok") != NULL, "stage check: %s", out);
+    free(out);
+    checks += 3;
+}
+
+/* Reads rows of an int32 or float dataset of DIR/eval.h5 (as doubles) in file order, with /facts. */
+static double *read_eval_rows(const char *dir, const char *name, size_t row_len, int64_t **facts, size_t *n_facts) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/eval.h5", dir);
+    lafn_err err = {{0}};
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    double *v = NULL;
+    size_t n = 0;
+    int ok = f >= 0 && h5out_read_all(f, path, "facts", H5OUT_I64, 0, (void **)facts, n_facts, &err) == 0;
+    if (ok && strcmp(name, "fired/all") == 0) {
+        int32_t *iv = NULL;
+        ok = h5out_read_all(f, path, name, H5OUT_I32, row_len, (void **)&iv, &n, &err) == 0 &&
+             (v = malloc(n * row_len * sizeof *v));
+        for (size_t i = 0; ok && i < n * row_len; i++) v[i] = iv[i];
+        free(iv);
+    } else if (ok) ok = h5out_read_all(f, path, name, H5OUT_F64, row_len, (void **)&v, &n, &err) == 0;
+    if (!ok) fprintf(stderr, "%s: %s\n", path, err.msg);
+    if (f >= 0) H5Fclose(f);
+    return v;
+}
+
+/* One question of `lafn ask` output: language, criterion, whether it fired, whether edited == expected. */
+typedef struct { char lang[8], crit[16]; int fired, edited_em, unedited_em; } ask_line;
+
+/* Parses the "[xx] criterion prompt" / "expected: A | unedited: B | edited: C[   (edit did not fire)]" pairs. */
+static size_t parse_ask(char *out, ask_line *q, size_t cap) {
+    size_t n = 0;
+    for (char *line = strtok(out, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "  [", 3) == 0) {
+            if (sscanf(line, "  [%7[^]]] %15s", q[n].lang, q[n].crit) != 2) continue;
+            char *next = strtok(NULL, "\n");
+            char *e = next ? strstr(next, "expected: ") : NULL, *u = e ? strstr(e, " | unedited: ") : NULL;
+            char *d = u ? strstr(u, " | edited: ") : NULL;
+            if (!d) continue;
+            char *tail = strstr(d, "   (edit did not fire)");
+            q[n].fired = tail == NULL;
+            if (tail) *tail = '\0';
+            *u = *d = '\0';
+            e += 10; u += 13; d += 11;
+            q[n].edited_em = strcmp(d, e) == 0;
+            q[n].unedited_em = strcmp(u, e) == 0;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* lafn ask RUN_DIR FACT applies the fact's cached edit as eval did: same gates fired, same exact matches. */
+static void test_ask(void) {
+    char run_dir[PATH_MAX + 16], cfg[PATH_MAX + 16], o_dir[PATH_MAX + 32], eval_h5[PATH_MAX + 32], *out = NULL;
+    snprintf(run_dir, sizeof run_dir, "%s/ask-run", tmp);
+    snprintf(cfg, sizeof cfg, "%s/ask.cfg", tmp);
+    snprintf(o_dir, sizeof o_dir, "run.output_dir=%s", run_dir);
+    snprintf(eval_h5, sizeof eval_h5, "%s/eval.h5", run_dir);
+    write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
+    char *argv_run[] = {NULL, "run", cfg, o_dir, "--facts", "0-2", NULL};
+    int st = run_lafn(argv_run, &out);
+    free(out);
+    CHECK(st == 0 && exists(eval_h5), "run for ask: status %d", st);
+    int64_t *facts = NULL, *f2 = NULL;
+    size_t n_facts = 0, n2 = 0, compared = 0; /* 2 languages x 4 criteria (x 4 metrics) per row */
+    double *fired = read_eval_rows(run_dir, "fired/all", 8, &facts, &n_facts);
+    double *post = read_eval_rows(run_dir, "post/all", 32, &f2, &n2), *pre = NULL;
+    int64_t *f3 = NULL;
+    size_t n3 = 0;
+    pre = read_eval_rows(run_dir, "pre", 32, &f3, &n3);
+    static const char *const crits[] = {"reliability", "generality", "locality", "portability"}, *langs[] = {"en", "zh"};
+    for (size_t r = 0; fired && post && pre && r < n_facts; r++) {
+        char index[24];
+        snprintf(index, sizeof index, "%lld", (long long)facts[r]);
+        char *argv_ask[] = {NULL, "ask", run_dir, index, NULL};
+        st = run_lafn(argv_ask, &out);
+        CHECK(st == 0, "lafn ask %s %s: status %d: %s", run_dir, index, st, out);
+        ask_line q[16];
+        size_t nq = parse_ask(out, q, 16);
+        CHECK(nq == 8, "fact %s: expected 8 questions (2 languages x 4 criteria), parsed %zu", index, nq);
+        for (size_t k = 0; k < nq; k++) {
+            int l = strcmp(q[k].lang, "zh") == 0, c = 0;
+            while (c < 4 && strcmp(crits[c], q[k].crit) != 0) c++;
+            if (c == 4) { CHECK(0, "unknown criterion '%s'", q[k].crit); continue; }
+            int want_fired = (int)fired[r * 8 + (size_t)l * 4 + (size_t)c];
+            CHECK(q[k].fired == want_fired, "fact %s [%s] %s: ask says fired=%d, eval.h5 fired/all=%d", index, langs[l],
+                  crits[c], q[k].fired, want_fired);
+            if (c == 2) continue; /* locality's EM in eval.h5 compares post with pre, not with loc_ans */
+            double em_post = post[r * 32 + (size_t)l * 16 + (size_t)c * 4 + 2], em_pre = pre[r * 32 + (size_t)l * 16 + (size_t)c * 4 + 2];
+            CHECK(q[k].edited_em == (em_post == 1.0) && q[k].unedited_em == (em_pre == 1.0),
+                  "fact %s [%s] %s: ask exact match edited %d unedited %d; eval.h5 em post %g pre %g", index, langs[l],
+                  crits[c], q[k].edited_em, q[k].unedited_em, em_post, em_pre);
+            compared++;
+        }
+        free(out);
+    }
+    CHECK(n_facts == 3 && compared == 18, "compared %zu questions of %zu facts (expected 18 of 3)", compared, n_facts);
+    char *argv_bad[] = {NULL, "ask", run_dir, "no-such-fact", NULL};
+    st = run_lafn(argv_bad, &out);
+    CHECK(st != 0 && strstr(out, "no-such-fact"), "an unknown fact is named: %s", out);
+    free(out);
+    free(facts); free(f2); free(f3); free(fired); free(post); free(pre);
+    checks += 4;
+}
+
+/* lafn submit: one script per stage with the run's ranks and overrides, submitted as an afterok chain.
+ * sbatch is replaced, for this test only, by a script in the temporary folder that records its arguments. */
+static void test_submit(void) {
+    char bin[PATH_MAX + 16], sb[PATH_MAX + 32], calls[PATH_MAX + 32], cfg[PATH_MAX + 16], o_dir[PATH_MAX + 32];
+    char script[2 * PATH_MAX + 256], path_env[8192], *out = NULL;
+    snprintf(bin, sizeof bin, "%s/bin", tmp);
+    snprintf(sb, sizeof sb, "%s/sbatch", bin);
+    snprintf(calls, sizeof calls, "%s/sbatch-calls", tmp);
+    mkdir(bin, 0755);
+    snprintf(script, sizeof script,
+             "#!/bin/sh\necho \"$*\" >> '%s'\nn=$(wc -l < '%s')\necho \"$((1000 + n));cluster\"\n", calls, calls);
+    write_text(sb, script);
+    chmod(sb, 0755);
+    snprintf(cfg, sizeof cfg, "%s/submit.cfg", tmp);
+    write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
+    snprintf(o_dir, sizeof o_dir, "run.output_dir=%s/submit-run", tmp);
+    const char *old_path = getenv("PATH");
+    snprintf(path_env, sizeof path_env, "%s:%s", bin, old_path ? old_path : "/usr/bin:/bin");
+    char *saved = old_path ? strdup(old_path) : NULL;
+    setenv("PATH", path_env, 1);
+    char *argv[] = {NULL, "submit", cfg, o_dir, "--sbatch=--time=0:30:00", "edit.lr=0.1", NULL};
+    int st = run_lafn(argv, &out);
+    if (saved) { setenv("PATH", saved, 1); free(saved); }
+    CHECK(st == 0 && strstr(out, "as job 1004 after 1003"), "submit: status %d: %s", st, out);
+    free(out);
+    FILE *f = fopen(calls, "r");
+    char line[4 * PATH_MAX];
+    const char *stages[] = {"probe", "locate", "edit", "eval"};
+    for (int i = 0; i < 4; i++) {
+        char want[PATH_MAX + 128];
+        if (i == 0) snprintf(want, sizeof want, "--parsable %s/submit-run/slurm/probe.sbatch", tmp);
+        else snprintf(want, sizeof want, "--parsable --dependency=afterok:%d %s/submit-run/slurm/%s.sbatch", 1000 + i, tmp,
+                      stages[i]);
+        int got = f && fgets(line, sizeof line, f);
+        if (got) line[strcspn(line, "\n")] = '\0';
+        CHECK(got && strcmp(line, want) == 0, "sbatch call %d: expected '%s', got '%s'", i + 1, want, got ? line : "");
+    }
+    if (f) fclose(f);
+    char path[PATH_MAX + 64], *text = calloc(1, 1 << 16);
+    snprintf(path, sizeof path, "%s/submit-run/slurm/edit.sbatch", tmp);
+    f = fopen(path, "r");
+    if (f && text) text[fread(text, 1, (1 << 16) - 1, f)] = '\0';
+    if (f) fclose(f);
+    CHECK(text && strstr(text, "#SBATCH --ntasks=2\n") && strstr(text, "#SBATCH --time=0:30:00\n") &&
+              strstr(text, "lafn-edit' ") && strstr(text, "'edit.lr=0.1'") && strstr(text, "exec mpirun -np \"$SLURM_NTASKS\""),
+          "edit.sbatch: %s", text ? text : "(unreadable)");
+    free(text);
+    checks += 6;
+}
+
+/* Runs every test, or only the one named by argv[1] (bad_config, unwritable, dry_run, stage_failure, doctor, submit, ask, resume). */
 int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : NULL;
     snprintf(tmp, sizeof tmp, "/tmp/lafn-test-driver-XXXXXX");
@@ -335,7 +526,7 @@ int main(int argc, char **argv) {
     }
     const struct { const char *name; void (*run)(void); } tests[] = {
         {"bad_config", test_bad_config}, {"unwritable", test_unwritable}, {"dry_run", test_dry_run},
-        {"stage_failure", test_stage_failure}, {"resume", test_resume}};
+        {"stage_failure", test_stage_failure}, {"doctor", test_doctor}, {"submit", test_submit}, {"ask", test_ask}, {"resume", test_resume}};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
         if (!only || !strcmp(only, tests[i].name)) tests[i].run();
     char cmd[PATH_MAX + 16];

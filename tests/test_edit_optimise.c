@@ -197,6 +197,7 @@ static void test_destructive(fixture *fx) {
     printf("destructive: KL(unedited || edited) on the unrelated prompt '%s': %.4f (default edit: %.4f, zero "
            "delta: %.2g)\n", fx->views[2].langs[0].prompts[0], kl, mild_kl, kl0);
     CHECK(kl > 0.1, "destructive edit left the unrelated prompt nearly unchanged: KL %g", kl);
+    if (rc == 0) edit_result_free(&res);
     /* the KL term works: the same edit with a large kl_weight moves the unrelated prompt less */
     h = default_h(ENGINE_EDIT_VALUE_VECTOR);
     h.kl_weight = 10.0;
@@ -207,8 +208,27 @@ static void test_destructive(fixture *fx) {
     printf("kl_weight 10: unrelated KL %.4f (kl_weight 0.1: %.4f)\n", kl_reg, mild_kl);
     CHECK(kl_reg < mild_kl, "kl_weight 10 gives unrelated KL %g, not below kl_weight 0.1's %g", kl_reg, mild_kl);
     if (rc == 0) edit_result_free(&res);
-    if (rc == 0) edit_result_free(&res);
     checks += 4;
+    free(delta);
+}
+
+/* One language only (eval's edit_sets = each): only that slot is optimised and reported. */
+static void test_one_language(fixture *fx) {
+    float *delta = malloc((size_t)fx->nr.n * (size_t)fx->m->cfg.d_model * sizeof *delta);
+    edit_hparams h = default_h(ENGINE_EDIT_VALUE_VECTOR);
+    edit_result res;
+    lafn_err err = {{0}};
+    int rc = edit_optimise_fact(fx->m, fx->views, 3, 0, "de", fx->nr.n, fx->nr.layer, fx->nr.neuron, &h, delta, &res,
+                                &err);
+    CHECK(rc == 0, "one language: %s", err.msg);
+    if (rc == 0) {
+        printf("de only: de NLL %.4f -> %.4f, en not optimised (%g)\n", res.nll_before[1], res.nll_after[1],
+               res.nll_after[0]);
+        CHECK(res.nll_after[1] < res.nll_before[1] - 0.5, "de NLL %g -> %g", res.nll_before[1], res.nll_after[1]);
+        CHECK(isnan(res.nll_after[0]), "en slot must be absent, got %g", res.nll_after[0]);
+        edit_result_free(&res);
+    }
+    checks += 3;
     free(delta);
 }
 
@@ -253,6 +273,7 @@ int main(int argc, char **argv) {
             test_nll_drops(&fx, ENGINE_EDIT_VALUE_VECTOR, "value_vector");
             test_nll_drops(&fx, ENGINE_EDIT_ACTIVATION_OFFSET, "activation_offset");
             test_reuse(&fx);
+            test_one_language(&fx);
             test_destructive(&fx);
         }
         fixture_free(&fx);

@@ -1,4 +1,4 @@
-/* test_forward_gemma3: next-token log-probabilities of the real models vs the Hugging Face fp32 reference fixtures. */
+/* test_forward_gemma3: real models (Gemma 3 270M; SmolLM2 when its fixture exists) vs the Hugging Face fp32 reference: next-token log-probs, argmax, neuron gradients. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <mpi.h>
@@ -11,13 +11,19 @@
 #include "model.h"
 #include "testutil.h"
 
-/* Tolerances, from measurement (see the printed distribution): |Δ log p| of
- * the reference's top-10 ids at every position. Both sides compute in fp32 on
- * the same dequantised weights; what differs is the order of summation. */
-#define TOL_P99 2e-3
-#define TOL_MAX 1e-2
+/* Tolerances, ~5x the measured worst case: |Δ log p| of the reference's
+ * top-10 ids at every position (Gemma 3 270M: median 5e-5, p99 1.1e-4, max
+ * 1.4e-4; SmolLM2: max 6e-5). Both sides compute in fp32 on the same
+ * dequantised weights; what differs is the order of summation. The gradient
+ * check (prompts carrying "grad") compares the NLL of the target tokens
+ * (measured rel. error ≤ 8e-6) and dNLL/d act of the reference's 50
+ * largest-|grad| neurons (normalised error ≤ 8e-5). */
+#define TOL_P99 5e-4
+#define TOL_MAX 1e-3
 #define MIN_ARGMAX_AGREEMENT 0.99
 #define TOKENS_PER_FORWARD 256
+#define TOL_GRAD_NLL_REL 5e-5
+#define TOL_GRAD 5e-4
 
 static int n_passed = 0;
 
@@ -187,6 +193,81 @@ static int run_fixture(stats *st, const fixture *fx, const model *m) {
     return rc;
 }
 
+/* One prompt's "grad" record: NLL of tokens[n_prompt:] and the top-|grad| (position, neuron, grad, act). */
+static void check_grad_record(const cJSON *g, engine_run *r, const model *m, int k) {
+    size_t T = (size_t)cJSON_GetArraySize(cJSON_GetObjectItem(g, "tokens")), n_top;
+    int layer = cJSON_GetObjectItem(g, "layer")->valueint, n_prompt = cJSON_GetObjectItem(g, "n_prompt")->valueint;
+    const cJSON *top = cJSON_GetObjectItem(g, "top");
+    n_top = (size_t)cJSON_GetArraySize(top);
+    int32_t *tok = malloc(T * sizeof *tok);
+    int *pos = malloc(T * sizeof *pos), len = (int)T, P = (int)T - n_prompt;
+    float *dl = malloc((size_t)(P > 0 ? P : 1) * (size_t)m->cfg.vocab * sizeof *dl);
+    float *got = malloc((n_top + 1) * sizeof *got), *want = malloc((n_top + 1) * sizeof *want);
+    lafn_err err;
+    if (!tok || !pos || !dl || !got || !want || P <= 0 || int_array(cJSON_GetObjectItem(g, "tokens"), tok, T) ||
+        layer < 0 || layer >= m->cfg.n_layer) {
+        CHECK(0, "grad record of prompt %d malformed", k);
+        goto done;
+    }
+    for (int p = 0; p < P; p++) pos[p] = n_prompt - 1 + p;
+    engine_batch b = {.n_seq = 1, .seq_len = &len, .tokens = tok};
+    engine_forward_opts o = engine_forward_defaults();
+    o.logit_pos = pos, o.n_logit_pos = P;
+    if (engine_forward(r, &b, &o, &err)) {
+        CHECK(0, "engine_forward: %s", err.msg);
+        goto done;
+    }
+    double nll = engine_nll(engine_logits(r), P, m->cfg.vocab, tok + n_prompt, NULL, NULL, dl);
+    if (engine_backward(r, dl, layer, NULL, &err)) {
+        CHECK(0, "engine_backward: %s", err.msg);
+        goto done;
+    }
+    const float *ga = engine_ffn_act_grad(r, layer);
+    double d2 = 0, r2 = 0, g2 = 0, worst = -1;
+    size_t wi = 0, F = (size_t)m->cfg.d_ffn;
+    for (size_t i = 0; i < n_top; i++) {
+        const cJSON *e = cJSON_GetArrayItem(top, (int)i);
+        size_t t = (size_t)cJSON_GetArrayItem(e, 0)->valueint, j = (size_t)cJSON_GetArrayItem(e, 1)->valueint;
+        got[i] = t < T && j < F ? ga[t * F + j] : NAN;
+        want[i] = (float)cJSON_GetArrayItem(e, 2)->valuedouble;
+        double d = (double)got[i] - want[i];
+        d2 += d * d, r2 += (double)want[i] * want[i], g2 += (double)got[i] * got[i];
+        if (fabs(d) > worst) worst = fabs(d), wi = i;
+    }
+    double ref_nll = cJSON_GetObjectItem(g, "nll")->valuedouble;
+    double e = sqrt(d2 / fmax(fmax(r2, g2), 1e-30)), nrel = fabs(nll - ref_nll) / fabs(ref_nll);
+    printf("  prompt %d: NLL of %d target tokens %.6f vs %.6f (rel %.1e); d act blk.%d top-%zu normalised "
+           "error %.2e, worst [%zu] %.6g vs %.6g\n", k, P, nll, ref_nll, nrel, layer, n_top, e, wi, got[wi], want[wi]);
+    CHECK(nrel <= TOL_GRAD_NLL_REL, "prompt %d: NLL %.7g vs reference %.7g", k, nll, ref_nll);
+    CHECK(e <= TOL_GRAD, "prompt %d: d act blk.%d normalised error %.3e > %.0e; worst entry %zu: %.7g vs %.7g", k,
+          layer, e, TOL_GRAD, wi, got[wi], want[wi]);
+    n_passed += (nrel <= TOL_GRAD_NLL_REL) + (e <= TOL_GRAD);
+done:
+    free(tok), free(pos), free(dl), free(got), free(want);
+}
+
+/* Runs the "grad" records of the fixture's prompts. */
+static void check_grads(const char *path, const model *m) {
+    char *text = read_text(path);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *prompts = cJSON_GetObjectItem(root, "prompts");
+    engine_run *r = NULL;
+    lafn_err err;
+    if (engine_run_init(&r, m, 512, 512, &err)) {
+        CHECK(0, "engine_run_init: %s", err.msg);
+        cJSON_Delete(root);
+        return;
+    }
+    int k = 0;
+    for (const cJSON *p = prompts ? prompts->child : NULL; p; p = p->next, k++) {
+        const cJSON *g = cJSON_GetObjectItem(p, "grad");
+        if (cJSON_IsObject(g)) check_grad_record(g, r, m, k);
+    }
+    engine_run_free(r);
+    cJSON_Delete(root);
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -232,6 +313,7 @@ static void check_model(const char *model_path_in, const char *fixture_rel, int 
         n_passed += (agree >= MIN_ARGMAX_AGREEMENT) + (p99 <= TOL_P99) + (st.worst <= TOL_MAX);
     }
     free(st.diffs);
+    check_grads(fpath, m);
     model_free(m);
     fixture_free(&fx);
 }

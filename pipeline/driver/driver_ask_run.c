@@ -65,14 +65,26 @@ static void ask_print_edit(const edit_store *st, long row, const facts_record *r
     printf("%s\n", e->n > 12 ? " …" : "");
 }
 
+/* Prints text with control characters (answers may hold any token) shown as '?', so each answer stays on its line. */
+static void put_text(const char *text) {
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++) putchar(*c < 0x20 || *c == 0x7f ? '?' : *c);
+}
+
 /* One question: the unedited and the edited model's teacher-forced answers beside the expected one. */
 static int ask_question(eval_scorer *s, const char *lang, const char *what, const char *prompt, const char *target,
                         const edit_cache *cache, lafn_err *err) {
     if (!prompt || !target || !prompt[0] || !target[0]) return 0;
     eval_pred pre = {0}, post = {0};
     if (eval_predict(s, lang, prompt, target, cache, &pre, &post, err) != 0) return -1;
-    printf("  [%s] %-11s %s\n         expected: %-22s unedited: %-22s edited: %s%s\n", lang, what, prompt,
-           post.target_text, pre.answer_text, post.answer_text, post.fired ? "" : "   (edit did not fire)");
+    printf("  [%s] %-11s ", lang, what);
+    put_text(prompt);
+    printf("\n       expected: ");
+    put_text(post.target_text);
+    printf(" | unedited: ");
+    put_text(pre.answer_text);
+    printf(" | edited: ");
+    put_text(post.answer_text);
+    printf("%s\n", post.fired ? "" : "   (edit did not fire)");
     eval_pred_free(&pre);
     eval_pred_free(&post);
     return 0;

@@ -73,7 +73,8 @@ static int doctor_blas(void) {
     const char *better = cpu_has_flag("avx512_bf16") ? "Cooperlake"
                          : cpu_has_flag("avx512f")   ? "SkylakeX"
                          : cpu_has_flag("avx2")      ? "Haswell" : NULL;
-    if (better && strcasecmp(core, better) != 0 && !forced)
+    int same_kernels = strcasecmp(core, "Zen") == 0 && better && strcasecmp(better, "Haswell") == 0; /* Zen uses Haswell's */
+    if (better && strcasecmp(core, better) != 0 && !same_kernels && !forced)
         printf("          this CPU supports the %s kernel; to use it, export OPENBLAS_CORETYPE=%s before\n"
                "          starting lafn (and pass it to every rank: mpirun -x OPENBLAS_CORETYPE)\n", better, better);
     return 0;

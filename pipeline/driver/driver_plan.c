@@ -222,7 +222,7 @@ void driver_plan_print(const driver_plan *p, FILE *out) {
     int resume = 0;
     config_get_string_list(&p->cfg, "languages.codes", &codes, &n_codes, NULL);
     config_get_bool(&p->cfg, "run.resume", &resume, NULL);
-    fprintf(out, "plan of %s%s:\n  %-10s", p->cfg_path, p->n_overrides ? " with" : "", "stages");
+    fprintf(out, "plan of %s:\n  %-10s", p->cfg_path, "stages");
     for (int i = 0; i < DRIVER_N_STAGES; i++)
         if (p->stage_on[i]) fprintf(out, " %s", driver_stage_names[i]);
     fprintf(out, "\n");

@@ -7,13 +7,16 @@
 #include <time.h>
 
 #include "driver.h"
+#include "eval_table.h"
 
 static const char run_usage[] =
     "usage: lafn run FILE.cfg [--resume | --no-resume] [--dry-run] [--stages probe,locate,edit,eval]\n"
     "                [--facts A-B | --facts 1,4,7-9] [--languages en,zh] [--ranks N] [section.key=value ...]\n";
 
-/* Runs one stage: mpirun -np R lafn-STAGE FILE.cfg OVERRIDES..., output to stdout and OUT/logs/STAGE.log. */
-static int run_stage(const driver_plan *p, int i, lafn_err *err) {
+/* Runs one stage: mpirun -np R lafn-STAGE FILE.cfg OVERRIDES..., output to stdout and OUT/logs/STAGE.log.
+ * Returns 0, or -1 with err and the stage's exit status in *status (1 if it never started). */
+static int run_stage(const driver_plan *p, int i, int *status, lafn_err *err) {
+    *status = 1;
     char logs[4096], log_path[4200];
     snprintf(logs, sizeof logs, "%s/logs", p->out_dir);
     if (driver_mkdir_writable(logs, "run.output_dir", err) != 0) return -1;
@@ -29,16 +32,15 @@ static int run_stage(const driver_plan *p, int i, lafn_err *err) {
            p->ranks == 1 ? "" : "s", log_path);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int status = 0;
-    rc = driver_spawn_logged(argv, log_path, stdout, &status, err);
+    rc = driver_spawn_logged(argv, log_path, stdout, status, err);
     driver_argv_free(argv);
     if (rc != 0) return -1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    if (status != 0)
+    if (*status != 0)
         return lafn_err_set(err, "stage %s failed (exit status %d%s) after %.1f s; its log: %s%s",
-                            driver_stage_names[i], status, status > 128 ? ", killed by a signal" : "", secs,
-                            log_path, status > 128 ? "; rerun the same command to resume" : "");
+                            driver_stage_names[i], *status, *status > 128 ? ", killed by a signal" : "", secs,
+                            log_path, *status > 128 ? "; rerun the same command to resume" : "");
     printf("== stage %s done in %.1f s\n", driver_stage_names[i], secs);
     return 0;
 }
@@ -74,6 +76,15 @@ static void print_outputs(const char *dir) {
     }
 }
 
+/* The final table from RUN_DIR/eval.h5, when the eval stage ran. */
+static int print_table(const driver_plan *p, lafn_err *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/eval.h5", p->out_dir);
+    printf("\nresults (%s):\n", path);
+    fflush(stdout);
+    return eval_table_print(path, stdout, err);
+}
+
 int driver_run(int argc, char **argv) {
     driver_plan p;
     lafn_err err = {{0}};
@@ -95,13 +106,17 @@ int driver_run(int argc, char **argv) {
     for (int i = 0; status == 0 && !p.dry_run && i < DRIVER_N_STAGES; i++) {
         if (!p.stage_on[i]) continue;
         fflush(stdout);
-        if (run_stage(&p, i, &err) != 0) {
+        if (run_stage(&p, i, &status, &err) != 0) {
             fprintf(stderr, "lafn run: %s\n", err.msg);
-            status = 1;
+            if (status <= 0 || status > 255) status = 1;
         }
     }
     if (status == 0 && p.dry_run) printf("\ndry run: nothing was run\n");
-    else if (status == 0) print_outputs(p.out_dir);
+    if (status == 0 && !p.dry_run && p.stage_on[DRIVER_N_STAGES - 1] && print_table(&p, &err) != 0) {
+        fprintf(stderr, "lafn run: the stages finished but the results table failed: %s\n", err.msg);
+        status = 1;
+    }
+    if (!p.dry_run && status != 2) print_outputs(p.out_dir);
     driver_plan_free(&p);
     return status;
 }

@@ -1,6 +1,7 @@
 /* edit_cache: the gated cache — per sequence, does a cached edit fire — and the composition of the firing edits. */
 #include "edit_cache.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,4 +116,27 @@ fail:
     edit_cache_edit_free(&ce);
     if (f != fires) free(f);
     return rc;
+}
+
+int edit_gate_calibrate(const engine_run *r, const model_config *cfg, const int *last_pos, int n_own, int n_seq,
+                        int n, const int *layer, const int *neuron, const float *sign, const float *threshold,
+                        uint8_t *keep, float *thr_out) {
+    size_t F = (size_t)cfg->d_ffn;
+    int kept = 0;
+    for (int k = 0; k < n; k++) {
+        const float *act = engine_ffn_act(r, layer[k]);
+        float own_min = INFINITY, ref_max = -INFINITY;
+        for (int b = 0; b < n_seq; b++) {
+            float x = act[(size_t)last_pos[b] * F + (size_t)neuron[k]] * sign[k];
+            if (b < n_own) own_min = x < own_min ? x : own_min;
+            else ref_max = x > ref_max ? x : ref_max;
+        }
+        keep[k] = own_min > ref_max && own_min >= threshold[k];
+        float mid = 0.5f * (own_min + ref_max);
+        float floor = own_min - EDIT_GATE_SLACK * fabsf(own_min);
+        thr_out[k] = keep[k] ? (mid > threshold[k] ? mid : threshold[k]) : floor;
+        kept += keep[k];
+    }
+    if (kept == 0) memset(keep, 1, (size_t)n);
+    return kept;
 }

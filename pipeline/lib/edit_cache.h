@@ -59,6 +59,28 @@ int edit_cache_compose(const edit_cache *c, const uint8_t *fires, int n_seq, int
                        edit_cache_edit *out, lafn_err *err);
 void edit_cache_edit_free(edit_cache_edit *e);
 
+/* Calibrates a fact's gate so that it separates the fact's prompts from
+ * other prompts. r holds an UNEDITED forward of a batch whose first n_own
+ * sequences are the fact's own prompts (src + paraphrases) and the other
+ * n_seq - n_own are reference prompts (other facts' questions); last_pos[b]
+ * is sequence b's last prompt token. For candidate k (layer, neuron, sign,
+ * threshold from locate), with x = a · sign at the last prompt token:
+ * own_min = min over own prompts, ref_max = max over reference prompts.
+ * A candidate separates the sets when own_min > ref_max and own_min >=
+ * threshold[k]; those are kept (keep[k] = 1) with thr_out[k] =
+ * max(threshold[k], (own_min + ref_max) / 2), midway between the sets. If
+ * none separates, every candidate is kept with the own-prompt floor
+ * thr_out[k] = own_min - EDIT_GATE_SLACK · |own_min| (locate's threshold is
+ * not applied: a neuron whose sign differs between languages would fail
+ * it on some own prompts), so that every own prompt passes every neuron (the slack absorbs rounding
+ * differences between batches and leaves room for close paraphrases) and an
+ * input must look like them on (gate ×) all of them.
+ * Returns the number of separating candidates (0: the floor was used). */
+#define EDIT_GATE_SLACK 0.05f
+int edit_gate_calibrate(const engine_run *r, const model_config *cfg, const int *last_pos, int n_own, int n_seq,
+                        int n, const int *layer, const int *neuron, const float *sign, const float *threshold,
+                        uint8_t *keep, float *thr_out);
+
 /* Runs the batch with the cache applied: an unedited forward (its FFN
  * activations decide the gates), then, if anything fires, an edited forward
  * from the lowest edited layer with opts' logit positions. fires (n_entries,

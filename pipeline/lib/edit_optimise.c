@@ -330,3 +330,37 @@ fail:
     edit_result_free(res);
     return -1;
 }
+
+int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *err) {
+    const char *param;
+    int64_t steps;
+    if (config_get_string(cfg, "edit.param", &param, err) || config_get_float(cfg, "edit.lr", &h->lr, err) ||
+        config_get_int(cfg, "edit.steps", &steps, err) || config_get_float(cfg, "edit.stop_nll", &h->stop_nll, err) ||
+        config_get_float(cfg, "edit.kl_weight", &h->kl_weight, err) || config_get_float(cfg, "edit.l2", &h->l2, err) ||
+        config_get_float(cfg, "edit.norm_clamp", &h->norm_clamp, err))
+        return -1;
+    h->kind = strcmp(param, "activation_offset") ? ENGINE_EDIT_VALUE_VECTOR : ENGINE_EDIT_ACTIVATION_OFFSET;
+    h->steps = (int)steps;
+    h->reuse_lower = 1;
+    return 0;
+}
+
+int edit_optimise_fact(const model *m, const facts_edit_view *views, size_t n_views, size_t self, const char *only,
+                       int n, const int *layer, const int *neuron, const edit_hparams *h, float *delta,
+                       edit_result *res, lafn_err *err) {
+    const facts_edit_view *v = &views[self];
+    int slot[FACTS_MAX_LANGS], used = 0;
+    if (v->n_langs > FACTS_MAX_LANGS) return lafn_err_set(err, "edit: fact %s has %zu languages", v->id, v->n_langs);
+    for (size_t l = 0; l < v->n_langs; l++) {
+        slot[l] = !only || !strcmp(v->langs[l].lang, only) ? (int)l : -1;
+        used += slot[l] >= 0;
+    }
+    if (!used) return lafn_err_set(err, "edit: fact %s has no side in language '%s'", v->id, only);
+    memset(delta, 0, (size_t)n * (h->kind == ENGINE_EDIT_VALUE_VECTOR ? (size_t)m->cfg.d_model : 1) * sizeof *delta);
+    edit_problem p;
+    int rc = edit_problem_init(&p, 1, (int)v->n_langs, err);
+    if (rc == 0) rc = edit_problem_add_fact(&p, m->tok, v, 0, slot, views, n_views, self, NULL, NULL, err);
+    if (rc == 0) rc = edit_optimise(m, &p, n, layer, neuron, delta, NULL, h, MPI_COMM_SELF, res, err);
+    edit_problem_free(&p);
+    return rc;
+}

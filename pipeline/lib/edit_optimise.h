@@ -8,6 +8,7 @@
 
 #include "edit_cache.h"
 #include "engine.h"
+#include "config.h"
 #include "facts.h"
 #include "lafn_err.h"
 #include "model.h"
@@ -89,6 +90,21 @@ void edit_result_free(edit_result *r);
  * with err. */
 int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer, const int *neuron, float *delta,
                   const edit_cache *fixed, const edit_hparams *h, MPI_Comm comm, edit_result *res, lafn_err *err);
+
+/* Reads edit.param, lr, steps, stop_nll, kl_weight, l2 and norm_clamp of cfg
+ * into *h (reuse_lower = 1). Returns 0, or -1 with err naming the key. */
+int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *err);
+
+/* Edits one fact alone on this rank (MPI_COMM_SELF), as the stage's single
+ * mode does, restricted to the language `only` (NULL = every language of the
+ * fact) — for eval's edit_sets = each. views (n_views, in set order) are
+ * the set's edit views (neutral prompts come from the other facts); the
+ * fact is views[self]. delta (n, D) or (n) is zeroed here and receives the
+ * result; res as edit_optimise (slots: 1 fact × the view's languages, in the
+ * view's order). Returns 0, or -1 with err. */
+int edit_optimise_fact(const model *m, const facts_edit_view *views, size_t n_views, size_t self, const char *only,
+                       int n, const int *layer, const int *neuron, const edit_hparams *h, float *delta,
+                       edit_result *res, lafn_err *err);
 
 /* ---- edit_kl.c ---- */
 

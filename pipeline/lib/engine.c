@@ -133,13 +133,10 @@ int engine_run_init(engine_run **out, const model *m, size_t max_tokens, size_t 
                     lafn_err *err) {
     *out = NULL;
     if (config_check(&m->cfg, err)) return -1;
-    size_t widest = (size_t)m->cfg.vocab;
-    if ((size_t)m->cfg.d_ffn > widest) widest = (size_t)m->cfg.d_ffn;
-    if (max_tokens == 0 || max_tokens > (size_t)INT_MAX || max_logit_pos > (size_t)INT_MAX ||
-        max_tokens > (size_t)INT_MAX / widest)
-        return lafn_err_set(err, "engine_run_init: max_tokens %zu / max_logit_pos %zu outside "
-                                 "[1, %d] (BLAS takes int dimensions)",
-                            max_tokens, max_logit_pos, INT_MAX);
+    if (max_tokens == 0 || max_tokens > (size_t)INT_MAX || max_logit_pos > (size_t)INT_MAX)
+        return lafn_err_set(err, "engine_run_init: max_tokens %zu must be in [1, %d] and "
+                                 "max_logit_pos %zu at most %d (BLAS takes int dimensions)",
+                            max_tokens, INT_MAX, max_logit_pos, INT_MAX);
     engine_run *r = calloc(1, sizeof *r);
     if (!r) return lafn_err_set(err, "engine_run_init: out of memory");
     r->m = m;
@@ -256,13 +253,13 @@ static int opts_check(engine_run *r, const engine_batch *b, const engine_forward
 }
 
 static int logit_pos_load(engine_run *r, const engine_forward_opts *o, lafn_err *err) {
-    for (int p = 0; p < o->n_logit_pos; p++) {
+    for (int p = 0; p < o->n_logit_pos; p++)
         if (o->logit_pos[p] < 0 || (size_t)o->logit_pos[p] >= r->n_tok)
             return lafn_err_set(err, "engine_forward: logit position %d is %d, outside the "
                                      "batch's [0, %zu)",
                                 p, o->logit_pos[p], r->n_tok);
-        r->logit_pos[p] = o->logit_pos[p];
-    }
+    if (o->n_logit_pos > 0)
+        memcpy(r->logit_pos, o->logit_pos, (size_t)o->n_logit_pos * sizeof *r->logit_pos);
     r->n_pos = (size_t)o->n_logit_pos;
     return 0;
 }
@@ -358,6 +355,7 @@ int engine_forward(engine_run *r, const engine_batch *b, const engine_forward_op
     const engine_forward_opts *o = opts ? opts : &defaults;
     const model_config *c = &r->m->cfg;
     int min_edit = c->n_layer;
+    if (!b) return lafn_err_set(err, "engine_forward: batch is NULL");
     if (opts_check(r, b, o, &min_edit, err)) return -1;
     if (o->from_layer == 0) {
         r->have_forward = 0;

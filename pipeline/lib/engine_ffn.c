@@ -21,34 +21,32 @@ void matmul_backward(float *dinp, const float *dout, const float *w, size_t n, s
                 1.0f, dout, (blasint)d_out, w, (blasint)din, 1.0f, dinp, (blasint)din);
 }
 
-/* GELU, tanh approximation (HF gelu_pytorch_tanh): 0.5 x (1 + tanh(c (x + 0.044715 x³))). */
-#define GELU_C 0.7978845608028654 /* sqrt(2/pi) */
+/* GELU, tanh approximation (HF gelu_pytorch_tanh): 0.5 x (1 + tanh(u)) with
+ * u = c (x + 0.044715 x³), computed as x σ(2u) (the same function, one expf).
+ * SiLU: x σ(x). act_eval gives the value and, if deriv is not NULL, the derivative. */
+#define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
 
-static float act_value(float x, model_act kind) {
-    if (kind == MODEL_ACT_SILU) return x / (1.0f + expf(-x));
-    float t = tanhf((float)GELU_C * (x + 0.044715f * x * x * x));
-    return 0.5f * x * (1.0f + t);
-}
-
-static float act_deriv(float x, model_act kind) {
+static float act_eval(float x, model_act kind, float *deriv) {
     if (kind == MODEL_ACT_SILU) {
         float s = 1.0f / (1.0f + expf(-x));
-        return s * (1.0f + x * (1.0f - s));
+        if (deriv) *deriv = s * (1.0f + x * (1.0f - s));
+        return x * s;
     }
-    float u = (float)GELU_C * (x + 0.044715f * x * x * x);
-    float t = tanhf(u);
-    float du = (float)GELU_C * (1.0f + 3.0f * 0.044715f * x * x);
-    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+    float u2 = 2.0f * GELU_C * (x + 0.044715f * x * x * x);
+    float s = 1.0f / (1.0f + expf(-u2));
+    if (deriv) *deriv = s + x * s * (1.0f - s) * 2.0f * GELU_C * (1.0f + 3.0f * 0.044715f * x * x);
+    return x * s;
 }
 
 void glu_forward(float *act, const float *gate, const float *up, size_t n, size_t f, model_act kind) {
-    for (size_t i = 0; i < n * f; i++) act[i] = act_value(gate[i], kind) * up[i];
+    for (size_t i = 0; i < n * f; i++) act[i] = act_eval(gate[i], kind, NULL) * up[i];
 }
 
 void glu_backward(float *dgate, float *dup, const float *dact, const float *gate, const float *up,
                   size_t n, size_t f, model_act kind) {
     for (size_t i = 0; i < n * f; i++) {
-        dgate[i] += dact[i] * up[i] * act_deriv(gate[i], kind);
-        dup[i] += dact[i] * act_value(gate[i], kind);
+        float d, v = act_eval(gate[i], kind, &d);
+        dgate[i] += dact[i] * up[i] * d;
+        dup[i] += dact[i] * v;
     }
 }

@@ -12,7 +12,7 @@ double engine_nll(const float *logits, int n_pos, int vocab, const int32_t *targ
         for (int v = 1; v < vocab; v++)
             if (z[v] > mx) mx = z[v];
         double sum = 0.0;
-        for (int v = 0; v < vocab; v++) sum += exp((double)z[v] - mx);
+        for (int v = 0; v < vocab; v++) sum += expf(z[v] - mx); /* ≤ 1 each, summed in double */
         double lse = mx + log(sum);
         double lp = (double)z[target[p]] - lse;
         double w = weight ? (double)weight[p] : 1.0;
@@ -20,7 +20,8 @@ double engine_nll(const float *logits, int n_pos, int vocab, const int32_t *targ
         nll -= w * lp;
         if (!dlogits) continue;
         float *dz = dlogits + (size_t)p * (size_t)vocab;
-        for (int v = 0; v < vocab; v++) dz[v] = (float)(w * exp((double)z[v] - lse));
+        float fl = (float)lse, fw = (float)w;
+        for (int v = 0; v < vocab; v++) dz[v] = fw * expf(z[v] - fl);
         dz[target[p]] -= (float)w;
     }
     return nll;

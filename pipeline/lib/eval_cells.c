@@ -1,4 +1,5 @@
 /* eval_cells: reads eval.h5's per-fact results and adds the (edit set, test language, criterion, metric) means with bootstrap intervals. */
+#define _GNU_SOURCE /* qsort_r */
 #include "stage_eval_int.h"
 
 #include <math.h>
@@ -34,9 +35,10 @@ static int permute(void *buf, size_t n, size_t width, const size_t *perm, lafn_e
     return 0;
 }
 
-static const int64_t *sort_key;
-static int by_fact(const void *a, const void *b) {
-    int64_t x = sort_key[*(const size_t *)a], y = sort_key[*(const size_t *)b];
+/* qsort_r order of row numbers by their fact index (arg: the facts array). */
+static int by_fact(const void *a, const void *b, void *arg) {
+    const int64_t *key = arg;
+    int64_t x = key[*(const size_t *)a], y = key[*(const size_t *)b];
     return (x > y) - (x < y);
 }
 
@@ -70,8 +72,7 @@ int eval_data_read(hid_t file, const char *path, size_t n_langs, eval_data *d, l
     perm = malloc((n ? n : 1) * sizeof *perm);
     if (!perm) { lafn_err_set(err, "out of memory"); goto fail; }
     for (size_t i = 0; i < n; i++) perm[i] = i;
-    sort_key = d->facts;
-    qsort(perm, n, sizeof *perm, by_fact);
+    qsort_r(perm, n, sizeof *perm, by_fact, d->facts);
     if (permute(d->facts, n, sizeof *d->facts, perm, err) || permute(d->pre, n, L * EVAL_N_VALUES * 8, perm, err) ||
         permute(d->post, n, L * EVAL_N_VALUES * 8, perm, err) || permute(d->same, n, L * 4, perm, err) ||
         permute(d->status, n, 4, perm, err) || permute(d->wall, n, 8, perm, err) ||

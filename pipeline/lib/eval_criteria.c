@@ -67,7 +67,7 @@ int eval_pred_unchanged(const tokenizer *t, const eval_pred *pre, const eval_pre
 /* Scores one criterion: prompt/target given (else the row stays NaN and fired -1). */
 static int score_criterion(eval_scorer *s, const char *lang, int crit, const char *prompt, const char *target,
                            const edit_cache *cache, double *pre, double *post, int32_t *fired, lafn_err *err) {
-    if (!prompt || !target || !prompt[0] || !target[0]) return 0;
+    if (!s->criteria[crit] || !prompt || !target || !prompt[0] || !target[0]) return 0;
     eval_pred a, b;
     if (eval_predict(s, lang, prompt, target, cache, &a, &b, err) != 0) return -1;
     double *row_pre = pre + crit * EVAL_N_METRIC, *row_post = post + crit * EVAL_N_METRIC;

@@ -13,6 +13,7 @@
 
 int eval_scorer_init(eval_scorer *s, const model *m, lafn_err *err) {
     *s = (eval_scorer){.m = m};
+    for (int c = 0; c < EVAL_N_CRIT; c++) s->criteria[c] = 1;
     if (engine_run_init(&s->run, m, EVAL_MIN_TOKENS, EVAL_MIN_TOKENS, err) != 0)
         return lafn_err_wrap(err, "eval scorer");
     s->max_tokens = s->max_pos = EVAL_MIN_TOKENS;

@@ -30,7 +30,9 @@ static void table_free(table_data *t) {
 /* Splits a comma list in place into names (at most TABLE_MAX_NAMES). */
 static size_t split(char *s, char **names) {
     size_t n = 0;
-    for (char *tok = strtok(s, ","); tok && n < TABLE_MAX_NAMES; tok = strtok(NULL, ",")) names[n++] = tok;
+    char *save = NULL;
+    for (char *tok = strtok_r(s, ",", &save); tok && n < TABLE_MAX_NAMES; tok = strtok_r(NULL, ",", &save))
+        names[n++] = tok;
     return n;
 }
 

@@ -6,22 +6,15 @@
 
 static void count_records(edit_stage *S, const edit_record *r, size_t n);
 
-/* Reads the edit knobs (and the probe score, which says how the gate compares). */
+/* Reads the edit knobs. */
 static int read_knobs(edit_stage *S, lafn_err *err) {
     const lafn_config *c = &S->ctx.cfg;
-    const char *param;
-    int64_t steps, bs, sf;
+    int64_t bs, sf;
     double gate;
-    if (config_get_string(c, "edit.param", &param, err) || config_get_float(c, "edit.lr", &S->h.lr, err) ||
-        config_get_int(c, "edit.steps", &steps, err) || config_get_float(c, "edit.stop_nll", &S->h.stop_nll, err) ||
-        config_get_float(c, "edit.kl_weight", &S->h.kl_weight, err) || config_get_float(c, "edit.l2", &S->h.l2, err) ||
-        config_get_float(c, "edit.norm_clamp", &S->h.norm_clamp, err) || config_get_float(c, "edit.gate", &gate, err) ||
+    if (edit_hparams_from_config(c, &S->h, err) || config_get_float(c, "edit.gate", &gate, err) ||
         config_get_string(c, "edit.mode", &S->mode, err) || config_get_int(c, "edit.batch_size", &bs, err) ||
         config_get_int(c, "run.shard_facts", &sf, err) || config_get_bool(c, "run.resume", &S->resume, err))
         return -1;
-    S->h.kind = strcmp(param, "activation_offset") ? ENGINE_EDIT_VALUE_VECTOR : ENGINE_EDIT_ACTIVATION_OFFSET;
-    S->h.steps = (int)steps;
-    S->h.reuse_lower = 1;
     S->gate = (float)gate;
     S->batch_size = strcmp(S->mode, "batch") == 0 ? (size_t)bs : 1;
     S->shard_facts = (size_t)sf;
@@ -64,6 +57,23 @@ static int read_resume(edit_stage *S, lafn_err *err) {
             if ((int64_t)S->ctx.facts.facts[i].index == done[k] && !S->done[i]) { S->done[i] = 1; S->n_done++; }
     free(done);
     return 0;
+}
+
+/* One line per finished fact: status, steps, mean and worst NLL over its languages before and after. */
+static void log_record(const edit_stage *S, const edit_record *r) {
+    if (!S->ctx.log) return;
+    static const char *const names[] = {"edited", "no LAFN found", "stop_nll not reached"};
+    double b = 0.0, a = 0.0, worst = 0.0;
+    int n = 0;
+    for (size_t l = 0; l < S->ctx.facts.n_langs; l++)
+        if (r->nll_after[l] == r->nll_after[l]) { /* not NaN */
+            b += r->nll_before[l], a += r->nll_after[l], n++;
+            if (r->nll_after[l] > worst) worst = r->nll_after[l];
+        }
+    fprintf(S->ctx.log, "edit: rank %d: fact %lld: %s, %d steps, NLL %.3f -> %.3f (worst language %.3f), %d gate "
+            "neurons, %.1f s\n", S->ctx.rank, (long long)r->fact, names[r->status], r->steps, n ? b / n : 0.0,
+            n ? a / n : 0.0, worst, r->n_gate, r->wall_seconds);
+    fflush(S->ctx.log);
 }
 
 /* Writes the pending records as one shard of this rank. */
@@ -122,6 +132,7 @@ static int run_single(edit_stage *S, lafn_err *err) {
         if (!rec) goto out;
         S->n_pending++;
         if (edit_unit_run(S, &todo[t], 1, (long long)todo[t], MPI_COMM_SELF, NULL, rec, err)) goto out;
+        log_record(S, rec);
         stage_progress_step(&S->prog, 1);
         if (S->n_pending >= S->shard_facts && flush(S, err)) goto out;
     }
@@ -159,6 +170,7 @@ static int run_batch(edit_stage *S, lafn_err *err) {
             for (size_t i = 0; i < m; i++) edit_record_free(&rec[i]);
             S->n_pending -= m;
         } else if (rc == 0) {
+            for (size_t i = 0; i < m; i++) log_record(S, &rec[i]);
             stage_progress_step(&S->prog, m);
             if (S->n_pending >= S->shard_facts) rc = flush(S, err);
         }
@@ -231,7 +243,10 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
         if ((rc = edit_unit_run(S, &i, 1, (long long)i, S->ctx.comm, n_entries ? &fixed : NULL, &hist[n_hist], err)))
             break;
         n_hist++;
-        if (S->ctx.rank == 0) stage_progress_step(&S->prog, 1);
+        if (S->ctx.rank == 0) {
+            log_record(S, &hist[n_hist - 1]);
+            stage_progress_step(&S->prog, 1);
+        }
         if (S->ctx.rank == 0 && n_hist - written >= S->shard_facts) {
             count_records(S, hist + written, n_hist - written);
             rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, 0, S->next_seq++, hist + written, n_hist - written,

@@ -17,6 +17,8 @@ typedef struct {
     double loss[4];                 /* first total, last total, last KL term, last L2 term */
     double wall_seconds;
     int64_t peak_rss_kb, pss_kb;
+    int32_t gate_candidates;        /* locate's neurons of the fact */
+    int32_t gate_specific;          /* 1: the gate holds the neurons that separate the fact's prompts */
     int n_gate;
     int32_t *gate_layer, *gate_neuron;
     float *gate_sign, *gate_threshold; /* (n_gate) each */
@@ -29,7 +31,7 @@ void edit_record_free(edit_record *r);
 
 /* Fills ds[] with the datasets of edit.h5 (no values) for n_langs languages; returns their count. */
 size_t edit_schema(h5out_dataset *ds, size_t n_langs);
-#define EDIT_SCHEMA_MAX 18
+#define EDIT_SCHEMA_MAX 19
 
 /* Writes records r[0..n) as shard seq of rank into dir. D is the model width. */
 int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, size_t seq, const edit_record *r,

@@ -33,6 +33,14 @@ int edit_fact_has_neurons(const edit_stage *S, size_t i);
  * edit_record_free also on failure) receives the facts' records; facts
  * without neurons get status EDIT_STATUS_NO_LAFN. Returns 0 or -1 with err
  * (the same on every rank of comm). */
+/* Fills rec's gate (arrays allocated for every locate neuron of fact i):
+ * the neurons edit_gate_calibrate keeps, with their calibrated thresholds,
+ * on the fact's prompts against the src of up to EDIT_GATE_REFS other facts
+ * per language; if none separates them, every locate neuron with the
+ * own-prompt floor as threshold (gate_specific 0). Local to the rank. Returns 0 or -1 with err. */
+#define EDIT_GATE_REFS 8
+int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err *err);
+
 int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group, MPI_Comm comm,
                   const edit_cache *fixed, edit_record *out, lafn_err *err);
 

@@ -19,7 +19,7 @@ void edit_record_free(edit_record *r) {
 
 /* The datasets of edit.h5 in schema order; values filled by edit_rows_pack. */
 enum { DS_STATUS, DS_PARAM, DS_GROUP, DS_ORDER, DS_STEPS, DS_EARLY, DS_NLL_B, DS_NLL_A, DS_LOSS, DS_WALL, DS_MEM,
-       DS_G_LAYER, DS_G_NEURON, DS_G_SIGN, DS_G_THR, DS_D_LAYER, DS_D_NEURON, DS_D_VAL, DS_COUNT };
+       DS_G_INFO, DS_G_LAYER, DS_G_NEURON, DS_G_SIGN, DS_G_THR, DS_D_LAYER, DS_D_NEURON, DS_D_VAL, DS_COUNT };
 
 size_t edit_schema(h5out_dataset *ds, size_t n_langs) {
     static const struct { const char *name; h5out_layout layout; h5out_dtype dtype; size_t len; } t[DS_COUNT] = {
@@ -28,7 +28,8 @@ size_t edit_schema(h5out_dataset *ds, size_t n_langs) {
         {"steps", H5OUT_ROWS, H5OUT_I32, 1},         {"early_stopped", H5OUT_ROWS, H5OUT_I32, 1},
         {"nll_before", H5OUT_ROWS, H5OUT_F64, 0},    {"nll_after", H5OUT_ROWS, H5OUT_F64, 0},
         {"loss", H5OUT_ROWS, H5OUT_F64, 4},          {"wall_seconds", H5OUT_ROWS, H5OUT_F64, 1},
-        {"memory_kb", H5OUT_ROWS, H5OUT_I64, 2},     {"gate/layer", H5OUT_CSR, H5OUT_I32, 0},
+        {"memory_kb", H5OUT_ROWS, H5OUT_I64, 2},     {"gate_info", H5OUT_ROWS, H5OUT_I32, 3},
+        {"gate/layer", H5OUT_CSR, H5OUT_I32, 0},
         {"gate/neuron", H5OUT_CSR, H5OUT_I32, 0},    {"gate/sign", H5OUT_CSR, H5OUT_F32, 0},
         {"gate/threshold", H5OUT_CSR, H5OUT_F32, 0},
         {"delta/layer", H5OUT_CSR, H5OUT_I32, 0},    {"delta/neuron", H5OUT_CSR, H5OUT_I32, 0},
@@ -43,13 +44,13 @@ size_t edit_schema(h5out_dataset *ds, size_t n_langs) {
 /* Packed arrays of a batch of records, pointed to by the datasets. */
 typedef struct {
     int64_t *facts, *group, *order, *mem, *g_off, *d_off, *v_off;
-    int32_t *status, *param, *steps, *early, *g_layer, *g_neuron, *d_layer, *d_neuron;
+    int32_t *status, *param, *ginfo, *steps, *early, *g_layer, *g_neuron, *d_layer, *d_neuron;
     double *nll_b, *nll_a, *loss, *wall;
     float *g_sign, *g_thr, *d_val;
 } packed;
 
 static void packed_free(packed *p) {
-    void *all[] = {p->facts, p->group, p->order, p->mem, p->g_off, p->d_off, p->v_off, p->status, p->param,
+    void *all[] = {p->ginfo, p->facts, p->group, p->order, p->mem, p->g_off, p->d_off, p->v_off, p->status, p->param,
                    p->steps, p->early, p->g_layer, p->g_neuron, p->d_layer, p->d_neuron, p->nll_b, p->nll_a,
                    p->loss, p->wall, p->g_sign, p->g_thr, p->d_val};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
@@ -58,12 +59,12 @@ static void packed_free(packed *p) {
 static int packed_alloc(packed *p, size_t n, size_t L, size_t ng, size_t nd, size_t nv) {
     p->facts = malloc(n * 8); p->group = malloc(n * 8); p->order = malloc(n * 8); p->mem = malloc(2 * n * 8);
     p->g_off = malloc((n + 1) * 8); p->d_off = malloc((n + 1) * 8); p->v_off = malloc((n + 1) * 8);
-    p->status = malloc(n * 4); p->param = malloc(n * 4); p->steps = malloc(n * 4); p->early = malloc(n * 4);
+    p->status = malloc(n * 4); p->ginfo = malloc(3 * n * 4); p->param = malloc(n * 4); p->steps = malloc(n * 4); p->early = malloc(n * 4);
     p->g_layer = malloc(ng * 4 + 4); p->g_neuron = malloc(ng * 4 + 4); p->g_thr = malloc(ng * 4 + 4);
     p->g_sign = malloc(ng * 4 + 4);
     p->d_layer = malloc(nd * 4 + 4); p->d_neuron = malloc(nd * 4 + 4); p->d_val = malloc(nv * 4 + 4);
     p->nll_b = malloc(n * L * 8); p->nll_a = malloc(n * L * 8); p->loss = malloc(4 * n * 8); p->wall = malloc(n * 8);
-    return p->facts && p->group && p->order && p->mem && p->g_off && p->d_off && p->v_off && p->status &&
+    return p->ginfo && p->facts && p->group && p->order && p->mem && p->g_off && p->d_off && p->v_off && p->status &&
            p->param && p->steps && p->early && p->g_layer && p->g_neuron && p->g_sign && p->g_thr && p->d_layer &&
            p->d_neuron && p->d_val && p->nll_b && p->nll_a && p->loss && p->wall ? 0 : -1;
 }
@@ -72,6 +73,9 @@ static void pack_one(packed *p, size_t i, const edit_record *r, size_t L, size_t
     p->facts[i] = r->fact; p->group[i] = r->group; p->order[i] = r->order;
     p->mem[2 * i] = r->peak_rss_kb; p->mem[2 * i + 1] = r->pss_kb;
     p->status[i] = r->status; p->param[i] = r->kind == ENGINE_EDIT_VALUE_VECTOR ? 0 : 1;
+    p->ginfo[3 * i] = r->gate_candidates;
+    p->ginfo[3 * i + 1] = r->n_gate;
+    p->ginfo[3 * i + 2] = r->gate_specific;
     p->steps[i] = r->steps; p->early[i] = r->early_stopped; p->wall[i] = r->wall_seconds;
     memcpy(p->nll_b + i * L, r->nll_before, L * sizeof(double));
     memcpy(p->nll_a + i * L, r->nll_after, L * sizeof(double));
@@ -108,7 +112,7 @@ int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, 
     h5out_dataset ds[DS_COUNT];
     edit_schema(ds, n_langs);
     const void *vals[DS_COUNT] = {p.status, p.param, p.group, p.order, p.steps, p.early, p.nll_b, p.nll_a, p.loss,
-                                  p.wall, p.mem, p.g_layer, p.g_neuron, p.g_sign, p.g_thr, p.d_layer, p.d_neuron, p.d_val};
+                                  p.wall, p.mem, p.ginfo, p.g_layer, p.g_neuron, p.g_sign, p.g_thr, p.d_layer, p.d_neuron, p.d_val};
     const int64_t *offs[DS_COUNT] = {[DS_G_LAYER] = p.g_off, [DS_G_NEURON] = p.g_off, [DS_G_SIGN] = p.g_off,
                                      [DS_G_THR] = p.g_off,
                                      [DS_D_LAYER] = p.d_off, [DS_D_NEURON] = p.d_off, [DS_D_VAL] = p.v_off};

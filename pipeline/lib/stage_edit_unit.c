@@ -97,12 +97,7 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
         rec->nll_after[l] = has ? res->nll_after[slot * L + l] : NAN;
     }
     if (!has) { rec->status = EDIT_STATUS_NO_LAFN; return 0; }
-    for (size_t g = 0; g < ng; g++) {
-        rec->gate_layer[g] = S->nr.layer[S->nr.offsets[r] + (int64_t)g];
-        rec->gate_neuron[g] = S->nr.neuron[S->nr.offsets[r] + (int64_t)g];
-        rec->gate_sign[g] = S->nr.sign[S->nr.offsets[r] + (int64_t)g];
-        rec->gate_threshold[g] = S->nr.threshold[S->nr.offsets[r] + (int64_t)g];
-    }
+    if (edit_gate_for_fact(S, i, rec, err)) return -1;
     memcpy(rec->delta_layer, layer, (size_t)n * 4);
     memcpy(rec->delta_neuron, neuron, (size_t)n * 4);
     memcpy(rec->delta, delta, (size_t)n * width * 4);

@@ -47,7 +47,7 @@ static int rows_init(eval_rows *r, size_t cap, size_t n_langs, int each, lafn_er
     return lafn_err_set(err, "eval: out of memory for a batch of %zu facts x %zu languages", cap, n_langs);
 }
 
-/* The datasets of the filled part of a batch (n_ds receives their count); as merge schema when r is NULL-filled. */
+/* Fills ds with the batch's datasets (with NULL buffers: the merge schema); returns their count. */
 static size_t rows_datasets(const eval_rows *r, h5out_dataset *ds) {
     size_t L = r->n_langs, n = 0;
     ds[n++] = (h5out_dataset){"pre", H5OUT_ROWS, H5OUT_F64, L * EVAL_N_VALUES, r->pre, NULL};
@@ -155,7 +155,14 @@ static int eval_loop(stage_context *ctx, const eval_edit_table *t, const int *ow
     eval_rows r = {0};
     h5out_dataset ds[EVAL_MAX_DS];
     int rc = -1;
+    char *const *crit;
+    size_t n_crit;
+    if (config_get_string_list(&ctx->cfg, "eval.criteria", &crit, &n_crit, err) != 0) return -1;
     if (eval_scorer_init(&s, ctx->m, err) != 0) return -1;
+    for (int c = 0; c < EVAL_N_CRIT; c++) {
+        s.criteria[c] = 0;
+        for (size_t k = 0; k < n_crit; k++) s.criteria[c] |= !strcmp(crit[k], eval_criterion_names[c]);
+    }
     if (rows_init(&r, shard_facts, ctx->facts.n_langs, t->each != NULL, err) != 0) goto fail;
     for (size_t f = 0; f < ctx->facts.n_facts; f++) {
         if (owner[f] != ctx->rank || is_done(done, n_done, (int64_t)ctx->facts.facts[f].index)) continue;

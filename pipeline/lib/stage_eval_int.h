@@ -46,11 +46,12 @@ typedef struct {
 
 void eval_edit_free(eval_edit *e);
 
-/* The model and a reusable engine run (grown on demand). */
+/* The model, a reusable engine run (grown on demand) and the criteria scored. */
 typedef struct {
     const model *m;
     engine_run *run;
     size_t max_tokens, max_pos;
+    int criteria[EVAL_N_CRIT]; /* 1 = scored (eval.criteria); eval_scorer_init sets all */
 } eval_scorer;
 
 int eval_scorer_init(eval_scorer *s, const model *m, lafn_err *err);
@@ -88,7 +89,8 @@ int eval_pred_unchanged(const tokenizer *t, const eval_pred *pre, const eval_pre
                         lafn_err *err);
 
 /* Scores one fact in test language lang, pre and post: pre/post[EVAL_N_VALUES]
- * ([criterion][metric], NaN where the record has no such question), fired[EVAL_N_CRIT]
+ * ([criterion][metric], NaN where the record has no such question or the
+ * criterion is not in s->criteria), fired[EVAL_N_CRIT]
  * (-1 where absent), *rephrase_is_src (1 if rephrase equals src). Only here
  * are the evaluation-only fields read (facts_record_eval). */
 int eval_fact_lang(eval_scorer *s, const facts_record *rec, const char *lang, const edit_cache *cache, double *pre,

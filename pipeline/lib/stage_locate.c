@@ -30,10 +30,21 @@ static void join_langs(const stage_context *ctx, char *out, size_t cap) {
     }
 }
 
+typedef struct {
+    int64_t fact;
+    size_t row;
+} row_key;
+
+static int by_fact(const void *a, const void *b) {
+    const row_key *x = a, *y = b;
+    return (x->fact > y->fact) - (x->fact < y->fact);
+}
+
 /* Maps each fact of the run to its probe.h5 row and its cost; every fact must be there. */
 static int map_rows(locate_state *s, lafn_err *err) {
     stage_context *ctx = s->ctx;
     int64_t *facts = NULL, *off = NULL;
+    row_key *order = NULL;
     size_t n_rows = 0, n_off = 0;
     int rc = -1;
     if (h5out_read_all(s->probe, s->probe_path, "facts", H5OUT_I64, 0, (void **)&facts, &n_rows, err) ||
@@ -46,9 +57,13 @@ static int map_rows(locate_state *s, lafn_err *err) {
     s->row_of = malloc((ctx->facts.n_facts + 1) * sizeof *s->row_of);
     s->cost = malloc((ctx->facts.n_facts + 1) * sizeof *s->cost);
     if (!s->row_of || !s->cost) { lafn_err_set(err, "locate: out of memory"); goto fail; }
+    if (!(order = malloc((n_rows + 1) * sizeof *order))) { lafn_err_set(err, "locate: out of memory"); goto fail; }
+    for (size_t r = 0; r < n_rows; r++) order[r] = (row_key){facts[r], r};
+    qsort(order, n_rows, sizeof *order, by_fact);
     for (size_t i = 0; i < ctx->facts.n_facts; i++) {
-        size_t r = 0;
-        while (r < n_rows && facts[r] != (int64_t)ctx->facts.facts[i].index) r++;
+        row_key want = {(int64_t)ctx->facts.facts[i].index, 0};
+        const row_key *hit = bsearch(&want, order, n_rows, sizeof *order, by_fact);
+        size_t r = hit ? hit->row : n_rows;
         if (r == n_rows) {
             lafn_err_set(err, "%s: fact '%s' (index %zu) is missing; run probe again", s->probe_path,
                          ctx->facts.facts[i].id, ctx->facts.facts[i].index);
@@ -59,6 +74,7 @@ static int map_rows(locate_state *s, lafn_err *err) {
     }
     rc = 0;
 fail:
+    free(order);
     free(facts);
     free(off);
     return rc;
@@ -114,7 +130,26 @@ typedef struct {
     double *hist;    /* (L) */
     double *jac;     /* (NL * NL) Σ Jaccard */
     double *jac_n;   /* (NL * NL) facts counted */
+    int32_t *per_neuron; /* (L, F) facts listing neuron (i, j) among their LAFNs */
 } locate_totals;
+
+/* Counts, per neuron, the facts of rows [r0, r1) that list it among their LAFNs. */
+static int count_neurons(hid_t file, const char *path, size_t r0, size_t r1, size_t L, size_t F, int32_t *per_neuron,
+                         lafn_err *err) {
+    int64_t *o1 = NULL, *o2 = NULL;
+    int32_t *layer = NULL, *neuron = NULL;
+    int rc = h5out_read_csr(file, path, "lafn/layer", H5OUT_I32, r0, r1 - r0, &o1, (void **)&layer, err) ||
+             h5out_read_csr(file, path, "lafn/neuron", H5OUT_I32, r0, r1 - r0, &o2, (void **)&neuron, err) ? -1 : 0;
+    for (int64_t e = 0; rc == 0 && e < o1[r1 - r0]; e++) {
+        if (layer[e] < 0 || (size_t)layer[e] >= L || neuron[e] < 0 || (size_t)neuron[e] >= F)
+            rc = lafn_err_set(err, "%s: lafn entry %lld names blk.%d.ffn_down neuron %d, outside the model", path,
+                              (long long)e, layer[e], neuron[e]);
+        else
+            per_neuron[(size_t)layer[e] * F + (size_t)neuron[e]]++;
+    }
+    free(o1); free(o2); free(layer); free(neuron);
+    return rc;
+}
 
 static void add_rows(const int32_t *st, const int32_t *hist, const int32_t *pairs, size_t n, size_t L, size_t NL,
                      locate_totals *t) {
@@ -149,6 +184,7 @@ static int read_totals(locate_state *s, hid_t file, const char *path, locate_tot
              h5out_read_rows(file, path, "layer_hist", H5OUT_I32, L, r0, r1 - r0, (void **)&hist, err) ||
              h5out_read_rows(file, path, "pairs", H5OUT_I32, 2 * NL * NL, r0, r1 - r0, (void **)&pairs, err) ? -1 : 0;
     if (rc == 0 && r1 > r0) add_rows(st, hist, pairs, r1 - r0, L, NL, t);
+    if (rc == 0 && r1 > r0) rc = count_neurons(file, path, r0, r1, L, (size_t)s->ctx->m->cfg.d_ffn, t->per_neuron, err);
     free(st);
     free(hist);
     free(pairs);
@@ -164,6 +200,12 @@ static void log_totals(const locate_state *s, const locate_totals *t) {
     if (t->counts[5] > 0)
         fprintf(log, "locate: warning: %.0f prompt-layers hit probe.keep_max above the threshold; raise "
                 "probe.keep_max for exact active sets\n", t->counts[5]);
+    size_t LF = L * (size_t)s->ctx->m->cfg.d_ffn, shared = 0, distinct = 0;
+    for (size_t k = 0; k < LF; k++) {
+        distinct += t->per_neuron[k] > 0;
+        shared += t->counts[0] > 1 && 2.0 * t->per_neuron[k] > t->counts[0];
+    }
+    fprintf(log, "locate: %zu distinct LAFNs; %zu of them are LAFNs of more than half of the facts\n", distinct, shared);
     fprintf(log, "locate: LAFNs per layer:");
     for (size_t l = 0; l < L; l++) fprintf(log, " %zu:%.0f", l, t->hist[l]);
     fprintf(log, "\nlocate: mean Jaccard of D_l between languages:\n");
@@ -177,10 +219,12 @@ static void log_totals(const locate_state *s, const locate_totals *t) {
 
 static int write_totals(locate_state *s, const locate_totals *t, lafn_err *err) {
     size_t L = (size_t)s->ctx->m->cfg.n_layer, NL = s->ctx->facts.n_langs;
-    int64_t *ints = calloc(6 + L + NL * NL, sizeof *ints), *hist = ints + 6, *jn = hist + L;
+    int64_t *ints = calloc(6 + L + NL * NL, sizeof *ints);
     double *jac = calloc(NL * NL, sizeof *jac);
     char langs[FACTS_MAX_LANGS * 4 + 1];
-    if (!ints || !jac) { free(ints); free(jac); return lafn_err_set(err, "locate: out of memory"); }
+    int local = ints && jac ? 0 : lafn_err_set(err, "locate: out of memory");
+    if (stage_sync_status(s->ctx->comm, local, err) != 0) { free(ints); free(jac); return -1; }
+    int64_t *hist = ints + 6, *jn = hist + L;
     for (size_t k = 0; k < 6; k++) ints[k] = (int64_t)t->counts[k];
     for (size_t l = 0; l < L; l++) hist[l] = (int64_t)t->hist[l];
     for (size_t k = 0; k < NL * NL; k++) {
@@ -193,6 +237,7 @@ static int write_totals(locate_state *s, const locate_totals *t, lafn_err *err) 
         {"global/lafn_per_layer", H5OUT_I64, L, 0, hist},
         {"global/jaccard", H5OUT_F64, NL, NL, jac},
         {"global/jaccard_n", H5OUT_I64, NL, NL, jn},
+        {"global/lafn_fact_count", H5OUT_I32, L, (size_t)s->ctx->m->cfg.d_ffn, t->per_neuron},
     };
     h5global_attr at[] = {{"lafn_langs", langs},
                           {"lafn_counts_columns", "facts,found,no_lafn,relaxed,lafn_total,capped_prompt_layers"}};
@@ -213,18 +258,26 @@ static int locate_globals(locate_state *s, lafn_err *err) {
         free(buf);
         return -1;
     }
-    locate_totals t = {buf, buf + 6, buf + 6 + L, buf + 6 + L + NL * NL};
+    size_t LF = L * (size_t)s->ctx->m->cfg.d_ffn;
+    int32_t *per_neuron = calloc(LF, sizeof *per_neuron);
+    if (stage_sync_status(s->ctx->comm, per_neuron ? 0 : lafn_err_set(err, "locate: out of memory"), err) != 0) {
+        free(buf);
+        return -1;
+    }
+    locate_totals t = {buf, buf + 6, buf + 6 + L, buf + 6 + L + NL * NL, per_neuron};
     hid_t file = H5I_INVALID_HID;
     int rc = h5out_open(path, "locate", s->ctx->run_id, s->ctx->comm, &file, err);
     if (rc == 0) {
         rc = read_totals(s, file, path, &t, err);
         H5Fclose(file);
     }
-    if (stage_sync_status(s->ctx->comm, rc, err) != 0) { free(buf); return -1; }
+    if (stage_sync_status(s->ctx->comm, rc, err) != 0) { free(buf); free(per_neuron); return -1; }
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, s->ctx->comm);
+    MPI_Allreduce(MPI_IN_PLACE, per_neuron, (int)LF, MPI_INT32_T, MPI_SUM, s->ctx->comm);
     log_totals(s, &t);
     rc = write_totals(s, &t, err);
     free(buf);
+    free(per_neuron);
     return rc;
 }
 

@@ -71,6 +71,14 @@ static int check_input(const locate_input *in, const char *path, size_t n_layer_
         if (in->prompt_lang[q] < 0 || (size_t)in->prompt_lang[q] >= n_langs)
             return lafn_err_set(err, "%s: fact %lld: prompt/lang[%zu] = %d, expected 0..%zu", path,
                                 (long long)in->index, q, in->prompt_lang[q], n_langs - 1);
+    for (size_t e = 1; e < in->n_kept; e++) {
+        int32_t a[3] = {in->k_prompt[e - 1], in->k_layer[e - 1], in->k_neuron[e - 1]};
+        int32_t b[3] = {in->k_prompt[e], in->k_layer[e], in->k_neuron[e]};
+        int order = a[0] != b[0] ? a[0] < b[0] : a[1] != b[1] ? a[1] < b[1] : a[2] < b[2];
+        if (!order)
+            return lafn_err_set(err, "%s: fact %lld: kept entries %zu and %zu are not ordered by prompt, layer, "
+                                "neuron", path, (long long)in->index, e - 1, e);
+    }
     for (size_t e = 0; e < in->n_kept; e++) {
         int ok_layer = 0;
         for (size_t y = 0; y < in->n_probed; y++) ok_layer |= in->layers[y] == in->k_layer[e];

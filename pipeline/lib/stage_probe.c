@@ -111,7 +111,7 @@ static int read_totals(probe_state *s, hid_t file, const char *path, probe_total
 static void log_totals(const probe_state *s, const probe_totals *t) {
     FILE *log = s->ctx->log;
     if (s->ctx->rank != 0 || !log) return;
-    for (size_t k = 0; k < s->ctx->facts.n_langs; k++)
+    for (size_t k = 0; s->o.position == PROBE_POS_SUBJECT && k < s->ctx->facts.n_langs; k++)
         fprintf(log, "probe: %s: %.0f prompts, %.0f fell back from the subject to the last token\n",
                 s->ctx->facts.langs[k], t->lang[2 * k], t->lang[2 * k + 1]);
     for (size_t y = 0; y < s->o.n_layers; y++)
@@ -123,9 +123,11 @@ static void log_totals(const probe_state *s, const probe_totals *t) {
 static int write_totals(probe_state *s, const probe_totals *t, lafn_err *err) {
     size_t Y = s->o.n_layers, NL = s->ctx->facts.n_langs;
     double *mean = calloc(Y + 1, sizeof *mean);
-    int64_t *cnt = calloc(Y + 2 * NL + 1, sizeof *cnt), *lp = cnt + Y, *lf = cnt + Y + NL;
+    int64_t *cnt = calloc(Y + 2 * NL + 1, sizeof *cnt);
     char langs[FACTS_MAX_LANGS * 4 + 1] = "";
-    if (!mean || !cnt) { free(mean); free(cnt); return lafn_err_set(err, "probe: out of memory"); }
+    int local = mean && cnt ? 0 : lafn_err_set(err, "probe: out of memory");
+    if (stage_sync_status(s->ctx->comm, local, err) != 0) { free(mean); free(cnt); return -1; }
+    int64_t *lp = cnt + Y, *lf = cnt + Y + NL;
     for (size_t y = 0; y < Y; y++) {
         mean[y] = t->count[y] > 0 ? t->sum[y] / t->count[y] : 0.0;
         cnt[y] = (int64_t)t->count[y];
@@ -133,12 +135,16 @@ static int write_totals(probe_state *s, const probe_totals *t, lafn_err *err) {
     for (size_t k = 0; k < NL; k++) {
         lp[k] = (int64_t)t->lang[2 * k];
         lf[k] = (int64_t)t->lang[2 * k + 1];
-        strcat(langs, k ? "," : "");
-        strcat(langs, s->ctx->facts.langs[k]);
+        size_t used = strlen(langs);
+        snprintf(langs + used, sizeof langs - used, "%s%s", k ? "," : "", s->ctx->facts.langs[k]);
     }
-    const char *pos, *score;
-    config_get_string(&s->ctx->cfg, "probe.position", &pos, err);
-    config_get_string(&s->ctx->cfg, "probe.score", &score, err);
+    const char *pos = "", *score = "";
+    if (config_get_string(&s->ctx->cfg, "probe.position", &pos, err) ||
+        config_get_string(&s->ctx->cfg, "probe.score", &score, err)) {
+        free(mean);
+        free(cnt);
+        return -1;
+    }
     h5global_dataset ds[] = {
         {"global/layers", H5OUT_I32, Y, 0, s->o.layers},
         {"global/act_mean_abs", H5OUT_F64, Y, 0, mean},

@@ -65,6 +65,7 @@ void probe_opts_free(probe_opts *o) {
 }
 
 int probe_vec_push(probe_vec *g, const void *src, size_t n, lafn_err *err) {
+    if (n == 0) return 0;
     if (n > (size_t)-1 / 2 - g->n) return lafn_err_set(err, "probe: array of %zu elements overflows", g->n);
     if (g->n + n > g->cap) {
         size_t cap = g->cap ? g->cap : 256;

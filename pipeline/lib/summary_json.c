@@ -42,6 +42,7 @@ static const facts_record *find_record(const facts_set *fs, int64_t index) {
 /* One EasyEdit-style record: case_id, requested_rewrite, edit cost, pre/post per language. */
 static cJSON *record_json(const facts_set *fs, const eval_data *d, size_t i, const facts_record *rec) {
     cJSON *o = cJSON_CreateObject(), *by_lang = cJSON_CreateObject(), *pre = cJSON_CreateObject(),
+          *same = cJSON_CreateObject(),
           *post = cJSON_CreateObject(), *each = d->post_each ? cJSON_CreateObject() : NULL;
     cJSON_AddStringToObject(o, "case_id", rec->id);
     cJSON_AddNumberToObject(o, "index", (double)rec->index);
@@ -51,6 +52,7 @@ static cJSON *record_json(const facts_set *fs, const eval_data *d, size_t i, con
         if (!side) continue;
         if (!first) first = side;
         cJSON_AddItemToObject(by_lang, fs->langs[l], rewrite_json(side, fs->langs[l]));
+        cJSON_AddBoolToObject(same, fs->langs[l], d->same[i * d->n_langs + l]);
         cJSON_AddItemToObject(pre, fs->langs[l], scores_json(d, 0, i, l));
         cJSON_AddItemToObject(post, fs->langs[l], scores_json(d, 1, i, l));
     }
@@ -60,12 +62,12 @@ static cJSON *record_json(const facts_set *fs, const eval_data *d, size_t i, con
     }
     if (first) cJSON_AddItemToObject(o, "requested_rewrite", rewrite_json(first, first->lang));
     cJSON_AddItemToObject(o, "requested_rewrite_by_lang", by_lang);
+    cJSON_AddItemToObject(o, "rephrase_is_src", same);
     cJSON *edit = cJSON_AddObjectToObject(o, "edit");
     cJSON_AddNumberToObject(edit, "status", d->status[i]);
     cJSON_AddItemToObject(edit, "wall_seconds", num(d->wall[i]));
-    cJSON *mem = cJSON_AddArrayToObject(edit, "memory_kb");
-    cJSON_AddItemToArray(mem, cJSON_CreateNumber((double)d->mem[2 * i]));
-    cJSON_AddItemToArray(mem, cJSON_CreateNumber((double)d->mem[2 * i + 1]));
+    cJSON_AddNumberToObject(edit, "peak_rss_kb", (double)d->mem[2 * i]);
+    cJSON_AddNumberToObject(edit, "pss_kb", (double)d->mem[2 * i + 1]);
     cJSON_AddItemToObject(o, "pre", pre);
     cJSON_AddItemToObject(o, "post", post);
     if (each) cJSON_AddItemToObject(o, "post_each", each);
@@ -121,12 +123,12 @@ static void csv_field(FILE *f, const char *s, int first) {
 
 static void csv_num(FILE *f, double v) {
     if (isnan(v)) fputc(',', f);
-    else fprintf(f, ",%.17g", v);
+    else fprintf(f, ",%.10g", v);
 }
 
 static void csv_header(FILE *f) {
-    fputs("case_id,index,lang,prompt,target_new,subject,edit_status,edit_wall_seconds,edit_memory_kb_0,"
-          "edit_memory_kb_1", f);
+    fputs("case_id,index,lang,prompt,target_new,subject,edit_status,edit_wall_seconds,edit_peak_rss_kb,"
+          "edit_pss_kb", f);
     const char *when[] = {"pre", "post"};
     for (int w = 0; w < 2; w++)
         for (int c = 0; c < EVAL_N_CRIT; c++)

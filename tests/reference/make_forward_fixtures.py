@@ -210,7 +210,8 @@ def top_entries(logits):
 
 
 def ffn_grad(model, layer, tokens, n_prompt, keep):
-    """NLL of tokens[n_prompt:] given the prefix, and its top-|grad| FFN activations of one layer."""
+    """NLL of tokens[n_prompt:] given the prefix, and the FFN activations of one layer with the
+    largest |dNLL/da|: over all positions, and at the last prompt position."""
     store = {}
 
     def hook(mod, args):
@@ -229,11 +230,14 @@ def ffn_grad(model, layer, tokens, n_prompt, keep):
     finally:
         h.remove()
     a, g = store["a"][0].detach(), store["a"].grad[0]
-    flat = g.abs().flatten()
-    order = torch.argsort(flat, descending=True, stable=True)[:keep]
-    F = g.shape[1]
-    top = [[int(o // F), int(o % F), float(g.flatten()[o]), float(a.flatten()[o])] for o in order]
-    return nll.item(), top
+
+    def top(rows):
+        ga, aa = g[rows].flatten(), a[rows].flatten()
+        F = g.shape[1]
+        order = torch.argsort(ga.abs(), descending=True, stable=True)[:keep]
+        return [[int(rows[int(o // F)]), int(o % F), float(ga[o]), float(aa[o])] for o in order]
+
+    return nll.item(), top(list(range(len(tokens)))), top([n_prompt - 1])
 
 
 def main():
@@ -300,9 +304,9 @@ def main():
             tgt = (lcpp.tokenize(sep + p["alt"], False) if lcpp.llm is not None
                    else hf_tok(sep + p["alt"], add_special_tokens=False)["input_ids"])
             full = p["tokens"] + tgt
-            nll, top = ffn_grad(model, 9, full, len(p["tokens"]), 50)
+            nll, top, top_last = ffn_grad(model, 9, full, len(p["tokens"]), 50)
             res[-1]["grad"] = {"layer": 9, "target_text": sep + p["alt"], "tokens": full,
-                               "n_prompt": len(p["tokens"]), "nll": nll, "top": top}
+                               "n_prompt": len(p["tokens"]), "nll": nll, "top": top, "top_last": top_last}
     agree = f"{n_agree}/{n_pos} = {n_agree / n_pos:.4f}" if n_pos else "n/a (llama-cpp-python missing)"
     print(f"HF vs llama.cpp argmax agreement: {agree}")
     tok_src = (f"llama.cpp tokenizer (llama-cpp-python {lcpp.version}); HF GGUF tokenizer agrees on "

@@ -453,7 +453,7 @@ def check_grads(ref, seqs, logit_pos, targets, grad_layer, edit_layer, edit_neur
             sys.exit(f"edit {e}: offset gradient != sum of activation gradients")
 
 
-def sig(x, digits=8):
+def sig(x, digits=7):
     return [float(f"{v:.{digits}g}") for v in np.asarray(x, dtype=np.float64).ravel()]
 
 

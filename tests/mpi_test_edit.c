@@ -1,0 +1,266 @@
+/* mpi_test_edit: the edit stage in-process on 2 ranks with the tiny Gemma 3 model — outputs, no-LAFN facts, resume after a simulated kill, batch mode on 1 and 2 ranks, sequential mode and its resume. */
+#include <dirent.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "edit_testlib.h"
+#include "stage_edit.h"
+#include "testutil.h"
+
+enum { N_FACTS = 4 };
+static int checks = 0, my_rank = 0;
+static char root[256];
+
+static void path_join(char *out, size_t cap, const char *dir, const char *name) { snprintf(out, cap, "%s/%s", dir, name); }
+
+/* The pipeline file of the tests (written by rank 0). */
+static void write_cfg(const char *path) {
+    FILE *f = fopen(path, "w");
+    fprintf(f, "model = { path = \"tests/fixtures/models/tiny-gemma3.gguf\"; };\n"
+               "data = { format = \"jsonl\"; path = \"conf/data/demo_facts.jsonl\"; facts = [0, 1, 2, 3]; };\n"
+               "languages = { codes = [\"en\", \"de\"]; };\n"
+               "run = { output_dir = \"%s/a\"; shard_facts = 1; };\n"
+               "edit = { steps = 8; lr = 0.1; };\n", root);
+    fclose(f);
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    if (a) fclose(a);
+    if (b) fclose(b);
+}
+
+/* Writes DIR/locate.h5 for the run of cfg: the test's own neuron choice (3 per fact, layers 1-2); fact 3 gets none. */
+static int make_locate(const char *cfg, const char *dir, MPI_Comm comm, lafn_err *err) {
+    stage_context ctx;
+    char ov[300];
+    snprintf(ov, sizeof ov, "run.output_dir=%s", dir);
+    char *ovs[1] = {ov};
+    if (stage_context_init(&ctx, "locate", cfg, ovs, 1, "test", comm, NULL, err)) return -1;
+    etl_neurons nr[N_FACTS] = {0};
+    facts_edit_view views[N_FACTS] = {0};
+    int rc = etl_views(&ctx.facts, views, err);
+    for (size_t i = 0; rc == 0 && i + 1 < ctx.facts.n_facts; i++) rc = etl_top_neurons(ctx.m, &views[i], 1, 2, 3, &nr[i], err);
+    if (rc == 0) rc = etl_write_locate(dir, &ctx.prov, &ctx.facts, nr, comm, err);
+    for (size_t i = 0; i < ctx.facts.n_facts; i++) facts_edit_view_free(&views[i]);
+    stage_context_free(&ctx);
+    return rc;
+}
+
+static int run_edit(const char *cfg, const char *dir, const char *extra1, const char *extra2, MPI_Comm comm,
+                    lafn_err *err) {
+    char ov[300];
+    snprintf(ov, sizeof ov, "run.output_dir=%s", dir);
+    char *ovs[3] = {ov, (char *)extra1, (char *)extra2};
+    return stage_edit_run(cfg, ovs, 1 + (extra1 != NULL) + (extra2 != NULL), "test", comm, NULL, err);
+}
+
+typedef struct {
+    edit_store s;
+    double *nll_before, *nll_after; /* (n_facts, 2) */
+} stored;
+
+static int read_stored(const char *dir, const char *cfg, MPI_Comm comm, stored *out, lafn_err *err) {
+    char path[512];
+    path_join(path, sizeof path, dir, "edit.h5");
+    memset(out, 0, sizeof *out);
+    if (edit_store_read(path, NULL, 64, comm, &out->s, err)) return -1;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    size_t n;
+    int rc = h5out_read_all(f, path, "nll_before", H5OUT_F64, 2, (void **)&out->nll_before, &n, err);
+    if (rc == 0) rc = h5out_read_all(f, path, "nll_after", H5OUT_F64, 2, (void **)&out->nll_after, &n, err);
+    H5Fclose(f);
+    (void)cfg;
+    return rc;
+}
+
+static void stored_free(stored *s) {
+    edit_store_free(&s->s);
+    free(s->nll_before);
+    free(s->nll_after);
+}
+
+static long row_of(const stored *s, int64_t fact) {
+    for (size_t i = 0; i < s->s.n_facts; i++)
+        if (s->s.facts[i] == fact) return (long)i;
+    return -1;
+}
+
+/* Every fact once; fact 3 has no LAFN and no delta; the others edited with every language's NLL lower. */
+static void check_outputs(const stored *s, const char *what) {
+    CHECK(s->s.n_facts == N_FACTS, "%s: %zu rows, expected %d", what, s->s.n_facts, N_FACTS);
+    for (int64_t f = 0; f < N_FACTS; f++) {
+        long r = row_of(s, f);
+        CHECK(r >= 0, "%s: fact %lld missing", what, (long long)f);
+        if (r < 0) continue;
+        int n_delta = (int)(s->s.delta_off[r + 1] - s->s.delta_off[r]);
+        if (f == 3) {
+            CHECK(s->s.status[r] == EDIT_STATUS_NO_LAFN && n_delta == 0, "%s: fact 3 has status %d and %d deltas, "
+                  "expected no LAFN and none", what, s->s.status[r], n_delta);
+            continue;
+        }
+        int n_gate = (int)(s->s.gate_off[r + 1] - s->s.gate_off[r]);
+        /* a batch's delta set is the union of its facts' neurons */
+        CHECK(s->s.status[r] != EDIT_STATUS_NO_LAFN && n_gate == 3 && n_delta >= 3, "%s: fact %lld status %d, %d gate "
+              "neurons, %d deltas", what, (long long)f, s->s.status[r], n_gate, n_delta);
+        for (int l = 0; l < 2; l++)
+            CHECK(s->nll_after[r * 2 + l] < s->nll_before[r * 2 + l], "%s: fact %lld language %d: NLL %g -> %g", what,
+                  (long long)f, l, s->nll_before[r * 2 + l], s->nll_after[r * 2 + l]);
+    }
+    checks += 1 + 4 * 2;
+}
+
+/* Same facts, statuses and deltas (max abs difference <= tol). */
+static void check_same(const stored *a, const stored *b, double tol, const char *what) {
+    CHECK(a->s.n_facts == b->s.n_facts, "%s: %zu vs %zu rows", what, a->s.n_facts, b->s.n_facts);
+    double worst = 0.0;
+    long long wf = -1;
+    for (size_t i = 0; i < a->s.n_facts; i++) {
+        long j = row_of(b, a->s.facts[i]);
+        CHECK(j >= 0, "%s: fact %lld missing in the second", what, (long long)a->s.facts[i]);
+        if (j < 0) continue;
+        CHECK(a->s.status[i] == b->s.status[j], "%s: fact %lld status %d vs %d", what, (long long)a->s.facts[i],
+              a->s.status[i], b->s.status[j]);
+        int64_t na = a->s.delta_off[i + 1] - a->s.delta_off[i], nb = b->s.delta_off[j + 1] - b->s.delta_off[j];
+        CHECK(na == nb, "%s: fact %lld: %lld vs %lld deltas", what, (long long)a->s.facts[i], (long long)na, (long long)nb);
+        if (na != nb) continue;
+        const float *da = a->s.delta + (size_t)a->s.delta_off[i] * a->s.width;
+        const float *db = b->s.delta + (size_t)b->s.delta_off[j] * b->s.width;
+        for (size_t k = 0; k < (size_t)na * a->s.width; k++)
+            if (fabs((double)da[k] - db[k]) > worst) { worst = fabs((double)da[k] - db[k]); wf = a->s.facts[i]; }
+    }
+    if (my_rank == 0) printf("%s: worst delta difference %.3g (fact %lld; -1: all equal)\n", what, worst, wf);
+    CHECK(worst <= tol, "%s: deltas of fact %lld differ by %g > %g", what, wf, worst, tol);
+    checks += 2;
+}
+
+/* 1 if dir holds a file whose name ends in ".tmp". */
+static int has_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && !strcmp(e->d_name + n - 4, ".tmp")) found = 1;
+    }
+    if (d) closedir(d);
+    return found;
+}
+
+/* Copies locate.h5 (and the named edit shards) of dir a into a fresh dir, plus the leftovers of a killed run. */
+static void prepare_dir(const char *from, const char *to, const char *const *shards, size_t n_shards) {
+    char src[512], dst[512];
+    mkdir(to, 0755);
+    path_join(src, sizeof src, from, "locate.h5");
+    path_join(dst, sizeof dst, to, "locate.h5");
+    copy_file(src, dst);
+    for (size_t i = 0; i < n_shards; i++) {
+        path_join(src, sizeof src, from, shards[i]);
+        path_join(dst, sizeof dst, to, shards[i]);
+        copy_file(src, dst);
+    }
+    if (n_shards) { /* a shard and a merge cut off mid-write */
+        path_join(dst, sizeof dst, to, "edit.shard-1-0.h5.tmp");
+        FILE *f = fopen(dst, "w");
+        fputs("\x89HDF half written", f);
+        fclose(f);
+        path_join(dst, sizeof dst, to, "edit.h5.tmp");
+        f = fopen(dst, "w");
+        fputs("garbage", f);
+        fclose(f);
+    }
+}
+
+static void dir_of(char *out, const char *name) { snprintf(out, 256, "%s/%s", root, name); }
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    my_rank = rank;
+    if (rank == 0) {
+        snprintf(root, sizeof root, "/tmp/mpi_test_edit.XXXXXX");
+        if (!mkdtemp(root)) root[0] = '\0';
+    }
+    MPI_Bcast(root, sizeof root, MPI_CHAR, 0, MPI_COMM_WORLD);
+    char cfg[300], a[256], b[256], c[256], d[256], e[256], f[256];
+    snprintf(cfg, sizeof cfg, "%s/edit.cfg", root);
+    dir_of(a, "a"), dir_of(b, "b"), dir_of(c, "c"), dir_of(d, "d"), dir_of(e, "e"), dir_of(f, "f");
+    if (rank == 0) write_cfg(cfg);
+    MPI_Barrier(MPI_COMM_WORLD);
+    lafn_err err = {{0}};
+    int rc = make_locate(cfg, a, MPI_COMM_WORLD, &err);
+    CHECK(rc == 0, "locate.h5: %s", err.msg);
+    stored sa = {0}, sb = {0}, sc = {0}, sd = {0}, se = {0}, sf = {0};
+    /* single mode */
+    rc = rc ? rc : run_edit(cfg, a, NULL, NULL, MPI_COMM_WORLD, &err);
+    CHECK(rc == 0, "single: %s", err.msg);
+    if (rc == 0 && read_stored(a, cfg, MPI_COMM_WORLD, &sa, &err) == 0) check_outputs(&sa, "single");
+    /* resume after a kill: one committed shard, a half-written shard and merge */
+    static const char *const one[] = {"edit.shard-0-0.h5"};
+    if (rank == 0) prepare_dir(a, b, one, 1);
+    MPI_Barrier(MPI_COMM_WORLD);
+    int rb = run_edit(cfg, b, NULL, NULL, MPI_COMM_WORLD, &err);
+    CHECK(rb == 0, "resume: %s", err.msg);
+    if (rb == 0 && read_stored(b, cfg, MPI_COMM_WORLD, &sb, &err) == 0) {
+        check_same(&sa, &sb, 0.0, "resume vs uninterrupted");
+        CHECK(!has_tmp(b), "a .tmp file is left in %s", b);
+        checks++;
+    }
+    /* batch mode on 2 ranks and on 1 */
+    if (rank == 0) { prepare_dir(a, c, NULL, 0); prepare_dir(a, d, NULL, 0); }
+    MPI_Barrier(MPI_COMM_WORLD);
+    int rcb = run_edit(cfg, c, "edit.mode=batch", "edit.batch_size=3", MPI_COMM_WORLD, &err);
+    CHECK(rcb == 0, "batch, 2 ranks: %s", err.msg);
+    MPI_Comm one_rank;
+    MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? 0 : MPI_UNDEFINED, 0, &one_rank);
+    int rcd = 0;
+    if (rank == 0) {
+        rcd = run_edit(cfg, d, "edit.mode=batch", "edit.batch_size=3", one_rank, &err);
+        CHECK(rcd == 0, "batch, 1 rank: %s", err.msg);
+        MPI_Comm_free(&one_rank);
+    }
+    MPI_Bcast(&rcd, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rcb == 0 && rcd == 0 && read_stored(c, cfg, MPI_COMM_WORLD, &sc, &err) == 0 &&
+        read_stored(d, cfg, MPI_COMM_WORLD, &sd, &err) == 0) {
+        check_outputs(&sc, "batch");
+        check_same(&sc, &sd, 1e-4, "batch on 2 ranks vs 1 rank");
+        long r0 = row_of(&sc, 0), r2 = row_of(&sc, 2);
+        CHECK(r0 >= 0 && r2 >= 0 && sc.s.group[r0] == sc.s.group[r2], "facts 0 and 2 of one batch have different groups");
+        checks++;
+    }
+    /* sequential mode, then its resume from the first two shards */
+    if (rank == 0) prepare_dir(a, e, NULL, 0);
+    MPI_Barrier(MPI_COMM_WORLD);
+    int rce = run_edit(cfg, e, "edit.mode=sequential", NULL, MPI_COMM_WORLD, &err);
+    CHECK(rce == 0, "sequential: %s", err.msg);
+    static const char *const two[] = {"edit.shard-0-0.h5", "edit.shard-0-1.h5"};
+    if (rank == 0) prepare_dir(e, f, two, 2);
+    MPI_Barrier(MPI_COMM_WORLD);
+    int rcf = run_edit(cfg, f, "edit.mode=sequential", NULL, MPI_COMM_WORLD, &err);
+    CHECK(rcf == 0, "sequential resume: %s", err.msg);
+    if (rce == 0 && rcf == 0 && read_stored(e, cfg, MPI_COMM_WORLD, &se, &err) == 0 &&
+        read_stored(f, cfg, MPI_COMM_WORLD, &sf, &err) == 0) {
+        check_outputs(&se, "sequential");
+        check_same(&se, &sf, 1e-6, "sequential resume vs uninterrupted");
+    }
+    stored_free(&sa), stored_free(&sb), stored_free(&sc), stored_free(&sd), stored_free(&se), stored_free(&sf);
+    int failures = testutil_failures, total = 0;
+    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0 && total == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
+    }
+    int status = rank == 0 ? testutil_finish("mpi_test_edit", checks - testutil_failures) : 0;
+    MPI_Finalize();
+    return total ? 1 : status;
+}

@@ -1,0 +1,190 @@
+/* test_edit_gate: the gated cache on the real model — a fact's edit fires on its own prompts and not on unrelated ones; composed edits follow the gates. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edit_cache.h"
+#include "edit_testlib.h"
+#include "testutil.h"
+
+static int checks = 0;
+
+/* Unrelated prompts written for this test (not from the data set). */
+static const char *const unrelated[][2] = {
+    {"en", "Water boils at a temperature of"},
+    {"en", "The author of the play Hamlet is"},
+    {"en", "My favourite kind of fruit is"},
+    {"en", "The largest planet in the solar system is"},
+    {"zh", "水的沸点是"},
+    {"zh", "我最喜欢的水果是"},
+    {"zh", "日本的首都是"},
+};
+enum { N_UNRELATED = 7 };
+
+/* Packs prompts (no targets) into tokens/seq_len/last (64 prompts, 2048 tokens at most). */
+static int pack(const model *m, const char *const *langs, const char *const *prompts, int B, int32_t *tokens,
+                int *seq_len, int *last, size_t *n_tokens, lafn_err *err) {
+    size_t N = 0;
+    for (int b = 0; b < B; b++) {
+        stage_sequence s = {0};
+        if (stage_sequence_build(m->tok, langs[b], prompts[b], NULL, &s, err)) return -1;
+        if (N + s.n_prompt > 2048) { stage_sequence_free(&s); return lafn_err_set(err, "test: too many tokens"); }
+        memcpy(tokens + N, s.ids, s.n_prompt * sizeof *tokens);
+        seq_len[b] = (int)s.n_prompt;
+        N += s.n_prompt;
+        last[b] = (int)N - 1;
+        stage_sequence_free(&s);
+    }
+    *n_tokens = N;
+    return 0;
+}
+
+/* Calibrates the gate of the fact's candidate neurons: own prompts vs the src of the other facts. */
+static int calibrate(const model *m, const facts_edit_view *views, size_t n_views, etl_neurons *nr, int *kept,
+                     lafn_err *err) {
+    const char *langs[64], *prompts[64];
+    int B = 0, n_own, seq_len[64], last[64];
+    for (size_t l = 0; l < views[0].n_langs; l++)
+        for (size_t p = 0; p < views[0].langs[l].n_prompts; p++, B++) {
+            langs[B] = views[0].langs[l].lang;
+            prompts[B] = views[0].langs[l].prompts[p];
+        }
+    n_own = B;
+    for (size_t f = 1; f < n_views; f++)
+        for (size_t l = 0; l < views[f].n_langs && B < 64; l++, B++) {
+            langs[B] = views[f].langs[l].lang;
+            prompts[B] = views[f].langs[l].prompts[0];
+        }
+    int32_t tokens[2048];
+    size_t N;
+    if (pack(m, langs, prompts, B, tokens, seq_len, last, &N, err)) return -1;
+    engine_run *r = NULL;
+    engine_batch b = {.n_seq = B, .seq_len = seq_len, .tokens = tokens};
+    engine_forward_opts o = engine_forward_defaults();
+    int rc = engine_run_init(&r, m, N, 1, err);
+    if (rc == 0) rc = engine_forward(r, &b, &o, err);
+    uint8_t keep[64];
+    float thr[64];
+    if (rc == 0) {
+        *kept = edit_gate_calibrate(r, &m->cfg, last, n_own, B, nr->n, nr->layer, nr->neuron, nr->sign, nr->threshold,
+                                    keep, thr);
+        int q = 0;
+        for (int k = 0; k < nr->n; k++)
+            if (keep[k]) {
+                nr->layer[q] = nr->layer[k], nr->neuron[q] = nr->neuron[k], nr->sign[q] = nr->sign[k];
+                nr->threshold[q++] = thr[k];
+            }
+        nr->n = q;
+    }
+    engine_run_free(r);
+    return rc;
+}
+
+/* Runs the prompts through the cache; fires[b] = whether entry 0 fired on prompt b. */
+static int gate_on(const model *m, const edit_cache *c, const char *const *langs, const char *const *prompts, int B,
+                   uint8_t *fires, lafn_err *err) {
+    int32_t tokens[2048];
+    int seq_len[64], last[64];
+    size_t N = 0;
+    if (pack(m, langs, prompts, B, tokens, seq_len, last, &N, err)) return -1;
+    engine_run *r = NULL;
+    engine_batch batch = {.n_seq = B, .seq_len = seq_len, .tokens = tokens};
+    engine_forward_opts o = engine_forward_defaults();
+    o.logit_pos = last;
+    o.n_logit_pos = B;
+    int rc = engine_run_init(&r, m, N, (size_t)B, err);
+    if (rc == 0) rc = edit_cache_forward(r, m, &batch, last, c, &o, fires, err);
+    engine_run_free(r);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    lafn_err err = {{0}};
+    model *m = NULL;
+    facts_set set = {0};
+    enum { NV = 9 };
+    facts_edit_view views[NV] = {0}, v = {0};
+    facts_opts fo = {.langs = "en,zh", .first = 0, .count = NV};
+    int rc = model_load(&m, testutil_default_model(), MPI_COMM_NULL, &err);
+    if (rc == 0) rc = facts_load_jsonl(testutil_repo_path("conf/data/demo_facts.jsonl"), &fo, &set, &err);
+    if (rc == 0) rc = etl_views(&set, views, &err);
+    etl_neurons nr;
+    int kept = 0;
+    if (rc == 0) rc = etl_top_neurons(m, &views[0], 4, 12, 16, &nr, &err);
+    int n_candidates = nr.n;
+    if (rc == 0) rc = calibrate(m, views, set.n_facts, &nr, &kept, &err);
+    CHECK(rc == 0, "%s", err.msg);
+    printf("gate: %d of %d candidate neurons separate the fact's prompts from %zu other facts' questions%s\n", kept,
+           n_candidates, set.n_facts - 1, kept ? "" : " (own-prompt floor used)");
+    v = views[0];
+    if (rc == 0) {
+        float *delta = calloc((size_t)m->cfg.d_model, sizeof *delta);
+        int layer = nr.layer[0], neuron = nr.neuron[0];
+        edit_cache_entry e = {.group = 0, .n_gate = nr.n, .gate_layer = nr.layer, .gate_neuron = nr.neuron,
+                              .gate_sign = nr.sign, .gate_threshold = nr.threshold, .n = 1, .layer = &layer,
+                              .neuron = &neuron, .delta = delta};
+        /* gate 1: every gate neuron must reach its calibrated threshold (see docs/stage_edit.md for 0.5 and 0.75) */
+        edit_cache c = {.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = 1.0f, .n_entries = 1, .entries = &e};
+        const char *langs[64], *prompts[64];
+        int B = 0;
+        for (size_t l = 0; l < v.n_langs; l++)
+            for (size_t p = 0; p < v.langs[l].n_prompts; p++, B++) {
+                langs[B] = v.langs[l].lang;
+                prompts[B] = v.langs[l].prompts[p];
+            }
+        uint8_t fires[64];
+        rc = gate_on(m, &c, langs, prompts, B, fires, &err);
+        CHECK(rc == 0, "%s", err.msg);
+        for (int b = 0; rc == 0 && b < B; b++) {
+            printf("own prompt  [%s] %-50s fires %d\n", langs[b], prompts[b], fires[b]);
+            CHECK(fires[b], "the gate does not fire on the fact's own prompt '%s'", prompts[b]);
+        }
+        for (int b = 0; b < N_UNRELATED; b++) {
+            langs[b] = unrelated[b][0];
+            prompts[b] = unrelated[b][1];
+        }
+        rc = gate_on(m, &c, langs, prompts, N_UNRELATED, fires, &err);
+        CHECK(rc == 0, "%s", err.msg);
+        for (int b = 0; rc == 0 && b < N_UNRELATED; b++) {
+            printf("unrelated   [%s] %-50s fires %d\n", langs[b], prompts[b], fires[b]);
+            CHECK(!fires[b], "the gate fires on the unrelated prompt '%s'", prompts[b]);
+        }
+        for (int g = 0; g < 2; g++) {
+            c.gate = g ? 0.75f : 0.5f;
+            int n_fire = 0;
+            if (gate_on(m, &c, langs, prompts, N_UNRELATED, fires, &err) == 0)
+                for (int b = 0; b < N_UNRELATED; b++) n_fire += fires[b];
+            printf("gate %.2f: fires on %d of %d unrelated prompts\n", (double)c.gate, n_fire, N_UNRELATED);
+        }
+        int n_ref = 0;
+        for (size_t f = 1; f < set.n_facts; f++)
+            for (size_t l = 0; l < views[f].n_langs; l++, n_ref++) {
+                langs[n_ref] = views[f].langs[l].lang;
+                prompts[n_ref] = views[f].langs[l].prompts[0];
+            }
+        c.gate = 1.0f;
+        if (gate_on(m, &c, langs, prompts, n_ref, fires, &err) == 0) {
+            int n_fire = 0;
+            for (int b = 0; b < n_ref; b++) n_fire += fires[b];
+            printf("gate 1.00: fires on %d of %d other facts' questions (the calibration's references)\n", n_fire, n_ref);
+        }
+        for (int b = 0; b < N_UNRELATED; b++) {
+            langs[b] = unrelated[b][0];
+            prompts[b] = unrelated[b][1];
+        }
+        c.gate = 0.0f;
+        rc = gate_on(m, &c, langs, prompts, N_UNRELATED, fires, &err);
+        for (int b = 0; rc == 0 && b < N_UNRELATED; b++) CHECK(fires[b], "gate 0 must always fire ('%s')", prompts[b]);
+        checks += B + 2 * N_UNRELATED;
+        free(delta);
+    }
+    for (int i = 0; i < NV; i++) facts_edit_view_free(&views[i]);
+    facts_set_free(&set);
+    model_free(m);
+    int status = testutil_finish("test_edit_gate", checks - testutil_failures);
+    MPI_Finalize();
+    return status;
+}
