@@ -197,8 +197,7 @@ static int state_setup(opt_state *st, const model *m, const edit_problem *p, int
 
 /* Forward with the current delta; fills st->dlogits and this rank's slot
  * NLLs, NLL term and KL term into st->red (not yet reduced). */
-static int loss_local(opt_state *st, const model *m, const edit_problem *p, const edit_hparams *h, int first,
-                      lafn_err *err) {
+static int loss_local(opt_state *st, const model *m, const edit_problem *p, const edit_hparams *h, lafn_err *err) {
     size_t V = (size_t)m->cfg.vocab, slots = (size_t)p->n_facts * (size_t)p->n_langs;
     memset(st->red, 0, (slots + 2) * sizeof *st->red);
     if (!p->n_seqs) return 0;
@@ -206,7 +205,7 @@ static int loss_local(opt_state *st, const model *m, const edit_problem *p, cons
     o.edit = &st->edit;
     o.logit_pos = st->ob.logit_pos;
     o.n_logit_pos = (int)(st->ob.P_t + st->ob.P_n);
-    o.from_layer = h->reuse_lower && !first ? st->lowest : 0;
+    o.from_layer = h->reuse_lower ? st->lowest : 0; /* state_setup ran the unedited forward of this batch */
     if (engine_forward(st->run, &st->ob.b, &o, err)) return -1;
     const float *logits = engine_logits(st->run);
     st->red[slots] = engine_nll(logits, (int)st->ob.P_t, (int)V, st->ob.target, st->ob.weight, st->logp, st->dlogits);
@@ -305,7 +304,7 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
     memcpy(st.delta, delta, st.nd * sizeof *delta);
     for (int t = 0;; t++) {
         double kl, l2;
-        if (stage_sync_status(comm, loss_local(&st, m, p, h, t == 0, err), err)) goto fail;
+        if (stage_sync_status(comm, loss_local(&st, m, p, h, err), err)) goto fail;
         double loss = loss_reduce(&st, p, h, comm, &kl, &l2);
         if (t == 0) {
             res->loss_first = loss;

@@ -185,6 +185,11 @@ static int write_axes(hid_t file, const stage_context *ctx, const eval_data *d, 
     if (h5_attr_put_string(file, "eval_criteria_easyedit", buf, err)) return -1;
     join(buf, sizeof buf, eval_metric_names, EVAL_N_METRIC, "");
     if (h5_attr_put_string(file, "eval_metrics", buf, err)) return -1;
+    char *const *shown;
+    size_t n_shown;
+    if (config_get_string_list(&ctx->cfg, "eval.metrics", &shown, &n_shown, err)) return -1;
+    join(buf, sizeof buf, (const char *const *)shown, n_shown, "");
+    if (h5_attr_put_string(file, "eval_metrics_shown", buf, err)) return -1;
     for (int m = 0; m < EVAL_N_METRIC; m++) {
         snprintf(buf, sizeof buf, "eval_method_%s", eval_metric_names[m]);
         if (h5_attr_put_string(file, buf, eval_metric_methods[m], err)) return -1;

@@ -15,14 +15,14 @@
 /* The cells of eval.h5: S sets x L languages x C criteria x M metrics (cells) and S x L x M (same). */
 typedef struct {
     size_t S, L;
-    char *sets_text, *langs_text;
+    char *sets_text, *langs_text, *shown;  /* shown: eval.metrics of the run, the metrics printed */
     char *sets[TABLE_MAX_NAMES], *langs[TABLE_MAX_NAMES];
     double *mean, *lo, *hi, *smean, *slo, *shi;
     int64_t *n, *sn;
 } table_data;
 
 static void table_free(table_data *t) {
-    free(t->sets_text); free(t->langs_text);
+    free(t->sets_text); free(t->langs_text); free(t->shown);
     free(t->mean); free(t->lo); free(t->hi); free(t->smean); free(t->slo); free(t->shi); free(t->n); free(t->sn);
     *t = (table_data){0};
 }
@@ -68,7 +68,8 @@ static int table_read(const char *path, table_data *t, lafn_err *err) {
     if (file < 0) return lafn_err_set(err, "%s: cannot open", path);
     int rc = -1;
     if (h5out_check_identity(file, path, "eval", NULL, err) || h5out_attr_string(file, "eval_sets", &t->sets_text, err) ||
-        h5out_attr_string(file, "eval_langs", &t->langs_text, err))
+        h5out_attr_string(file, "eval_langs", &t->langs_text, err) ||
+        h5out_attr_string(file, "eval_metrics_shown", &t->shown, err))
         goto done;
     t->S = split(t->sets_text, t->sets);
     t->L = split(t->langs_text, t->langs);
@@ -127,14 +128,25 @@ int eval_table_print(const char *path, FILE *out, lafn_err *err) {
     fprintf(out, "Results from %s: mean [bootstrap interval] n = facts per cell. Locality = share of "
                  "teacher-forced loc_ans predictions unchanged by the edit.\n", path);
     char title[160];
+    int show[EVAL_N_METRIC];
+    for (int m = 0; m < EVAL_N_METRIC; m++) {
+        char key[32];
+        snprintf(key, sizeof key, ",%s,", eval_metric_names[m]);
+        size_t len = strlen(t.shown) + 3;
+        char *list = malloc(len);
+        show[m] = list && snprintf(list, len, ",%s,", t.shown) > 0 && strstr(list, key) != NULL;
+        free(list);
+    }
     for (int c = 0; c < EVAL_N_CRIT; c++)
         for (int m = 0; m < EVAL_N_METRIC; m++) {
+            if (!show[m]) continue;
             snprintf(title, sizeof title, "%s (%s), %s%s", eval_criterion_names[c], eval_criterion_easyedit[c],
                      eval_metric_names[m], m == EVAL_F1_HARMONIC ? " (harmonic F1, not the benchmarks' F1)" : "");
             print_block(out, &t, title, t.mean, t.lo, t.hi, t.n, EVAL_N_VALUES,
                         (size_t)c * EVAL_N_METRIC + (size_t)m);
         }
     for (int m = 0; m < EVAL_N_METRIC; m++) {
+        if (!show[m]) continue;
         snprintf(title, sizeof title, "generality on records whose rephrase == src, %s", eval_metric_names[m]);
         print_block(out, &t, title, t.smean, t.slo, t.shi, t.sn, EVAL_N_METRIC, (size_t)m);
     }

@@ -7,7 +7,8 @@
 #include "lafn_err.h"
 
 /* Prints, from the cell means of the eval.h5 at path (serial read; MPI need
- * not be initialised), one block per criterion and metric: rows = the
+ * not be initialised), one block per criterion and metric (the run's
+ * eval.metrics): rows = the
  * unedited model (baseline), LAFN with the edit made in all languages, and
  * LAFN edited in one language ("each", if evaluated); columns = test
  * languages; each cell "mean [lo,hi] n". Then generality on the records whose
