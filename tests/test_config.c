@@ -141,6 +141,26 @@ static void test_rejections(void) {
 static void check_bad_overrides(lafn_config *cfg);
 static void check_roundtrip(lafn_config *cfg);
 
+/* A set of overrides is checked as a whole: related knobs may come in any order. */
+static void test_override_order(void) {
+    lafn_config c;
+    lafn_err err = {{0}};
+    if (config_load(&c, "conf/demo.cfg", &err)) {
+        PASS(0, "demo.cfg: %s", err.msg);
+        return;
+    }
+    char *raise[] = {"locate.min_neurons=1000", "locate.max_neurons=1000"};
+    PASS(config_override_all(&c, raise, 2, &err) == 0, "min before max: %s", err.msg);
+    int64_t lo = 0, hi = 0;
+    config_get_int(&c, "locate.min_neurons", &lo, &err);
+    config_get_int(&c, "locate.max_neurons", &hi, &err);
+    PASS(lo == 1000 && hi == 1000, "both applied: %lld %lld", (long long)lo, (long long)hi);
+    char *contradict[] = {"locate.max_neurons=5", "edit.lr=0.5"};
+    PASS(config_override_all(&c, contradict, 2, &err) == -1 && strstr(err.msg, "locate.min_neurons"),
+         "max below min is refused after all overrides: %s", err.msg);
+    config_free(&c);
+}
+
 static void test_overrides(void) {
     lafn_config c;
     lafn_err err = {{0}};
@@ -174,6 +194,7 @@ static void test_overrides(void) {
     check_bad_overrides(&c);
     check_roundtrip(&c);
     config_free(&c);
+    test_override_order();
 }
 
 /* Rejected overrides name the key and leave the configuration unchanged. */
@@ -213,8 +234,8 @@ static void check_roundtrip(lafn_config *cfg) {
     /* the resolved text of a non-default config (odd characters included) reads back the same */
     PASS(config_override(&c, "data.paraphrases=para/\u6570\"x\\y\ttab.jsonl", &err) == 0,
          "odd string: %s", err.msg);
-    PASS(config_override(&c, "edit.lr=0.1", &err) == 0 && config_override(&c, "data.facts=5,1,9", &err) == 0,
-         "lr / facts: %s", err.msg);
+    char *facts[] = {"edit.lr=0.1", "data.fact_range=[]", "data.facts=5,1,9"};
+    PASS(config_override_all(&c, facts, 3, &err) == 0, "lr / facts: %s", err.msg);
     char *t1 = config_print_string(&c), *t2 = NULL;
     lafn_config back;
     if (t1 && config_load(&back, write_file("resolved2.cfg", t1), &err) == 0) {

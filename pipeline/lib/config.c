@@ -341,7 +341,8 @@ static char *override_text(config_knob_type t, const char *v) {
     return buf;
 }
 
-int config_override(lafn_config *cfg, const char *assignment, lafn_err *err) {
+/* Applies one override; checks the relations between knobs only if check_relations. */
+static int override_one(lafn_config *cfg, const char *assignment, int check_relations, lafn_err *err) {
     const char *eq = strchr(assignment, '=');
     char path[256], what[512], hint[512], *text = NULL;
     int rc = -1;
@@ -380,7 +381,7 @@ int config_override(lafn_config *cfg, const char *assignment, lafn_err *err) {
     config_value old = cfg->vals[idx], v = {0};
     if (take(idx, s, dup_str(what), &v, err)) goto done;
     cfg->vals[idx] = v;
-    if (config_check_relations(cfg, err)) {
+    if (check_relations && config_check_relations(cfg, err)) {
         cfg->vals[idx] = old;
         config_value_clear(&v);
         lafn_err_wrap(err, "%s", what);
@@ -392,6 +393,17 @@ done:
     free(text);
     config_destroy(&lc);
     return rc;
+}
+
+int config_override(lafn_config *cfg, const char *assignment, lafn_err *err) {
+    return override_one(cfg, assignment, 1, err);
+}
+
+int config_override_all(lafn_config *cfg, char *const *assignments, size_t n, lafn_err *err) {
+    for (size_t i = 0; i < n; i++)
+        if (override_one(cfg, assignments[i], 0, err)) return -1;
+    if (config_check_relations(cfg, err)) return lafn_err_wrap(err, "command line overrides");
+    return 0;
 }
 
 /* The value of knob `path` if it has type t, else NULL with err set. */

@@ -82,6 +82,12 @@ int config_check(const char *path, lafn_err *err);
  * cfg unchanged. */
 int config_override(lafn_config *cfg, const char *assignment, lafn_err *err);
 
+/* Applies n overrides in order, each checked as config_override, then the
+ * relations between knobs once, so their order does not matter
+ * ("locate.min_neurons=40 locate.max_neurons=40"). Returns 0, or -1 with err
+ * set; on failure cfg may hold some of the overrides — discard it. */
+int config_override_all(lafn_config *cfg, char *const *assignments, size_t n, lafn_err *err);
+
 /* Writes the resolved configuration (every key, defaults filled) as libconfig
  * text that config_load reads back to the same values. Returns 0 or -1 on a
  * write error. */

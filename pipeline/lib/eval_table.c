@@ -90,6 +90,14 @@ done:
     return rc;
 }
 
+/* 1 if the comma list holds name as one of its elements. */
+static int list_has(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
+    return 0;
+}
+
 static void print_cell(FILE *out, double mean, double lo, double hi, int64_t n) {
     char buf[64];
     if (n == 0 || isnan(mean)) snprintf(buf, sizeof buf, "-");
@@ -129,14 +137,7 @@ int eval_table_print(const char *path, FILE *out, lafn_err *err) {
                  "teacher-forced loc_ans predictions unchanged by the edit.\n", path);
     char title[160];
     int show[EVAL_N_METRIC];
-    for (int m = 0; m < EVAL_N_METRIC; m++) {
-        char key[32];
-        snprintf(key, sizeof key, ",%s,", eval_metric_names[m]);
-        size_t len = strlen(t.shown) + 3;
-        char *list = malloc(len);
-        show[m] = list && snprintf(list, len, ",%s,", t.shown) > 0 && strstr(list, key) != NULL;
-        free(list);
-    }
+    for (int m = 0; m < EVAL_N_METRIC; m++) show[m] = list_has(t.shown, eval_metric_names[m]);
     for (int c = 0; c < EVAL_N_CRIT; c++)
         for (int m = 0; m < EVAL_N_METRIC; m++) {
             if (!show[m]) continue;

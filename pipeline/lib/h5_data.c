@@ -52,7 +52,9 @@ int h5_write_rows(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_tota
     } else if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0) {
         goto fail;
     }
-    if (H5Dwrite(dset, h5_mem_type(t), mspace, fspace, dxpl, buf) < 0) goto fail;
+    /* An empty dataset (the same on every rank) has no storage to write: HDF5
+     * fails a collective write of zero elements with an address overflow. */
+    if (n_rows_total > 0 && H5Dwrite(dset, h5_mem_type(t), mspace, fspace, dxpl, buf) < 0) goto fail;
     if (layout && h5_attr_put_string(dset, "lafn_layout", layout, err)) goto fail;
     rc = 0;
 fail:

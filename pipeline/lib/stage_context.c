@@ -66,9 +66,7 @@ static int make_dirs(const char *dir, lafn_err *err) {
 static int load_config(stage_context *ctx, const char *cfg_path, char *const *overrides, int n_overrides,
                        lafn_err *err) {
     if (config_load(&ctx->cfg, cfg_path, err) != 0) return -1;
-    for (int i = 0; i < n_overrides; i++)
-        if (config_override(&ctx->cfg, overrides[i], err) != 0) return -1;
-    return 0;
+    return config_override_all(&ctx->cfg, overrides, (size_t)n_overrides, err);
 }
 
 /* Loads the configured facts (data.*, languages.codes) and their paraphrases. */
