@@ -375,7 +375,7 @@ static void test_kernel_attention_rope(void) {
     t.start[0] = 0, t.start[1] = 2, t.start[2] = KN; /* sequences of 2 and 3 tokens */
     int pos[KN] = {0, 1, 0, 1, 2};
     memcpy(t.pos, pos, sizeof pos);
-    t.s = (engine_seqs){.n_seq = 2, .seq_start = t.start, .pos = t.pos};
+    t.s = (engine_seqs){.n_seq = 2, .seq_start = t.start};
     for (int window = 0; window <= 2; window += 2) {
         t.a = (attn_dims){.H = KH, .K = KK, .E = KE, .scale = 0.7f, .window = window};
         float dq[KN * KH * KE] = {0}, dk[KN * KK * KE] = {0}, dv[KN * KK * KE] = {0};
@@ -408,9 +408,7 @@ static void test_kernel_attention_blocked(void) {
     fill_normal(q, N * QE, 1.0f, 0.0f), fill_normal(k, N * KE2, 1.0f, 0.0f);
     fill_normal(v, N * KE2, 1.0f, 0.0f), fill_normal(c, N * QE, 1.0f, 0.0f);
     size_t start[3] = {0, 70, N};
-    int pos[N];
-    for (int n = 0; n < N; n++) pos[n] = n < 70 ? n : n - 70;
-    engine_seqs s = {.n_seq = 2, .seq_start = start, .pos = pos};
+    engine_seqs s = {.n_seq = 2, .seq_start = start};
     for (int window = 0; window <= 20; window += 20) {
         attn_dims a = {.H = 4, .K = 2, .E = 8, .scale = 0.5f, .window = window};
         attention_forward(out, lse, q, k, v, &s, &a, scratch);

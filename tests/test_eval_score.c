@@ -220,6 +220,22 @@ static void test_locality(eval_scorer *s, const facts_set *fs) {
     eval_edit_free(&shut);
 }
 
+/* The pair checks on another tiny architecture and tokenizer (byte-level BPE Llama, no BOS). */
+static void test_other_model(const char *rel, const facts_set *all) {
+    model *m = NULL;
+    eval_scorer s = {0};
+    engine_run *ref = NULL;
+    lafn_err err = {{0}};
+    if (model_load(&m, testutil_repo_path(rel), MPI_COMM_NULL, &err) || eval_scorer_init(&s, m, &err) ||
+        engine_run_init(&ref, m, 512, 1, &err))
+        CHECK(0, "%s: %s", rel, err.msg);
+    else
+        test_pairs(&s, ref, all);
+    if (ref) engine_run_free(ref);
+    eval_scorer_free(&s);
+    model_free(m);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     model *m = NULL;
@@ -237,6 +253,7 @@ int main(int argc, char **argv) {
     } else {
         test_pairs(&s, ref, &all);
         test_locality(&s, &fs);
+        test_other_model("tests/fixtures/models/tiny-llama.gguf", &all);
     }
     if (ref) engine_run_free(ref);
     eval_scorer_free(&s);

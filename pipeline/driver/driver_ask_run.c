@@ -33,8 +33,7 @@ static int ask_config(const char *edit_path, char **overrides, int n_overrides, 
         goto fail;
     }
     if (config_load(cfg, tmp, err) != 0) goto fail;
-    for (int i = 0; i < n_overrides; i++)
-        if (config_override(cfg, overrides[i], err) != 0) goto fail;
+    if (config_override_all(cfg, overrides, (size_t)n_overrides, err) != 0) goto fail;
     rc = 0;
 fail:
     if (fd >= 0) { close(fd); unlink(tmp); }

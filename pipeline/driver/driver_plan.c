@@ -185,8 +185,7 @@ int driver_plan_init(driver_plan *p, int argc, char **argv, int allow_dry_run, i
         goto fail;
     }
     if (config_load(&p->cfg, p->cfg_path, err) != 0) goto fail;
-    for (size_t i = 0; i < p->n_overrides; i++)
-        if (config_override(&p->cfg, p->overrides[i], err) != 0) goto fail;
+    if (config_override_all(&p->cfg, p->overrides, p->n_overrides, err) != 0) goto fail; /* as the stages do */
     if (config_get_string(&p->cfg, "run.output_dir", &p->out_dir, err) != 0 ||
         config_get_int(&p->cfg, "run.ranks", &p->ranks, err) != 0)
         goto fail;

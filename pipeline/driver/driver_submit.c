@@ -92,6 +92,11 @@ int driver_submit(int argc, char **argv) {
     int usage_error = 0, status = 0;
     char **sbatch = calloc((size_t)argc + 1, sizeof *sbatch), cwd[PATH_MAX], prev[64] = "";
     size_t n_sbatch = 0;
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        fputs(submit_usage, stdout);
+        free(sbatch);
+        return 0;
+    }
     if (!sbatch || !getcwd(cwd, sizeof cwd)) { fprintf(stderr, "lafn submit: out of memory or no cwd\n"); free(sbatch); return 1; }
     argc = take_sbatch_options(argc, argv, sbatch, &n_sbatch);
     if (driver_plan_init(&p, argc, argv, 1, &usage_error, &err) != 0) {

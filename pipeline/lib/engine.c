@@ -265,7 +265,7 @@ static int logit_pos_load(engine_run *r, const engine_forward_opts *o, lafn_err 
 }
 
 static engine_seqs run_seqs(const engine_run *r) {
-    engine_seqs s = {.n_seq = r->n_seq, .seq_start = r->seq_start, .pos = r->pos};
+    engine_seqs s = {.n_seq = r->n_seq, .seq_start = r->seq_start};
     return s;
 }
 

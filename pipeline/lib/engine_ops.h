@@ -14,12 +14,11 @@
  * Every backward ADDS into its input gradients (the caller zeroes them), as in
  * llm.c; weight gradients are never computed (the weights are frozen). */
 
-/* Packed sequences of a batch: token n belongs to sequence seq_of[n] which
- * starts at global position seq_start[seq_of[n]]; pos[n] = n - start. */
+/* Packed sequences of a batch: sequence b holds the global positions
+ * [seq_start[b], seq_start[b + 1]). */
 typedef struct {
     int n_seq;               /* B */
     const size_t *seq_start; /* (B + 1) */
-    const int *pos;          /* (N) position inside its sequence */
 } engine_seqs;
 
 /* ---- engine_norm.c ---- */

@@ -22,24 +22,12 @@ const char *const eval_metric_methods[EVAL_N_METRIC] = {
     "harmonic F1 2PR/(P+R) over the same token-id multisets (not the benchmarks' F1; reported beside it)",
 };
 
-static int encode_plain(const tokenizer *t, const char *text, int32_t **ids, size_t *n, lafn_err *err) {
-    size_t cap = strlen(text) + 8;
-    *ids = malloc(cap * sizeof **ids);
-    if (!*ids) return lafn_err_set(err, "out of memory tokenizing '%.40s'", text);
-    if (tokenizer_encode(t, text, strlen(text), 0, *ids, cap, n, err) != 0 || *n > cap) {
-        free(*ids);
-        *ids = NULL;
-        return *n > cap ? lafn_err_set(err, "tokenizer gave %zu ids for %zu bytes", *n, cap) : -1;
-    }
-    return 0;
-}
-
 /* F1/EM/harmonic F1 of answer text a against reference text b, as evaluate.py: both re-encoded. */
 static int f1_em_texts(const tokenizer *t, const char *a, const char *b, double *out, lafn_err *err) {
     int32_t *ia = NULL, *ib = NULL;
     size_t na = 0, nb = 0;
-    if (encode_plain(t, a, &ia, &na, err) != 0) return -1;
-    if (encode_plain(t, b, &ib, &nb, err) != 0) { free(ia); return -1; }
+    if (eval_encode(t, a, 0, &ia, &na, err) != 0) return -1;
+    if (eval_encode(t, b, 0, &ib, &nb, err) != 0) { free(ia); return -1; }
     metrics_f1_em r = metrics_bizsre_f1_em(ia, na, ib, nb, a, b);
     free(ia);
     free(ib);

@@ -9,14 +9,18 @@
 
 /* Dimension names: V vocabulary, N tokens of the batch, B sequences, P scored positions, T target tokens. */
 
-#define EVAL_MIN_TOKENS 256
+/* First size of the engine run; it grows when a pair needs more. Scored
+ * positions stay few: each holds V logits (1 MiB for Gemma 3's vocabulary). */
+#define EVAL_MIN_TOKENS 128
+#define EVAL_MIN_POS 16
 
 int eval_scorer_init(eval_scorer *s, const model *m, lafn_err *err) {
     *s = (eval_scorer){.m = m};
     for (int c = 0; c < EVAL_N_CRIT; c++) s->criteria[c] = 1;
-    if (engine_run_init(&s->run, m, EVAL_MIN_TOKENS, EVAL_MIN_TOKENS, err) != 0)
+    if (engine_run_init(&s->run, m, EVAL_MIN_TOKENS, EVAL_MIN_POS, err) != 0)
         return lafn_err_wrap(err, "eval scorer");
-    s->max_tokens = s->max_pos = EVAL_MIN_TOKENS;
+    s->max_tokens = EVAL_MIN_TOKENS;
+    s->max_pos = EVAL_MIN_POS;
     return 0;
 }
 
@@ -111,14 +115,17 @@ static char *prefix_text(const tokenizer *t, const char *sep, const char *prompt
     return text;
 }
 
-static int encode_text(const tokenizer *t, const char *text, int add_bos, int32_t **ids, size_t *n, lafn_err *err) {
-    size_t cap = strlen(text) + 8;
-    *ids = malloc(cap * sizeof **ids);
+int eval_encode(const tokenizer *t, const char *text, int add_bos, int32_t **ids, size_t *n, lafn_err *err) {
+    size_t len = strlen(text), need = 0;
+    *ids = NULL;
+    *n = 0;
+    if (tokenizer_encode(t, text, len, add_bos, NULL, 0, &need, err) != 0) return -1;
+    *ids = malloc((need ? need : 1) * sizeof **ids);
     if (!*ids) return lafn_err_set(err, "out of memory tokenizing '%.40s'", text);
-    if (tokenizer_encode(t, text, strlen(text), add_bos, *ids, cap, n, err) != 0 || *n > cap) {
+    if (tokenizer_encode(t, text, len, add_bos, *ids, need, n, err) != 0 || *n != need) {
         free(*ids);
         *ids = NULL;
-        return *n > cap ? lafn_err_set(err, "tokenizer gave %zu ids for %zu bytes", *n, cap) : -1;
+        return *n != need ? lafn_err_set(err, "tokenizer gave %zu then %zu ids for '%.40s'", need, *n, text) : -1;
     }
     return 0;
 }
@@ -141,7 +148,7 @@ static int pair_batch_build(const tokenizer *t, const char *sep, const char *pro
         if (!text) goto fail;
         int32_t *ids = NULL;
         size_t n = 0;
-        int rc = encode_text(t, text, tokenizer_adds_bos(t), &ids, &n, err);
+        int rc = eval_encode(t, text, tokenizer_adds_bos(t), &ids, &n, err);
         free(text);
         if (rc != 0) goto fail;
         if (n == seq->n_prompt + k && !memcmp(ids, seq->ids, n * sizeof *ids)) {

@@ -70,6 +70,10 @@ typedef struct {
 
 void eval_pred_free(eval_pred *p);
 
+/* Encodes text (with BOS if add_bos and the model has one) into new *ids (*n
+ * of them, the caller frees). Returns 0, or -1 with err. */
+int eval_encode(const tokenizer *t, const char *text, int add_bos, int32_t **ids, size_t *n, lafn_err *err);
+
 /* Predicts the pair with the unedited model (*pre) and with edit applied
  * through the cache's gates (*post; cache NULL, empty or not firing: a copy
  * of *pre). The gates are read at the prompt's last token and decide for
