@@ -252,6 +252,21 @@ int main(int argc, char **argv) {
         check_outputs(&se, "sequential");
         check_same(&se, &sf, 1e-6, "sequential resume vs uninterrupted");
     }
+    /* activation offsets through the whole stage: one float per entry */
+    char g[256];
+    dir_of(g, "g");
+    stored sg = {0};
+    if (rank == 0) prepare_dir(a, g, NULL, 0);
+    MPI_Barrier(MPI_COMM_WORLD);
+    int rcg = run_edit(cfg, g, "edit.param=activation_offset", "edit.lr=1.0", MPI_COMM_WORLD, &err);
+    CHECK(rcg == 0, "activation_offset: %s", err.msg);
+    if (rcg == 0 && read_stored(g, cfg, MPI_COMM_WORLD, &sg, &err) == 0) {
+        check_outputs(&sg, "activation_offset");
+        CHECK(sg.s.kind == ENGINE_EDIT_ACTIVATION_OFFSET && sg.s.width == 1, "stored kind %d, width %zu", (int)sg.s.kind,
+              sg.s.width);
+        checks++;
+    }
+    stored_free(&sg);
     stored_free(&sa), stored_free(&sb), stored_free(&sc), stored_free(&sd), stored_free(&se), stored_free(&sf);
     int failures = testutil_failures, total = 0;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

@@ -17,13 +17,34 @@ static int passed = 0;
 
 #define N_FACTS 5
 
-/* A pipeline file for the tiny model, 5 demo facts in en and de. */
-static void write_config(const char *path, const char *out_dir) {
+/* The first N_FACTS demo facts, fact 1's de rephrase set equal to its src (the rephrase == src subset). */
+static void write_facts(const char *path) {
+    FILE *in = fopen(testutil_repo_path("conf/data/demo_facts.jsonl"), "r"), *out = fopen(path, "w");
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (in && out && n < N_FACTS && getline(&line, &cap, in) > 0) {
+        if (line[0] != '{') continue;
+        cJSON *rec = cJSON_Parse(line), *de = cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "langs"), "de");
+        if (n == 1) cJSON_ReplaceItemInObject(de, "rephrase", cJSON_CreateString(cJSON_GetObjectItem(de, "src")->valuestring));
+        char *text = cJSON_PrintUnformatted(rec);
+        fprintf(out, "%s\n", text);
+        cJSON_free(text);
+        cJSON_Delete(rec);
+        n++;
+    }
+    CHECK(n == N_FACTS, "wrote %d facts", n);
+    free(line);
+    if (in) fclose(in);
+    if (out) fclose(out);
+}
+
+/* A pipeline file for the tiny model, the N_FACTS facts in en and de. */
+static void write_config(const char *path, const char *facts, const char *out_dir) {
     FILE *f = fopen(path, "w");
     if (!f) { CHECK(0, "cannot write %s", path); return; }
     fprintf(f, "model = { path = \"%s\"; };\n", testutil_repo_path("tests/fixtures/models/tiny-gemma3.gguf"));
-    fprintf(f, "data = { format = \"jsonl\"; path = \"%s\"; fact_range = [0, %d]; };\n",
-            testutil_repo_path("conf/data/demo_facts.jsonl"), N_FACTS);
+    fprintf(f, "data = { format = \"jsonl\"; path = \"%s\"; };\n", facts);
     fprintf(f, "languages = { codes = [\"en\", \"de\"]; };\n");
     fprintf(f, "run = { output_dir = \"%s\"; shard_facts = 2; resume = false; };\n", out_dir);
     fprintf(f, "eval = { bootstrap_samples = 200; };\n");
@@ -123,6 +144,24 @@ static void check_one(const eval_data *d) {
     OK(d->wall[0] == 1.0 && d->wall[4] == 5.0, "wall seconds not carried: %g %g", d->wall[0], d->wall[4]);
 }
 
+/* Generality on rephrase == src: only fact 1 in de; its cell equals that fact's values. */
+static void check_subset(hid_t f, const eval_data *d) {
+    int64_t n[2 * 2 * EVAL_N_METRIC];
+    double mean[2 * 2 * EVAL_N_METRIC];
+    hid_t dn = H5Dopen2(f, "cells_rephrase_eq_src/n", H5P_DEFAULT), dm = H5Dopen2(f, "cells_rephrase_eq_src/mean", H5P_DEFAULT);
+    int ok = dn >= 0 && dm >= 0 && H5Dread(dn, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, n) >= 0 &&
+             H5Dread(dm, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, mean) >= 0;
+    /* index (set, lang, metric): set 1 = all, lang 1 = de, metric token_em */
+    size_t de = (1 * 2 + 1) * EVAL_N_METRIC, en = (1 * 2 + 0) * EVAL_N_METRIC;
+    OK(ok && n[de] == 1 && n[en] == 0, "rephrase == src cells: n(de) %lld, n(en) %lld; expected 1 and 0",
+       ok ? (long long)n[de] : -1LL, ok ? (long long)n[en] : -1LL);
+    double v = eval_data_value(d, 1, 1, 1, EVAL_GENERALITY, EVAL_TOKEN_EM);
+    OK(ok && mean[de] == v, "rephrase == src cell mean %g, fact 1's generality in de %g", ok ? mean[de] : NAN, v);
+    OK(d->same[1 * 2 + 1] == 1 && d->same[0] == 0, "rephrase_is_src flags wrong");
+    if (dn >= 0) H5Dclose(dn);
+    if (dm >= 0) H5Dclose(dm);
+}
+
 /* Compares every per-fact value and every cell of two runs exactly. */
 static void check_same(const char *dir_a, const char *dir_b, const eval_data *a, const eval_data *b) {
     size_t diff = 0;
@@ -153,6 +192,7 @@ static void check_same(const char *dir_a, const char *dir_b, const eval_data *a,
         if (da >= 0) H5Dclose(da);
         if (db >= 0) H5Dclose(db);
     }
+    check_subset(fa, a);
     if (fa >= 0) H5Fclose(fa);
     if (fb >= 0) H5Fclose(fb);
 }
@@ -204,26 +244,45 @@ static void check_table(const char *dir) {
     free(buf);
 }
 
+static size_t count_shards(const char *dir) {
+    h5out_shard *sh = NULL;
+    size_t n = 0;
+    lafn_err err = {{0}};
+    CHECK(h5out_shard_list(dir, "eval", &sh, &n, &err) == 0, "%s", err.msg);
+    h5out_shards_free(sh, n);
+    return n;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     CHECK(size == 2, "run with 2 ranks, got %d", size);
-    char base[] = "/tmp/lafn_eval_XXXXXX", cfg[300], two[300], one[300];
+    char base[] = "/tmp/lafn_eval_XXXXXX", cfg[300], two[300], one[300], facts[300];
     if (rank == 0 && !mkdtemp(base)) CHECK(0, "mkdtemp");
     MPI_Bcast(base, sizeof base, MPI_CHAR, 0, MPI_COMM_WORLD);
     snprintf(cfg, sizeof cfg, "%s/eval.cfg", base);
     snprintf(two, sizeof two, "%s/two", base);
     snprintf(one, sizeof one, "%s/one", base);
-    if (rank == 0) write_config(cfg, two);
+    snprintf(facts, sizeof facts, "%s/facts.jsonl", base);
+    if (rank == 0) { write_facts(facts); write_config(cfg, facts, two); }
     MPI_Barrier(MPI_COMM_WORLD);
     run_eval(cfg, two, 0, MPI_COMM_WORLD);
     MPI_Comm self;
     MPI_Comm_split(MPI_COMM_WORLD, rank, 0, &self);
     if (rank == 0) run_eval(cfg, one, 0, self);
     MPI_Barrier(MPI_COMM_WORLD);
-    run_eval(cfg, two, 1, MPI_COMM_WORLD); /* resume: every fact is in committed shards; merge again */
+    size_t n_before = count_shards(two);
+    if (rank == 0) { /* a run killed after some shards: drop one committed shard, resume redoes only its facts */
+        char shard[400];
+        snprintf(shard, sizeof shard, "%s/eval.shard-1-0.h5", two);
+        OK(unlink(shard) == 0, "no shard %s to remove", shard);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    run_eval(cfg, two, 1, MPI_COMM_WORLD);
+    size_t n_after = count_shards(two);
+    if (rank == 0) OK(n_before >= 2 && n_after == n_before, "shards before %zu, after resume %zu", n_before, n_after);
     if (rank == 0) {
         eval_data a = {0}, b = {0};
         if (read_data(two, &a) == 0 && read_data(one, &b) == 0) {

@@ -203,11 +203,14 @@ static void test_stage_failure(void) {
     CHECK(st != 0, "a failing stage fails the run; status %d", st);
     snprintf(log, sizeof log, "%s/logs/probe.log", out_dir);
     CHECK(strstr(out, "stage probe failed") && strstr(out, log), "names the stage and its log: %s", out);
+    const char *last = strstr(out, "lafn run: stage probe failed");
+    CHECK(last && strstr(last, "broken.jsonl:3") && strstr(last, "langs.en.src"),
+          "the final message repeats the stage's error (file:line, key): %s", last ? last : out);
     CHECK(exists(log), "the stage log %s exists", log);
     snprintf(log, sizeof log, "%s/logs/locate.log", out_dir);
     CHECK(!exists(log) && !strstr(out, "== stage locate"), "locate must not start after probe failed: %s", out);
     free(out);
-    checks += 4;
+    checks += 5;
 }
 
 /* Number of files in dir whose name ends with suffix. */

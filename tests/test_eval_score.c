@@ -197,6 +197,82 @@ static double mean_post(eval_scorer *s, const facts_set *fs, const edit_cache *c
     return n ? sum / n : NAN;
 }
 
+/* eval_fact_lang packs a fact's four questions into one batch; each row and
+ * gate decision must equal the question scored alone (eval_predict). */
+static void test_batched_equals_single(eval_scorer *s, const facts_set *fs, const edit_cache *c, int *n_fired) {
+    size_t diff = 0, fired_diff = 0;
+    for (size_t f = 0; f < fs->n_facts; f++)
+        for (size_t l = 0; l < fs->n_langs; l++) {
+            const facts_side *side = facts_record_side(&fs->facts[f], fs->langs[l]);
+            const facts_eval *ev = facts_record_eval(&fs->facts[f], fs->langs[l]);
+            const char *P[EVAL_N_CRIT] = {side->src, ev->rephrase, ev->loc, ev->port_q};
+            const char *T[EVAL_N_CRIT] = {side->alt, side->alt, ev->loc_ans, ev->port_a};
+            double pre[EVAL_N_VALUES], post[EVAL_N_VALUES];
+            int32_t fired[EVAL_N_CRIT], same;
+            lafn_err err = {{0}};
+            if (eval_fact_lang(s, &fs->facts[f], fs->langs[l], c, pre, post, fired, &same, &err)) {
+                CHECK(0, "%s", err.msg);
+                continue;
+            }
+            for (int k = 0; k < EVAL_N_CRIT; k++) {
+                eval_pred a, b;
+                double rp[EVAL_N_METRIC], rq[EVAL_N_METRIC];
+                if (eval_predict(s, fs->langs[l], P[k], T[k], c, &a, &b, &err)) { CHECK(0, "%s", err.msg); continue; }
+                if (k == EVAL_LOCALITY) {
+                    eval_pred_unchanged(s->m->tok, &a, &a, rp, &err);
+                    eval_pred_unchanged(s->m->tok, &a, &b, rq, &err);
+                } else {
+                    eval_pred_scores(s->m->tok, &a, rp, &err);
+                    eval_pred_scores(s->m->tok, &b, rq, &err);
+                }
+                for (int m = 0; m < EVAL_N_METRIC; m++)
+                    if (rp[m] != pre[k * EVAL_N_METRIC + m] || rq[m] != post[k * EVAL_N_METRIC + m]) {
+                        if (!diff) fprintf(stderr, "fact %zu %s %s %s: batched %g/%g, alone %g/%g\n", f, fs->langs[l],
+                                           eval_criterion_names[k], eval_metric_names[m], pre[k * EVAL_N_METRIC + m],
+                                           post[k * EVAL_N_METRIC + m], rp[m], rq[m]);
+                        diff++;
+                    }
+                fired_diff += fired[k] != b.fired;
+                *n_fired += b.fired;
+                eval_pred_free(&a);
+                eval_pred_free(&b);
+            }
+        }
+    OK(diff == 0, "%zu values differ between the batched questions and each question alone", diff);
+    OK(fired_diff == 0, "%zu gate decisions differ between batched and alone", fired_diff);
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median over the questions of blk.1 neuron 0's activation at the last prompt token (unedited). */
+static float median_gate_act(const model *m, const facts_set *fs) {
+    float v[256];
+    size_t n = 0;
+    engine_run *r = NULL;
+    lafn_err err = {{0}};
+    if (engine_run_init(&r, m, 256, 1, &err)) { CHECK(0, "%s", err.msg); return 0.0f; }
+    for (size_t f = 0; f < fs->n_facts; f++)
+        for (size_t l = 0; l < fs->n_langs; l++) {
+            const facts_side *side = facts_record_side(&fs->facts[f], fs->langs[l]);
+            const facts_eval *ev = facts_record_eval(&fs->facts[f], fs->langs[l]);
+            const char *P[EVAL_N_CRIT] = {side->src, ev->rephrase, ev->loc, ev->port_q};
+            for (int k = 0; k < EVAL_N_CRIT && n < 256; k++) {
+                int32_t ids[256];
+                int len = (int)encode(m->tok, P[k], tokenizer_adds_bos(m->tok), ids, 256);
+                engine_batch b = {.n_seq = 1, .seq_len = &len, .tokens = ids};
+                engine_forward_opts o = engine_forward_defaults();
+                if (engine_forward(r, &b, &o, &err)) { CHECK(0, "%s", err.msg); continue; }
+                v[n++] = engine_ffn_act(r, 1)[(size_t)(len - 1) * (size_t)m->cfg.d_ffn];
+            }
+        }
+    engine_run_free(r);
+    qsort(v, n, sizeof *v, cmp_float);
+    return n ? v[n / 2] : 0.0f;
+}
+
 static void test_locality(eval_scorer *s, const facts_set *fs) {
     const model *m = s->m;
     eval_edit zero, wreck, shut;
@@ -215,6 +291,16 @@ static void test_locality(eval_scorer *s, const facts_set *fs) {
     make_edit(&shut, m, 1, 50.0f, 1.0f, 1e30f);
     loc = mean_post(s, fs, &shut.cache, EVAL_LOCALITY, EVAL_TOKEN_EM, &fired, &pre_one);
     OK(loc == 1.0 && fired == 0, "a destructive edit whose gate never passes: locality %g, fired %d", loc, fired);
+    int n_fired = 0;
+    test_batched_equals_single(s, fs, &wreck.cache, &n_fired);
+    eval_edit half;
+    make_edit(&half, m, 1, 50.0f, 1.0f, median_gate_act(m, fs)); /* one gate neuron: passes on about half */
+    n_fired = 0;
+    test_batched_equals_single(s, fs, &half.cache, &n_fired);
+    printf("gate a >= median on blk.1 neuron 0: fired on %d of %d questions\n", n_fired, n_prompts * EVAL_N_CRIT);
+    OK(n_fired > 0 && n_fired < n_prompts * EVAL_N_CRIT, "the half gate fired on %d of %d questions; pick another threshold",
+       n_fired, n_prompts * EVAL_N_CRIT);
+    eval_edit_free(&half);
     eval_edit_free(&zero);
     eval_edit_free(&wreck);
     eval_edit_free(&shut);

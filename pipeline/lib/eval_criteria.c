@@ -52,22 +52,16 @@ int eval_pred_unchanged(const tokenizer *t, const eval_pred *pre, const eval_pre
     return f1_em_texts(t, post->answer_text, pre->answer_text, out, err);
 }
 
-/* Scores one criterion: prompt/target given (else the row stays NaN and fired -1). */
-static int score_criterion(eval_scorer *s, const char *lang, int crit, const char *prompt, const char *target,
-                           const edit_cache *cache, double *pre, double *post, int32_t *fired, lafn_err *err) {
-    if (!s->criteria[crit] || !prompt || !target || !prompt[0] || !target[0]) return 0;
-    eval_pred a, b;
-    if (eval_predict(s, lang, prompt, target, cache, &a, &b, err) != 0) return -1;
-    double *row_pre = pre + crit * EVAL_N_METRIC, *row_post = post + crit * EVAL_N_METRIC;
+/* Fills the pre/post rows of criterion c from its predictions. */
+static int score_rows(const tokenizer *t, int c, const eval_pred *a, const eval_pred *b, double *pre, double *post,
+                      lafn_err *err) {
+    double *row_pre = pre + c * EVAL_N_METRIC, *row_post = post + c * EVAL_N_METRIC;
     int rc;
-    if (crit == EVAL_LOCALITY)
-        rc = eval_pred_unchanged(s->m->tok, &a, &a, row_pre, err) || eval_pred_unchanged(s->m->tok, &a, &b, row_post, err);
+    if (c == EVAL_LOCALITY)
+        rc = eval_pred_unchanged(t, a, a, row_pre, err) || eval_pred_unchanged(t, a, b, row_post, err);
     else
-        rc = eval_pred_scores(s->m->tok, &a, row_pre, err) || eval_pred_scores(s->m->tok, &b, row_post, err);
-    fired[crit] = b.fired;
-    eval_pred_free(&a);
-    eval_pred_free(&b);
-    return rc ? lafn_err_wrap(err, "%s", eval_criterion_names[crit]) : 0;
+        rc = eval_pred_scores(t, a, row_pre, err) || eval_pred_scores(t, b, row_post, err);
+    return rc ? lafn_err_wrap(err, "%s", eval_criterion_names[c]) : 0;
 }
 
 int eval_fact_lang(eval_scorer *s, const facts_record *rec, const char *lang, const edit_cache *cache, double *pre,
@@ -79,9 +73,26 @@ int eval_fact_lang(eval_scorer *s, const facts_record *rec, const char *lang, co
     const facts_eval *ev = facts_record_eval(rec, lang);
     if (!side || !ev) return 0;
     *rephrase_is_src = ev->rephrase && !strcmp(ev->rephrase, side->src);
-    int rc = score_criterion(s, lang, EVAL_RELIABILITY, side->src, side->alt, cache, pre, post, fired, err);
-    if (!rc) rc = score_criterion(s, lang, EVAL_GENERALITY, ev->rephrase, side->alt, cache, pre, post, fired, err);
-    if (!rc) rc = score_criterion(s, lang, EVAL_LOCALITY, ev->loc, ev->loc_ans, cache, pre, post, fired, err);
-    if (!rc) rc = score_criterion(s, lang, EVAL_PORTABILITY, ev->port_q, ev->port_a, cache, pre, post, fired, err);
+    const char *prompt[EVAL_N_CRIT] = {side->src, ev->rephrase, ev->loc, ev->port_q};
+    const char *target[EVAL_N_CRIT] = {side->alt, side->alt, ev->loc_ans, ev->port_a};
+    const char *p[EVAL_N_CRIT], *t[EVAL_N_CRIT];
+    int crit[EVAL_N_CRIT];
+    size_t n = 0;
+    for (int c = 0; c < EVAL_N_CRIT; c++)
+        if (s->criteria[c] && prompt[c] && target[c] && prompt[c][0] && target[c][0]) {
+            p[n] = prompt[c];
+            t[n] = target[c];
+            crit[n++] = c;
+        }
+    if (n == 0) return 0;
+    eval_pred a[EVAL_N_CRIT], b[EVAL_N_CRIT];
+    if (eval_predict_batch(s, lang, n, p, t, cache, a, b, err) != 0) return lafn_err_wrap(err, "fact %s", rec->id);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!rc) rc = score_rows(s->m->tok, crit[i], &a[i], &b[i], pre, post, err);
+        fired[crit[i]] = b[i].fired;
+        eval_pred_free(&a[i]);
+        eval_pred_free(&b[i]);
+    }
     return rc ? lafn_err_wrap(err, "fact %s", rec->id) : 0;
 }

@@ -189,12 +189,11 @@ static char *decode_trimmed(const tokenizer *t, const int32_t *ids, size_t n, la
     return s;
 }
 
-/* Fills p from the logits of the last forward of b. */
-static int pred_fill(const eval_scorer *s, const pair_batch *b, const stage_sequence *seq, eval_pred *p,
-                     lafn_err *err) {
+/* Fills p from logits (the rows of pair b, from its first scored position). */
+static int pred_fill(const eval_scorer *s, const float *logits, const pair_batch *b, const stage_sequence *seq,
+                     eval_pred *p, lafn_err *err) {
     size_t T = seq->n_target;
     int V = s->m->cfg.vocab;
-    const float *logits = engine_logits(s->run);
     *p = (eval_pred){.n_target = T};
     p->target = malloc(T * sizeof *p->target);
     p->tf = malloc(T * sizeof *p->tf);
@@ -235,73 +234,146 @@ static int pred_copy(const eval_pred *a, eval_pred *p, lafn_err *err) {
     return 0;
 }
 
-/* Post forward of the batch b (run holds its unedited forward): the cache's
- * gates read at global position last_pos (the prompt's last token in
- * sequence 0) decide for every sequence of the pair. *fired = 1 if anything
- * applied, and then the run holds the edited forward. */
-static int forward_cached(eval_scorer *s, const engine_batch *eb, const engine_forward_opts *o, int last_pos,
-                          size_t n_tok, const edit_cache *c, int *fired, lafn_err *err) {
-    size_t B = (size_t)eb->n_seq;
-    uint8_t *one = malloc(c->n_entries + 1), *fires = malloc(c->n_entries * B + 1);
+/* The n pairs of one call packed into one engine batch. */
+typedef struct {
+    size_t n;
+    stage_sequence *seq;  /* (n) */
+    pair_batch *pb;       /* (n) */
+    size_t *pos0;         /* (n) first scored position of each pair */
+    int *last;            /* (n) global position of each pair's last prompt token */
+    int32_t *tokens;      /* (N) */
+    int *seq_len;         /* (B) */
+    int *logit_pos;       /* (P) */
+    size_t *pair_of;      /* (B) pair of each sequence */
+    size_t N, B, P;
+} multi_batch;
+
+static void multi_free(multi_batch *mb) {
+    for (size_t i = 0; i < mb->n; i++) {
+        if (mb->seq) stage_sequence_free(&mb->seq[i]);
+        if (mb->pb) pair_batch_free(&mb->pb[i]);
+    }
+    free(mb->seq); free(mb->pb); free(mb->pos0); free(mb->last); free(mb->tokens); free(mb->seq_len);
+    free(mb->logit_pos); free(mb->pair_of);
+    *mb = (multi_batch){0};
+}
+
+/* Concatenates the built pairs into one batch. */
+static int multi_pack(multi_batch *mb, lafn_err *err) {
+    for (size_t i = 0; i < mb->n; i++) {
+        mb->N += mb->pb[i].n_tok;
+        mb->B += (size_t)mb->pb[i].n_seq;
+        mb->P += (size_t)mb->pb[i].n_pos;
+    }
+    mb->tokens = malloc(mb->N * sizeof *mb->tokens);
+    mb->seq_len = malloc(mb->B * sizeof *mb->seq_len);
+    mb->logit_pos = malloc(mb->P * sizeof *mb->logit_pos);
+    mb->pair_of = malloc(mb->B * sizeof *mb->pair_of);
+    if (!mb->tokens || !mb->seq_len || !mb->logit_pos || !mb->pair_of)
+        return lafn_err_set(err, "out of memory packing %zu pairs", mb->n);
+    size_t t = 0, b = 0, p = 0;
+    for (size_t i = 0; i < mb->n; i++) {
+        const pair_batch *pb = &mb->pb[i];
+        memcpy(mb->tokens + t, pb->tokens, pb->n_tok * sizeof *mb->tokens);
+        for (int k = 0; k < pb->n_seq; k++, b++) { mb->seq_len[b] = pb->seq_len[k]; mb->pair_of[b] = i; }
+        for (int k = 0; k < pb->n_pos; k++) mb->logit_pos[p + (size_t)k] = (int)t + pb->logit_pos[k];
+        mb->pos0[i] = p;
+        mb->last[i] = (int)(t + mb->seq[i].n_prompt - 1);
+        t += pb->n_tok;
+        p += (size_t)pb->n_pos;
+    }
+    return 0;
+}
+
+/* Tokenizes and packs the n pairs of language lang. */
+static int multi_build(const tokenizer *tok, const char *lang, size_t n, const char *const *prompts,
+                       const char *const *targets, multi_batch *mb, lafn_err *err) {
+    const facts_lang_info *info = facts_lang_find(lang);
+    *mb = (multi_batch){.n = n};
+    if (!info) return lafn_err_set(err, "unknown language '%s'", lang);
+    mb->seq = calloc(n, sizeof *mb->seq);
+    mb->pb = calloc(n, sizeof *mb->pb);
+    mb->pos0 = malloc(n * sizeof *mb->pos0);
+    mb->last = malloc(n * sizeof *mb->last);
+    if (!mb->seq || !mb->pb || !mb->pos0 || !mb->last) return lafn_err_set(err, "out of memory for %zu pairs", n);
+    for (size_t i = 0; i < n; i++) {
+        if (stage_sequence_build(tok, lang, prompts[i], targets[i], &mb->seq[i], err) != 0)
+            return lafn_err_wrap(err, "%s prompt '%.60s'", lang, prompts[i]);
+        if (mb->seq[i].n_target == 0 || mb->seq[i].n_prompt == 0)
+            return lafn_err_set(err, "%s: target '%.40s' or its prompt encodes to no tokens", lang, targets[i]);
+        if (pair_batch_build(tok, info->sep, prompts[i], &mb->seq[i], &mb->pb[i], err) != 0)
+            return lafn_err_wrap(err, "%s prompt '%.60s'", lang, prompts[i]);
+    }
+    return multi_pack(mb, err);
+}
+
+/* Post forward (the run holds the unedited forward of mb): the cache's gates
+ * are read at each pair's last prompt token and decide for every sequence of
+ * that pair. fired[i] = 1 if an edit applied to pair i; if any did, the run
+ * then holds the edited forward. */
+static int forward_cached(eval_scorer *s, const multi_batch *mb, const engine_batch *eb,
+                          const engine_forward_opts *o, const edit_cache *c, int *fired, lafn_err *err) {
+    size_t E = c->n_entries, n = mb->n, B = mb->B;
+    uint8_t *per_pair = malloc(E * n + 1), *fires = malloc(E * B + 1);
     edit_cache_edit ce = {0};
     int rc = -1;
-    *fired = 0;
-    if (!one || !fires) { lafn_err_set(err, "out of memory for %zu gate flags", c->n_entries * B); goto done; }
-    if (edit_cache_fires(c, s->run, &s->m->cfg, &last_pos, 1, n_tok, one, err) != 0) goto done;
-    for (size_t i = 0; i < c->n_entries; i++) memset(fires + i * B, one[i], B);
-    if (edit_cache_compose(c, fires, eb->n_seq, s->m->cfg.n_layer, s->m->cfg.d_model, &ce, err) != 0) goto done;
+    for (size_t i = 0; i < n; i++) fired[i] = 0;
+    if (!per_pair || !fires) { lafn_err_set(err, "out of memory for %zu gate flags", E * B); goto done; }
+    if (edit_cache_fires(c, s->run, &s->m->cfg, mb->last, (int)n, mb->N, per_pair, err) != 0) goto done;
+    for (size_t e = 0; e < E; e++)
+        for (size_t b = 0; b < B; b++) fires[e * B + b] = per_pair[e * n + mb->pair_of[b]];
+    if (edit_cache_compose(c, fires, (int)B, s->m->cfg.n_layer, s->m->cfg.d_model, &ce, err) != 0) goto done;
     if (ce.edit.n > 0) {
         engine_forward_opts edited = *o;
         edited.edit = &ce.edit;
         edited.from_layer = ce.min_layer;
         if (engine_forward(s->run, eb, &edited, err) != 0) goto done;
-        *fired = 1;
+        for (size_t e = 0; e < E; e++)
+            for (size_t i = 0; i < n; i++) fired[i] |= per_pair[e * n + i] && c->entries[e].n > 0;
     }
     rc = 0;
 done:
     edit_cache_edit_free(&ce);
-    free(one);
+    free(per_pair);
     free(fires);
     return rc;
 }
 
-int eval_predict(eval_scorer *s, const char *lang, const char *prompt, const char *target, const edit_cache *cache,
-                 eval_pred *pre, eval_pred *post, lafn_err *err) {
-    *pre = *post = (eval_pred){0};
-    stage_sequence seq = {0};
-    pair_batch b = {0};
-    const facts_lang_info *info = facts_lang_find(lang);
-    if (!info) return lafn_err_set(err, "unknown language '%s'", lang);
-    if (stage_sequence_build(s->m->tok, lang, prompt, target, &seq, err) != 0) goto fail;
-    if (seq.n_target == 0 || seq.n_prompt == 0) {
-        lafn_err_set(err, "target '%.40s' or its prompt encodes to no tokens", target);
+int eval_predict_batch(eval_scorer *s, const char *lang, size_t n, const char *const *prompts,
+                       const char *const *targets, const edit_cache *cache, eval_pred *pre, eval_pred *post,
+                       lafn_err *err) {
+    multi_batch mb = {0};
+    int *fired = calloc(n + 1, sizeof *fired);
+    size_t V = (size_t)s->m->cfg.vocab;
+    for (size_t i = 0; i < n; i++) pre[i] = post[i] = (eval_pred){0};
+    if (!fired) return lafn_err_set(err, "out of memory");
+    if (multi_build(s->m->tok, lang, n, prompts, targets, &mb, err) != 0 || scorer_reserve(s, mb.N, mb.P, err) != 0)
         goto fail;
-    }
-    if (pair_batch_build(s->m->tok, info->sep, prompt, &seq, &b, err) != 0) goto fail;
-    if (scorer_reserve(s, b.n_tok, (size_t)b.n_pos, err) != 0) goto fail;
-    engine_batch eb = {.n_seq = b.n_seq, .seq_len = b.seq_len, .tokens = b.tokens};
+    engine_batch eb = {.n_seq = (int)mb.B, .seq_len = mb.seq_len, .tokens = mb.tokens};
     engine_forward_opts o = engine_forward_defaults();
-    o.logit_pos = b.logit_pos;
-    o.n_logit_pos = b.n_pos;
-    if (engine_forward(s->run, &eb, &o, err) != 0 || pred_fill(s, &b, &seq, pre, err) != 0) goto fail;
-    int fired = 0;
-    if (cache && cache->n_entries > 0 &&
-        forward_cached(s, &eb, &o, (int)seq.n_prompt - 1, b.n_tok, cache, &fired, err) != 0)
-        goto fail;
-    if (fired) {
-        if (pred_fill(s, &b, &seq, post, err) != 0) goto fail;
-    } else if (pred_copy(pre, post, err) != 0) {
-        goto fail;
+    o.logit_pos = mb.logit_pos;
+    o.n_logit_pos = (int)mb.P;
+    if (engine_forward(s->run, &eb, &o, err) != 0) goto fail;
+    for (size_t i = 0; i < n; i++)
+        if (pred_fill(s, engine_logits(s->run) + mb.pos0[i] * V, &mb.pb[i], &mb.seq[i], &pre[i], err) != 0) goto fail;
+    if (cache && cache->n_entries > 0 && forward_cached(s, &mb, &eb, &o, cache, fired, err) != 0) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        int rc = fired[i] ? pred_fill(s, engine_logits(s->run) + mb.pos0[i] * V, &mb.pb[i], &mb.seq[i], &post[i], err)
+                          : pred_copy(&pre[i], &post[i], err);
+        if (rc != 0) goto fail;
+        post[i].fired = fired[i];
     }
-    post->fired = fired;
-    pair_batch_free(&b);
-    stage_sequence_free(&seq);
+    multi_free(&mb);
+    free(fired);
     return 0;
 fail:
-    lafn_err_wrap(err, "%s prompt '%.60s'", lang, prompt);
-    eval_pred_free(pre);
-    eval_pred_free(post);
-    pair_batch_free(&b);
-    stage_sequence_free(&seq);
+    for (size_t i = 0; i < n; i++) { eval_pred_free(&pre[i]); eval_pred_free(&post[i]); }
+    multi_free(&mb);
+    free(fired);
     return -1;
+}
+
+int eval_predict(eval_scorer *s, const char *lang, const char *prompt, const char *target, const edit_cache *cache,
+                 eval_pred *pre, eval_pred *post, lafn_err *err) {
+    return eval_predict_batch(s, lang, 1, &prompt, &target, cache, pre, post, err);
 }

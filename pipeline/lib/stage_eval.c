@@ -216,6 +216,9 @@ int stage_eval_execute(stage_context *ctx, const eval_edit_table *t, lafn_err *e
     status = ctx->rank == 0 ? eval_cells_write(ctx, err) : 0;
     if (!status && ctx->rank == 0) status = eval_summary_write(ctx, err);
     if (stage_sync_status(ctx->comm, status, err) != 0) goto fail;
+    if (ctx->rank == 0 && ctx->log)
+        fprintf(ctx->log, "eval: %s/eval.h5, summary.json, summary.csv: %zu facts x %zu languages (%zu resumed), "
+                "edit sets all%s\n", ctx->out_dir, n, ctx->facts.n_langs, n_done, t->each ? " + each" : "");
     stage_progress_free(&prog);
     free(done); free(cost); free(owner);
     return 0;

@@ -74,12 +74,16 @@ void eval_pred_free(eval_pred *p);
  * of them, the caller frees). Returns 0, or -1 with err. */
 int eval_encode(const tokenizer *t, const char *text, int add_bos, int32_t **ids, size_t *n, lafn_err *err);
 
-/* Predicts the pair with the unedited model (*pre) and with edit applied
- * through the cache's gates (*post; cache NULL, empty or not firing: a copy
- * of *pre). The gates are read at the prompt's last token and decide for
- * every prefix sequence of the pair. Returns
- * 0, or -1 with err naming the language and prompt. An empty target (no
- * tokens) is an error: it has no score. */
+/* Predicts n pairs (prompts[i] -> targets[i]) of language lang in one batch:
+ * with the unedited model (pre[i]) and with the cache applied through its
+ * gates (post[i]; cache NULL, empty or not firing: a copy of pre[i]). The
+ * gates are read at each pair's last prompt token and decide for all the
+ * pair's prefix sequences. Returns 0, or -1 with err naming the language and
+ * prompt (nothing left allocated). An empty target (no tokens) is an error. */
+int eval_predict_batch(eval_scorer *s, const char *lang, size_t n, const char *const *prompts,
+                       const char *const *targets, const edit_cache *cache, eval_pred *pre, eval_pred *post,
+                       lafn_err *err);
+/* One pair: eval_predict_batch with n = 1. */
 int eval_predict(eval_scorer *s, const char *lang, const char *prompt, const char *target, const edit_cache *cache,
                  eval_pred *pre, eval_pred *post, lafn_err *err);
 

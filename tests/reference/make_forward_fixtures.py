@@ -244,9 +244,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("which", choices=["gemma3", "smollm2"])
     ap.add_argument("--repo", default=os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-    ap.add_argument("--data", default="/work/shared/data/mzsre")
+    ap.add_argument("--data", help="MzsRE folder (default: ../shared/data/mzsre next to the repository)")
     ap.add_argument("--out")
     args = ap.parse_args()
+    data = args.data or os.path.join(args.repo, "..", "shared", "data", "mzsre")
     torch.manual_seed(0)
     torch.set_num_threads(2)
     if args.which == "gemma3":
@@ -262,7 +263,7 @@ def main():
     mdir, mname = os.path.split(path)
     hf_tok = transformers.AutoTokenizer.from_pretrained(mdir, gguf_file=mname)
     lcpp = LlamaCpp(path)
-    prompts = select_prompts(args.data, per_lang, langs, seed=20240611)
+    prompts = select_prompts(data, per_lang, langs, seed=20240611)
 
     tok_agree = 0
     for p in prompts:

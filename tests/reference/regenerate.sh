@@ -2,7 +2,8 @@
 # Regenerates the committed reference fixtures under tests/fixtures/ (needs PyPI; CI never runs this).
 #
 # Installs exactly the Python packages the reference scripts were run with, then runs
-# every tests/reference/make_*.py from the repository root. Set PYTHON to choose the
+# the fixture scripts in tests/reference/ from the repository root (not make_nfc_tables.py,
+# which generates a source header from the Python unicodedata tables). Set PYTHON to choose the
 # interpreter (a virtualenv is recommended: torch and llama-cpp-python are large, and
 # llama-cpp-python compiles llama.cpp from source for several minutes).
 # The real models must be in models/ and the MzsRE data in ../shared/data/mzsre/
@@ -24,7 +25,7 @@ PY=${PYTHON:-python3}
 "$PY" tests/reference/make_tiny_models.py
 "$PY" tests/reference/make_forward_fixtures.py smollm2
 "$PY" tests/reference/make_forward_fixtures.py gemma3
-for s in make_dequant_fixtures.py make_tokenizer_fixtures.py make_model_load_fixtures.py; do
+for s in make_dequant_fixtures.py make_tokenizer_fixtures.py make_model_load_fixtures.py make_hf_fixtures.py; do
     if [ -f "tests/reference/$s" ]; then
         "$PY" "tests/reference/$s"
     fi
