@@ -11,10 +11,13 @@ static int read_knobs(edit_stage *S, lafn_err *err) {
     const lafn_config *c = &S->ctx.cfg;
     int64_t bs, sf;
     double gate;
+    const char *set;
     if (edit_hparams_from_config(c, &S->h, err) || config_get_float(c, "edit.gate", &gate, err) ||
         config_get_string(c, "edit.mode", &S->mode, err) || config_get_int(c, "edit.batch_size", &bs, err) ||
-        config_get_int(c, "run.shard_facts", &sf, err) || config_get_bool(c, "run.resume", &S->resume, err))
+        config_get_int(c, "run.shard_facts", &sf, err) || config_get_bool(c, "run.resume", &S->resume, err) ||
+        config_get_string(c, "locate.neuron_set", &set, err))
         return -1;
+    S->language_specific = strcmp(set, "language_specific") == 0;
     S->gate = (float)gate;
     S->batch_size = strcmp(S->mode, "batch") == 0 ? (size_t)bs : 1;
     S->shard_facts = (size_t)sf;

@@ -13,6 +13,7 @@ typedef struct {
     int resume;
     float gate;               /* edit.gate */
     edit_neurons nr;          /* locate.h5's edit/ set */
+    int language_specific;    /* locate.neuron_set = language_specific: edit/ holds those, found or not */
     facts_edit_view *views;   /* (ctx.facts.n_facts) */
     long *row;                /* (ctx.facts.n_facts) row of each fact in nr */
     uint8_t *done;            /* (ctx.facts.n_facts) already in a committed shard */
@@ -24,7 +25,8 @@ typedef struct {
     double wall_sum, steps_sum; /* over the optimised ones */
 } edit_stage;
 
-/* 1 if fact i of the set has located neurons (locate status 0, non-empty list). */
+/* 1 if fact i of the set has neurons to edit: a non-empty edit/ list, and
+ * locate found LAFNs (unless the language-specific sets are edited). */
 int edit_fact_has_neurons(const edit_stage *S, size_t i);
 
 /* Optimises one unit — facts[0..n) (indices into the set) sharing one delta

@@ -53,7 +53,7 @@ static int neuron_union(const edit_stage *S, const size_t *facts, size_t n, int 
 /* 1 if fact i (index into the set) has located neurons. */
 int edit_fact_has_neurons(const edit_stage *S, size_t i) {
     long r = S->row[i];
-    return S->nr.found[r] != 0 && S->nr.offsets[r + 1] > S->nr.offsets[r];
+    return (S->nr.found[r] != 0 || S->language_specific) && S->nr.offsets[r + 1] > S->nr.offsets[r];
 }
 
 typedef struct {
