@@ -252,6 +252,13 @@ int main(int argc, char **argv) {
         check_outputs(&se, "sequential");
         check_same(&se, &sf, 1e-6, "sequential resume vs uninterrupted");
     }
+    /* run.resume = false over the complete shards of run a: they are removed and redone, not merged twice */
+    stored sr = {0};
+    int rr = run_edit(cfg, a, "run.resume=false", NULL, MPI_COMM_WORLD, &err);
+    CHECK(rr == 0, "resume=false over old shards: %s", err.msg);
+    if (rr == 0 && read_stored(a, cfg, MPI_COMM_WORLD, &sr, &err) == 0 && sa.s.n_facts)
+        check_same(&sa, &sr, 0.0, "resume=false rerun vs first run");
+    stored_free(&sr);
     /* activation offsets through the whole stage: one float per entry */
     char g[256];
     dir_of(g, "g");

@@ -85,7 +85,9 @@ int edit_gate_calibrate(const engine_run *r, const model_config *cfg, const int 
  * activations decide the gates), then, if anything fires, an edited forward
  * from the lowest edited layer with opts' logit positions. fires (n_entries,
  * B) may be NULL. On return the run holds the edited forward (or the unedited
- * one when nothing fired). Returns 0, or -1 with err. */
+ * one when nothing fired); its logits and activations can be read, but the
+ * composed edit is freed, so engine_backward must not follow. Returns 0, or
+ * -1 with err. */
 int edit_cache_forward(engine_run *r, const model *m, const engine_batch *b, const int *last_pos,
                        const edit_cache *c, const engine_forward_opts *opts, uint8_t *fires, lafn_err *err);
 

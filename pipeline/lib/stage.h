@@ -52,6 +52,20 @@ void stage_context_free(stage_context *ctx);
 int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *stage, char out[STAGE_RUN_ID_LEN + 1],
                  lafn_err *err);
 
+/* ---- the stage programs' main (stage_main.c) ---- */
+
+/* A stage's library entry point: runs it collectively over comm with the
+ * pipeline file and its "section.key=value" overrides; 0, or -1 with err on
+ * every rank. */
+typedef int (*stage_run_fn)(const char *cfg_path, char *const *overrides, int n_overrides,
+                            const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err);
+
+/* The whole main of `program FILE.cfg [section.key=value ...]`: MPI_Init, run
+ * on MPI_COMM_WORLD with stdout as log, MPI_Finalize; on failure rank 0
+ * prints "program: message" and the job ends with MPI_Abort(1). Returns the
+ * exit status (2 for a usage error). */
+int stage_main(int argc, char **argv, const char *program, stage_run_fn run);
+
 /* ---- work assignment (stage_assign.c) ---- */
 
 /* Deals n facts with the given costs (tokens) to n_ranks ranks: largest cost

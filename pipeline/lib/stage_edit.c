@@ -48,11 +48,25 @@ static int read_inputs(edit_stage *S, lafn_err *err) {
     return 0;
 }
 
-/* Marks the facts already in committed shards (run.resume). */
+/* run.resume = false: rank 0 removes the committed edit shards of any earlier run. */
+static int remove_shards(edit_stage *S, lafn_err *err) {
+    h5out_shard *sh = NULL;
+    size_t n = 0;
+    if (S->ctx.rank != 0) return 0;
+    if (h5out_shard_list(S->ctx.out_dir, "edit", &sh, &n, err)) return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (remove(sh[i].path) != 0) rc = lafn_err_set(err, "run.resume = false: cannot remove old shard %s", sh[i].path);
+    if (rc == 0 && n && S->ctx.log) fprintf(S->ctx.log, "edit: run.resume = false: removed %zu old shards\n", n);
+    h5out_shards_free(sh, n);
+    return rc;
+}
+
+/* Marks the facts already in committed shards (run.resume), or removes them. */
 static int read_resume(edit_stage *S, lafn_err *err) {
     int64_t *done = NULL;
     size_t n_done = 0;
-    if (!S->resume) return 0;
+    if (!S->resume) return remove_shards(S, err);
     if (h5out_resume(S->ctx.out_dir, "edit", S->ctx.run_id, S->ctx.rank, &done, &n_done, &S->next_seq, err))
         return -1;
     for (size_t k = 0; k < n_done; k++)

@@ -2,7 +2,7 @@
 # run_bench.sh — engine forward/backward speed and memory against llama.cpp on the same prompts, both OpenBLAS kernels.
 #
 # Usage: tests/bench/run_bench.sh [MODEL] [PROMPTS_PER_LANGUAGE]
-# Needs: a build in build/ (scripts/setup.sh), llama-cpp-python (installed here if missing),
+# Needs: a build in $LAFN_BUILD_DIR (default build/, made by scripts/setup.sh), llama-cpp-python (installed here if missing),
 # the MzsRE data in ../shared/data/mzsre (or $LAFN_MZSRE).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -10,6 +10,7 @@ model="${1:-$repo/models/gemma-3-270m-q4_k_m.gguf}"
 per_lang="${2:-10}"
 data="${LAFN_MZSRE:-$repo/../shared/data/mzsre}"
 threads=2
+build="${LAFN_BUILD_DIR:-$repo/build}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -31,7 +32,7 @@ echo "model: $model; $(wc -l < "$work/prompts.tsv") prompts; threads: $threads"
 for coretype in "" Cooperlake; do
   label="${coretype:-machine default}"
   ours=$(env ${coretype:+OPENBLAS_CORETYPE=$coretype} OPENBLAS_NUM_THREADS=$threads \
-         "$repo/build/tests/bench_forward" "$model" "$work/prompts.tsv" "$work/ids.txt" 3)
+         "$build/tests/bench_forward" "$model" "$work/prompts.tsv" "$work/ids.txt" 3)
   theirs=$(python3 "$repo/tests/bench/llamacpp_prompt_speed.py" "$model" "$work/ids.txt" "$threads")
   ours_tps=$(sed -n 's/.*forward_tok_per_s=\([0-9.]*\).*/\1/p' <<<"$ours")
   theirs_tps=$(sed -n 's/.*tok_per_s=\([0-9.]*\).*/\1/p' <<<"$theirs")
