@@ -113,10 +113,17 @@ static const char *set_label(const char *set, char *buf, size_t cap) {
     return buf;
 }
 
-/* One block: rows = sets, columns = languages; cell index given by idx(s, l). */
+/* One block: rows = sets, columns = languages; cell index given by idx(s, l).
+ * A block whose every cell is empty (no record of that kind) prints one line. */
 static void print_block(FILE *out, const table_data *t, const char *title, const double *mean, const double *lo,
                         const double *hi, const int64_t *n, size_t stride, size_t offset) {
     char label[64];
+    int64_t total = 0;
+    for (size_t c = 0; c < t->S * t->L; c++) total += n[c * stride + offset];
+    if (total == 0) {
+        fprintf(out, "\n%s: no records\n", title);
+        return;
+    }
     fprintf(out, "\n%s\n%-16s", title, "edit \\ test");
     for (size_t l = 0; l < t->L; l++) fprintf(out, " %-24s", t->langs[l]);
     fputc('\n', out);
