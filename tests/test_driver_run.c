@@ -24,19 +24,12 @@ extern char **environ;
 static int checks = 0;
 static char lafn[PATH_MAX + 16], tmp[PATH_MAX];
 
-/* build-X/lafn, found from this test's own path build-X/tests/test_driver_run. */
+/* The lafn binary of this build, into lafn. */
 static int find_lafn(void) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = '\0';
-    for (int up = 0; up < 2; up++) {
-        char *slash = strrchr(exe, '/');
-        if (!slash) return -1;
-        *slash = '\0';
-    }
-    snprintf(lafn, sizeof lafn, "%s/lafn", exe);
-    return access(lafn, X_OK);
+    const char *path = testutil_lafn_binary();
+    if (!path) return -1;
+    snprintf(lafn, sizeof lafn, "%s", path);
+    return 0;
 }
 
 /* Starts lafn with argv (argv[0] ignored) in its own process group, output to out_path. */
@@ -302,12 +295,15 @@ static void test_resume(void) {
     char o_ref[PATH_MAX + 32], o_cut[PATH_MAX + 32];
     snprintf(o_ref, sizeof o_ref, "run.output_dir=%s", ref);
     snprintf(o_cut, sizeof o_cut, "run.output_dir=%s", cut);
-    char *argv_ref[] = {NULL, "run", cfg, o_ref, NULL};
+    /* 16 facts of ~1.5 s of editing each leave seconds between the first edit
+     * shard and the merge, so the kill below lands inside the edit stage. */
+    char *longer[] = {"data.fact_range=[0,16]", "edit.steps=200"};
+    char *argv_ref[] = {NULL, "run", cfg, o_ref, longer[0], longer[1], NULL};
     int st = run_lafn(argv_ref, &out);
     CHECK(st == 0, "uninterrupted run: status %d: %s", st, out);
     free(out);
     snprintf(out_path, sizeof out_path, "%s/cut-out.txt", tmp);
-    char *argv_cut[] = {NULL, "run", cfg, o_cut, NULL};
+    char *argv_cut[] = {NULL, "run", cfg, o_cut, longer[0], longer[1], NULL};
     pid_t pid = start_lafn(argv_cut, out_path);
     int killed = 0;
     for (int i = 0; pid > 0 && i < 60000 && !killed; i++) { /* up to 10 min, polling every 10 ms */
@@ -328,7 +324,7 @@ static void test_resume(void) {
     char edit_h5[PATH_MAX + 32];
     snprintf(edit_h5, sizeof edit_h5, "%s/edit.h5", cut);
     CHECK(!exists(edit_h5), "edit.h5 must not exist after the kill");
-    char *argv_res[] = {NULL, "run", cfg, o_cut, "--resume", NULL};
+    char *argv_res[] = {NULL, "run", cfg, o_cut, longer[0], longer[1], "--resume", NULL};
     st = run_lafn(argv_res, &out);
     CHECK(st == 0, "resumed run: status %d: %s", st, out);
     const char *edit_line = strstr(out, "edit.h5: ");

@@ -118,7 +118,7 @@ static const config_knob edit_knobs[] = {
     {"l2", CONFIG_KNOB_FLOAT, "0.0", 0, 1000, 0, 0, NULL, NOVALID, "weight of |delta|^2"},
     {"norm_clamp", CONFIG_KNOB_FLOAT, "0.0", 0, 1000, 0, 0, NULL, NOVALID,
      "if > 0: |delta_j| <= norm_clamp * |v_j| (original value vector)"},
-    {"gate", CONFIG_KNOB_FLOAT, "0.5", 0, 1, 0, 0, NULL, NOVALID,
+    {"gate", CONFIG_KNOB_FLOAT, "1.0", 0, 1, 0, 0, NULL, NOVALID,
      "cached edit fires when >= this fraction of its LAFNs pass their threshold; 0 = always"},
     {"mode", CONFIG_KNOB_STRING, "\"single\"", 0, 0, 0, 0, "single batch sequential", NOVALID,
      "single: edit, evaluate, restore; batch: one delta set per batch; sequential: accumulate"},

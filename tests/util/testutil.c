@@ -1,7 +1,10 @@
 /* testutil: check counters and repository-relative paths for the tests. */
 #include "testutil.h"
 
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 int testutil_failures = 0;
 
@@ -25,6 +28,21 @@ const char *testutil_mzsre_dir(void) {
     if (env && *env) return env;
     snprintf(buf, sizeof buf, "%s/../shared/data/mzsre", LAFN_SOURCE_DIR);
     return buf;
+}
+
+const char *testutil_lafn_binary(void) {
+    static char path[PATH_MAX + 8];
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = '\0';
+    for (int up = 0; up < 2; up++) { /* BUILD/tests/NAME -> BUILD */
+        char *slash = strrchr(exe, '/');
+        if (!slash) return NULL;
+        *slash = '\0';
+    }
+    snprintf(path, sizeof path, "%s/lafn", exe);
+    return access(path, X_OK) == 0 ? path : NULL;
 }
 
 int testutil_finish(const char *name, int n_checks_passed) {

@@ -24,6 +24,10 @@ const char *testutil_default_model(void);
 /* Path of the MzsRE data folder ($LAFN_MZSRE, else ../shared/data/mzsre beside the repository). */
 const char *testutil_mzsre_dir(void);
 
+/* Path of the built `lafn` driver: BUILD/lafn for a test running as
+ * BUILD/tests/NAME (found from /proc/self/exe); NULL if it is not there. */
+const char *testutil_lafn_binary(void);
+
 /* Prints "<name>: N passed, M failed" and returns the process exit status. */
 int testutil_finish(const char *name, int n_checks_passed);
 
