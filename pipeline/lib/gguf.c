@@ -1,14 +1,12 @@
 /* gguf: validating GGUF v2/v3 reader — header, metadata and tensor table parsed from a read-only mapping. */
 #include "gguf.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include "file_map.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "dequant.h"
 
@@ -300,31 +298,16 @@ static int parse_file(gguf_file *f, lafn_err *err) {
 int gguf_open(gguf_file **out, const char *path, lafn_err *err) {
     *out = NULL;
     gguf_file *f = calloc(1, sizeof *f);
-    int fd = -1;
     if (!f) return lafn_err_set(err, "%s: out of memory", path);
     f->path = strdup(path);
     if (!f->path) { lafn_err_set(err, "%s: out of memory", path); goto fail; }
-    fd = open(path, O_RDONLY);
-    if (fd < 0) { lafn_err_set(err, "%s: cannot open: %s", path, strerror(errno)); goto fail; }
-    struct stat st;
-    if (fstat(fd, &st) != 0) { lafn_err_set(err, "%s: cannot stat: %s", path, strerror(errno)); goto fail; }
-    if (!S_ISREG(st.st_mode)) { lafn_err_set(err, "%s: not a regular file", path); goto fail; }
-    f->size = (uint64_t)st.st_size;
-    if (f->size < 24) {
-        lafn_err_set(err, "%s: file is %llu bytes, too short for a GGUF header (24 bytes)", path,
-                     (unsigned long long)f->size);
-        goto fail;
-    }
-    void *map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) { lafn_err_set(err, "%s: mmap failed: %s", path, strerror(errno)); goto fail; }
+    const uint8_t *map = NULL;
+    if (file_map_readonly(path, 24, "a GGUF header (24 bytes)", &map, &f->size, err)) goto fail;
     f->map = map;
-    close(fd);
-    fd = -1;
     if (parse_file(f, err)) goto fail;
     *out = f;
     return 0;
 fail:
-    if (fd >= 0) close(fd);
     gguf_close(f);
     return -1;
 }

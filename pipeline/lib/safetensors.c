@@ -1,15 +1,13 @@
 /* safetensors: validating .safetensors reader — JSON header via cJSON, tensor data memory-mapped. */
 #include "safetensors.h"
 
+#include "file_map.h"
+
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "dequant.h"
 
@@ -118,29 +116,16 @@ static int parse_header(safetensors_file *f, lafn_err *err) {
 int safetensors_open(safetensors_file **out, const char *path, lafn_err *err) {
     *out = NULL;
     safetensors_file *f = calloc(1, sizeof *f);
-    int fd = -1;
-    struct stat st;
     if (!f) return lafn_err_set(err, "%s: out of memory", path);
     f->path = strdup(path);
     if (!f->path) { lafn_err_set(err, "%s: out of memory", path); goto fail; }
-    fd = open(path, O_RDONLY);
-    if (fd < 0) { lafn_err_set(err, "%s: cannot open: %s", path, strerror(errno)); goto fail; }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { lafn_err_set(err, "%s: not a regular file", path); goto fail; }
-    f->size = (uint64_t)st.st_size;
-    if (f->size < 10) {
-        lafn_err_set(err, "%s: file is %llu bytes, too short for a safetensors header", path, (unsigned long long)f->size);
-        goto fail;
-    }
-    void *map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) { lafn_err_set(err, "%s: mmap failed: %s", path, strerror(errno)); goto fail; }
+    const uint8_t *map = NULL;
+    if (file_map_readonly(path, 10, "a safetensors header", &map, &f->size, err)) goto fail;
     f->map = map;
-    close(fd);
-    fd = -1;
     if (parse_header(f, err)) goto fail;
     *out = f;
     return 0;
 fail:
-    if (fd >= 0) close(fd);
     safetensors_close(f);
     return -1;
 }
