@@ -1,7 +1,6 @@
 /* generate: greedy decoding by re-running the full sequence each step (no KV cache needed at these lengths). */
 #include "generate.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,9 +11,7 @@ static int32_t argmax_logprob(const float *logits, int vocab, float *logp) {
     int32_t best = 0;
     for (int v = 1; v < vocab; v++)
         if (logits[v] > logits[best]) best = v;
-    double sum = 0.0;
-    for (int v = 0; v < vocab; v++) sum += exp((double)logits[v] - logits[best]);
-    *logp = (float)-log(sum);
+    engine_nll(logits, 1, vocab, &best, NULL, logp, NULL);
     return best;
 }
 
