@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "model.h"
+#include "file_map.h"
 #include "testutil.h"
 
 /* Tolerances, ~10x the measured worst case (fp32 here against float64 autograd,
@@ -41,20 +42,13 @@ typedef struct {
     float *grad_off;     /* (n) */
 } ref_case;
 
+/* The whole file as a NUL-terminated string (the caller frees), or NULL. */
 static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
+    char *buf = NULL;
+    size_t len = 0;
+    lafn_err err = {{0}};
+    if (file_read_all(path, SIZE_MAX, &buf, &len, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+    return buf;
 }
 
 /* Flattens a JSON array of numbers (nesting allowed) into a new float array; *n its length. */

@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "model.h"
+#include "file_map.h"
 #include "testutil.h"
 
 /* Tolerances, ~5x the measured worst case: |Δ log p| of the reference's
@@ -40,20 +41,13 @@ typedef struct {
     char *sha256;
 } fixture;
 
+/* The whole file as a NUL-terminated string (the caller frees), or NULL. */
 static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
+    char *buf = NULL;
+    size_t len = 0;
+    lafn_err err = {{0}};
+    if (file_read_all(path, SIZE_MAX, &buf, &len, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+    return buf;
 }
 
 static int int_array(const cJSON *a, int32_t *out, size_t n) {

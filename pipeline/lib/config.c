@@ -1,10 +1,10 @@
 /* config: reading, checking and resolving pipeline files against the knob tables, and overrides. */
 #include "config.h"
 #include "config_int.h"
+#include "file_map.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_FILE_BYTES ((size_t)16 << 20)
 
@@ -232,35 +232,15 @@ int config_defaults(lafn_config *cfg, lafn_err *err) {
     return 0;
 }
 
-/* Reads a whole text file (at most MAX_FILE_BYTES) into a new string. */
+/* Reads a whole text file (at most MAX_FILE_BYTES) into a new string, or NULL with err set. */
 static char *slurp(const char *path, lafn_err *err) {
     char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f) return lafn_err_set(err, "%s: cannot open pipeline file", path), NULL;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        lafn_err_set(err, "%s: not a regular file", path);
-        goto fail;
+    size_t n = 0;
+    if (file_read_all(path, MAX_FILE_BYTES, &buf, &n, err) != 0) {
+        lafn_err_wrap(err, "pipeline file");
+        return NULL;
     }
-    if (fseek(f, 0, SEEK_END) || ftell(f) < 0 || (size_t)ftell(f) > MAX_FILE_BYTES) {
-        lafn_err_set(err, "%s: cannot size the file, or it is larger than %zu bytes", path,
-                     MAX_FILE_BYTES);
-        goto fail;
-    }
-    size_t n = (size_t)ftell(f);
-    rewind(f);
-    buf = malloc(n + 1);
-    if (!buf || fread(buf, 1, n, f) != n) {
-        lafn_err_set(err, "%s: cannot read %zu bytes", path, n);
-        goto fail;
-    }
-    buf[n] = '\0';
-    fclose(f);
     return buf;
-fail:
-    free(buf);
-    fclose(f);
-    return NULL;
 }
 
 /* Directory part of path ("." if none) into buf, for @include. */

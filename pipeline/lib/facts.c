@@ -1,7 +1,6 @@
 /* facts: fact records — ownership, look-ups, the edit view and shared loader helpers. */
 #include "facts_impl.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,37 +105,6 @@ int facts_opts_wants(const facts_opts *opts, size_t index) {
     }
     if (index < opts->first) return 0;
     return opts->count == 0 || index - opts->first < opts->count;
-}
-
-int facts_read_file(const char *path, char **buf, size_t *len, lafn_err *err) {
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lafn_err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    char *b = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            cap = cap ? 2 * cap : 1 << 20;
-            char *nb = realloc(b, cap + 1);
-            if (!nb) { lafn_err_set(err, "%s: out of memory reading", path); goto fail; }
-            b = nb;
-        }
-        size_t got = fread(b + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) { lafn_err_set(err, "%s: read error: %s", path, strerror(errno)); goto fail; }
-    fclose(f);
-    if (!b && !(b = malloc(1))) return lafn_err_set(err, "%s: out of memory", path);
-    b[n] = '\0';
-    *buf = b;
-    *len = n;
-    return 0;
-fail:
-    free(b);
-    fclose(f);
-    return -1;
 }
 
 size_t facts_line_of(const char *buf, size_t off) {

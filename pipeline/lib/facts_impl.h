@@ -30,10 +30,6 @@ const char *facts_json_type(const cJSON *item);
 /* Whether opts selects the fact with this index. */
 int facts_opts_wants(const facts_opts *opts, size_t index);
 
-/* Reads the whole file at path into a NUL-terminated buffer (*len bytes);
- * returns 0, or -1 naming the path and the OS error. */
-int facts_read_file(const char *path, char **buf, size_t *len, lafn_err *err);
-
 /* 1-based line number of byte offset off in buf. */
 size_t facts_line_of(const char *buf, size_t off);
 

@@ -1,5 +1,6 @@
 /* facts_jsonl: the JSON Lines fact loader (one multilingual fact per line; format in docs/DATA_FORMAT.md). */
 #include "facts_impl.h"
+#include "file_map.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -168,7 +169,7 @@ int facts_load_jsonl(const char *path, const facts_opts *opts, facts_set *out,
         lafn_err_wrap(err, "%s", path);
         goto fail;
     }
-    if (facts_read_file(path, &buf, &len, err)) goto fail;
+    if (file_read_all(path, SIZE_MAX, &buf, &len, err)) goto fail;
     for (size_t pos = 0; pos < len;) {
         const char *nl = memchr(buf + pos, '\n', len - pos);
         size_t ll = nl ? (size_t)(nl - (buf + pos)) : len - pos;

@@ -1,5 +1,6 @@
 /* facts_mzsre: the MzsRE / Bi-ZsRE loader — merges the per-pair files mzsre_dev500_en<XX>.json into multilingual records. */
 #include "facts_impl.h"
+#include "file_map.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -69,7 +70,7 @@ static int parse_array(const char *path, cJSON **out, lafn_err *err) {
     char *buf = NULL;
     size_t len = 0;
     *out = NULL;
-    if (facts_read_file(path, &buf, &len, err)) return -1;
+    if (file_read_all(path, SIZE_MAX, &buf, &len, err)) return -1;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (!root) {

@@ -1,5 +1,6 @@
 /* facts_paraphrase: adds paraphrases of src per (fact, language) from a JSON Lines paraphrase file. */
 #include "facts_impl.h"
+#include "file_map.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -179,7 +180,7 @@ int facts_load_paraphrases(const char *path, facts_set *set, const facts_opts *o
     char *buf = NULL;
     size_t len = 0, lineno = 0;
     int rc = -1;
-    if (facts_read_file(path, &buf, &len, err)) goto done;
+    if (file_read_all(path, SIZE_MAX, &buf, &len, err)) goto done;
     for (size_t pos = 0; pos < len;) {
         const char *nl = memchr(buf + pos, '\n', len - pos);
         size_t ll = nl ? (size_t)(nl - (buf + pos)) : len - pos;

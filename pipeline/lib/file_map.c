@@ -1,8 +1,10 @@
-/* file_map: opens, checks and memory-maps a model file read-only. */
+/* file_map: opens and checks a whole file, then maps it read-only or reads it into memory. */
 #include "file_map.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -31,4 +33,39 @@ int file_map_readonly(const char *path, uint64_t min_bytes, const char *what, co
     }
     close(fd);
     return rc;
+}
+
+int file_read_all(const char *path, size_t max_bytes, char **buf, size_t *len, lafn_err *err) {
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return lafn_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    char *b = NULL;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        lafn_err_set(err, "%s: not a regular file", path);
+        goto fail;
+    }
+    size_t n = (size_t)st.st_size;
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        lafn_err_set(err, "%s: %zu bytes, larger than the %zu bytes allowed", path, n, max_bytes);
+        goto fail;
+    }
+    if (!(b = malloc(n + 1))) {
+        lafn_err_set(err, "%s: out of memory for %zu bytes", path, n);
+        goto fail;
+    }
+    if (fread(b, 1, n, f) != n) {
+        lafn_err_set(err, "%s: read error after %zu bytes: %s", path, n, strerror(errno));
+        goto fail;
+    }
+    fclose(f);
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    return 0;
+fail:
+    free(b);
+    fclose(f);
+    return -1;
 }

@@ -1,7 +1,8 @@
-/* file_map: a whole regular file mapped read-only, for the model-file readers. */
+/* file_map: a whole regular file in memory — mapped read-only (model files) or read into a buffer (text and JSON). */
 #ifndef LAFN_FILE_MAP_H
 #define LAFN_FILE_MAP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lafn_err.h"
@@ -12,5 +13,11 @@
  * munmap(*map, *size)), or -1 with err naming the file. */
 int file_map_readonly(const char *path, uint64_t min_bytes, const char *what, const uint8_t **map,
                       uint64_t *size, lafn_err *err);
+
+/* Reads the regular file path (at most max_bytes) into a new NUL-terminated
+ * buffer *buf (the caller frees) of *len bytes. Returns 0, or -1 with err
+ * naming the file: cannot open (with the reason), not a regular file, larger
+ * than max_bytes, out of memory, read error. */
+int file_read_all(const char *path, size_t max_bytes, char **buf, size_t *len, lafn_err *err);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "file_map.h"
 #include "safetensors.h"
 #include "sha256.h"
 
@@ -29,18 +30,10 @@ struct hf_model {
 /* ---- config.json ---- */
 
 static cJSON *read_json(const char *path, lafn_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        lafn_err_set(err, "%s: cannot open", path);
-        return NULL;
-    }
     char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 && n < (64L << 20))
-        buf = malloc((size_t)n + 1);
-    cJSON *j = NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) j = cJSON_ParseWithLength(buf, (size_t)n);
-    fclose(f);
+    size_t n = 0;
+    if (file_read_all(path, (size_t)64 << 20, &buf, &n, err) != 0) return NULL;
+    cJSON *j = cJSON_ParseWithLength(buf, n);
     free(buf);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);

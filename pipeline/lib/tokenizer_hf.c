@@ -1,9 +1,12 @@
 /* tokenizer_hf: builds the tokenizer from a Hugging Face folder (tokenizer.json model BPE, tokenizer_config.json, config.json). */
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "file_map.h"
 #include "tokenizer_impl.h"
 
 /* Reads and parses folder/name; *out NULL (and 0 returned) if the file is absent and optional. */
@@ -13,20 +16,12 @@ static int tok_hf_read_json(cJSON **out, const char *folder, const char *name, i
     char path[4096];
     if (snprintf(path, sizeof(path), "%s/%s", folder, name) >= (int)sizeof(path))
         return lafn_err_set(err, "%s/%s: path too long", folder, name);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return required ? lafn_err_set(err, "%s: cannot open (required for the tokenizer)", path) : 0;
+    if (access(path, F_OK) != 0 && !required) return 0;
     char *buf = NULL;
-    long size = -1;
-    if (fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
-    if (size < 0 || fseek(fp, 0, SEEK_SET) != 0) goto io;
-    buf = malloc((size_t)size + 1);
-    if (!buf) {
-        fclose(fp);
-        return lafn_err_set(err, "%s: out of memory for %ld bytes", path, size);
-    }
-    if (fread(buf, 1, (size_t)size, fp) != (size_t)size) goto io;
-    fclose(fp);
-    *out = cJSON_ParseWithLength(buf, (size_t)size);
+    size_t size = 0;
+    if (file_read_all(path, SIZE_MAX, &buf, &size, err) != 0)
+        return lafn_err_wrap(err, "%s", required ? "required for the tokenizer" : "tokenizer file");
+    *out = cJSON_ParseWithLength(buf, size);
     if (!*out) {
         const char *at = cJSON_GetErrorPtr();
         long off = at ? (long)(at - buf) : -1;
@@ -35,10 +30,6 @@ static int tok_hf_read_json(cJSON **out, const char *folder, const char *name, i
     }
     free(buf);
     return 0;
-io:
-    free(buf);
-    fclose(fp);
-    return lafn_err_set(err, "%s: read error", path);
 }
 
 static const char *tok_hf_type(const cJSON *o)
