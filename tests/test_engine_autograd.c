@@ -9,7 +9,6 @@
 
 #include "engine.h"
 #include "model.h"
-#include "file_map.h"
 #include "testutil.h"
 
 /* Tolerances, ~10x the measured worst case (fp32 here against float64 autograd,
@@ -41,15 +40,6 @@ typedef struct {
     size_t n_grad_vv;
     float *grad_off;     /* (n) */
 } ref_case;
-
-/* The whole file as a NUL-terminated string (the caller frees), or NULL. */
-static char *read_text(const char *path) {
-    char *buf = NULL;
-    size_t len = 0;
-    lafn_err err = {{0}};
-    if (file_read_all(path, SIZE_MAX, &buf, &len, &err) != 0) fprintf(stderr, "%s\n", err.msg);
-    return buf;
-}
 
 /* Flattens a JSON array of numbers (nesting allowed) into a new float array; *n its length. */
 static size_t json_count(const cJSON *a) {
@@ -85,7 +75,7 @@ static int *json_ints(const cJSON *a, size_t *n) {
 
 static int ref_case_load(ref_case *rc, const char *path) {
     memset(rc, 0, sizeof *rc);
-    char *text = read_text(path);
+    char *text = testutil_read_text(path);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     if (!root) return -1;

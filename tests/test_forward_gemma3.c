@@ -9,7 +9,6 @@
 
 #include "engine.h"
 #include "model.h"
-#include "file_map.h"
 #include "testutil.h"
 
 /* Tolerances, ~5x the measured worst case: |Δ log p| of the reference's
@@ -41,15 +40,6 @@ typedef struct {
     char *sha256;
 } fixture;
 
-/* The whole file as a NUL-terminated string (the caller frees), or NULL. */
-static char *read_text(const char *path) {
-    char *buf = NULL;
-    size_t len = 0;
-    lafn_err err = {{0}};
-    if (file_read_all(path, SIZE_MAX, &buf, &len, &err) != 0) fprintf(stderr, "%s\n", err.msg);
-    return buf;
-}
-
 static int int_array(const cJSON *a, int32_t *out, size_t n) {
     if (!cJSON_IsArray(a) || (size_t)cJSON_GetArraySize(a) != n) return -1;
     size_t i = 0;
@@ -79,7 +69,7 @@ static int fixture_prompt(fixture *fx, const cJSON *p, size_t off, size_t T) {
 
 static int fixture_load(fixture *fx, const char *path) {
     memset(fx, 0, sizeof *fx);
-    char *text = read_text(path);
+    char *text = testutil_read_text(path);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     const cJSON *prompts = cJSON_GetObjectItem(root, "prompts");
@@ -242,7 +232,7 @@ done:
 
 /* Runs the "grad" records of the fixture's prompts. */
 static void check_grads(const char *path, const model *m) {
-    char *text = read_text(path);
+    char *text = testutil_read_text(path);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     const cJSON *prompts = cJSON_GetObjectItem(root, "prompts");

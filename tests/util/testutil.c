@@ -2,9 +2,12 @@
 #include "testutil.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "file_map.h"
 
 int testutil_failures = 0;
 
@@ -43,6 +46,14 @@ const char *testutil_lafn_binary(void) {
     }
     snprintf(path, sizeof path, "%s/lafn", exe);
     return access(path, X_OK) == 0 ? path : NULL;
+}
+
+char *testutil_read_text(const char *path) {
+    char *buf = NULL;
+    size_t len = 0;
+    lafn_err err = {{0}};
+    if (file_read_all(path, SIZE_MAX, &buf, &len, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+    return buf;
 }
 
 int testutil_finish(const char *name, int n_checks_passed) {

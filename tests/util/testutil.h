@@ -28,6 +28,10 @@ const char *testutil_mzsre_dir(void);
  * BUILD/tests/NAME (found from /proc/self/exe); NULL if it is not there. */
 const char *testutil_lafn_binary(void);
 
+/* The whole file at path as a NUL-terminated string (the caller frees), or
+ * NULL after printing why to stderr. */
+char *testutil_read_text(const char *path);
+
 /* Prints "<name>: N passed, M failed" and returns the process exit status. */
 int testutil_finish(const char *name, int n_checks_passed);
 
