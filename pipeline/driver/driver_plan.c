@@ -68,7 +68,7 @@ static int append_range(char **buf, size_t *len, size_t *count, long long first,
 
 /* --facts A-B (inclusive) → data.fact_range=[A, B+1); --facts 1,4,7-9 → data.facts=[...]. */
 static int parse_facts(driver_plan *p, const char *spec, lafn_err *err) {
-    long long a, b;
+    long long a, b = 0;
     const char *s = spec;
     if (read_index(&s, &a) == 0 && (*s == '\0' || (*s == '-' && (s++, read_index(&s, &b) == 0) && *s == '\0'))) {
         if (!strchr(spec, '-')) b = a;

@@ -94,10 +94,11 @@ int config_override_all(lafn_config *cfg, char *const *assignments, size_t n, la
 int config_print(const lafn_config *cfg, FILE *out);
 
 /* Writes only the sections whose names are listed in `names` (space-separated,
- * e.g. "model data languages probe"; NULL = all), as config_print does but
- * without the header comment — the text that identifies what a stage's output
- * depends on. Returns 0 or -1 on a write error. */
-int config_print_sections(const lafn_config *cfg, const char *names, FILE *out);
+ * e.g. "model data languages probe"; NULL = all), leaving out the keys listed
+ * in `skip` (space-separated "section.key"; NULL = none), as config_print does
+ * but without the header comment — the text that identifies what a stage's
+ * output depends on. Returns 0 or -1 on a write error. */
+int config_print_sections(const lafn_config *cfg, const char *names, const char *skip, FILE *out);
 
 /* config_print into a new NUL-terminated string the caller frees; NULL on failure. */
 char *config_print_string(const lafn_config *cfg);

@@ -50,7 +50,7 @@ static void print_value(FILE *out, const config_knob *k, const config_value *v) 
     }
 }
 
-/* 1 if section name is one of the space-separated names (NULL = every section). */
+/* 1 if name is one of the space-separated names (NULL = every name). */
 static int section_selected(const char *names, const char *name) {
     if (!names) return 1;
     size_t n = strlen(name);
@@ -59,14 +59,22 @@ static int section_selected(const char *names, const char *name) {
     return 0;
 }
 
-int config_print_sections(const lafn_config *cfg, const char *names, FILE *out) {
+/* 1 if "section.key" is one of the space-separated names in skip (NULL = none). */
+static int key_skipped(const char *skip, const char *section, const char *key) {
+    if (!skip) return 0;
+    char full[256];
+    snprintf(full, sizeof full, "%s.%s", section, key);
+    return section_selected(skip, full);
+}
+
+int config_print_sections(const lafn_config *cfg, const char *names, const char *skip, FILE *out) {
     size_t ns, idx = 0;
     const config_section *sec = config_sections(&ns);
     for (size_t i = 0; i < ns; i++) {
         int selected = section_selected(names, sec[i].name);
         if (selected) fprintf(out, "\n# %s\n%s = {\n", sec[i].help, sec[i].name);
         for (size_t k = 0; k < sec[i].n_knobs && idx < cfg->n_vals; k++, idx++) {
-            if (!selected) continue;
+            if (!selected || key_skipped(skip, sec[i].name, sec[i].knobs[k].key)) continue;
             fprintf(out, "  %s = ", sec[i].knobs[k].key);
             print_value(out, &sec[i].knobs[k], &cfg->vals[idx]);
             fprintf(out, ";  # %s\n", sec[i].knobs[k].help);
@@ -79,7 +87,7 @@ int config_print_sections(const lafn_config *cfg, const char *names, FILE *out) 
 int config_print(const lafn_config *cfg, FILE *out) {
     fprintf(out, "# lafn pipeline file, resolved from %s (every key; defaults filled)\n",
             cfg->source ? cfg->source : "?");
-    return config_print_sections(cfg, NULL, out);
+    return config_print_sections(cfg, NULL, NULL, out);
 }
 
 char *config_print_string(const lafn_config *cfg) {

@@ -13,6 +13,7 @@ int edit_problem_init(edit_problem *p, int n_facts, int n_langs, lafn_err *err) 
         return lafn_err_set(err, "edit problem: %d facts x %d languages, expected both > 0", n_facts, n_langs);
     p->n_facts = n_facts;
     p->n_langs = n_langs;
+    p->kl_other_facts = 1;
     p->present = calloc((size_t)n_facts * (size_t)n_langs, 1);
     if (!p->present) return lafn_err_set(err, "edit problem: out of memory for %d x %d slots", n_facts, n_langs);
     return 0;
@@ -79,7 +80,7 @@ int edit_problem_add_fact(edit_problem *p, const tokenizer *tok, const facts_edi
                 goto fail;
         const char *neutral[EDIT_NEUTRAL_PER_LANG];
         size_t n_neutral = 0;
-        const char *src = other_src(others, n_others, self_index, ps->lang);
+        const char *src = p->kl_other_facts ? other_src(others, n_others, self_index, ps->lang) : NULL;
         if (src) neutral[n_neutral++] = src;
         if (ps->subject && ps->subject[0]) neutral[n_neutral++] = ps->subject;
         for (size_t k = 0; k < n_neutral; k++, counter++)

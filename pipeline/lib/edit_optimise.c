@@ -333,7 +333,7 @@ fail:
 int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *err) {
     const char *param;
     int64_t steps;
-    if (config_get_string(cfg, "edit.param", &param, err) || config_get_float(cfg, "edit.lr", &h->lr, err) ||
+    if (config_get_string(cfg, "edit.param", &param, err) || config_get_bool(cfg, "edit.kl_other_facts", &h->kl_other_facts, err) || config_get_float(cfg, "edit.lr", &h->lr, err) ||
         config_get_int(cfg, "edit.steps", &steps, err) || config_get_float(cfg, "edit.stop_nll", &h->stop_nll, err) ||
         config_get_float(cfg, "edit.kl_weight", &h->kl_weight, err) || config_get_float(cfg, "edit.l2", &h->l2, err) ||
         config_get_float(cfg, "edit.norm_clamp", &h->norm_clamp, err))
@@ -358,6 +358,7 @@ int edit_optimise_fact(const model *m, const facts_edit_view *views, size_t n_vi
     memset(delta, 0, (size_t)n * (h->kind == ENGINE_EDIT_VALUE_VECTOR ? (size_t)m->cfg.d_model : 1) * sizeof *delta);
     edit_problem p;
     int rc = edit_problem_init(&p, 1, (int)v->n_langs, err);
+    p.kl_other_facts = h->kl_other_facts;
     if (rc == 0) rc = edit_problem_add_fact(&p, m->tok, v, 0, slot, views, n_views, self, NULL, NULL, err);
     if (rc == 0) rc = edit_optimise(m, &p, n, layer, neuron, delta, NULL, h, MPI_COMM_SELF, res, err);
     edit_problem_free(&p);

@@ -34,10 +34,12 @@ typedef struct {
     edit_seq *seqs;    /* (n_seqs), owned */
     int n_facts, n_langs;
     uint8_t *present;  /* (n_facts, n_langs): the slot has target sequences (on any rank) */
+    int kl_other_facts;/* 1 (set by init): another fact's src is a neutral prompt too; 0: the subject only */
 } edit_problem;
 
 /* Neutral prompts per language of a fact (edit_kl.c): the src of the next
- * OTHER fact of the set in that language and the fact's subject alone. */
+ * OTHER fact of the set in that language (unless p->kl_other_facts is 0)
+ * and the fact's subject alone. */
 #define EDIT_NEUTRAL_PER_LANG 2
 
 /* Adds fact `fact_slot`'s sequences for the languages in lang_slot (slot of
@@ -65,6 +67,7 @@ typedef struct {
     double l2;
     double norm_clamp;  /* 0 = none */
     int reuse_lower;    /* 1: each step runs from the lowest edited layer on stored states; 0: full forward */
+    int kl_other_facts; /* edit.kl_other_facts: KL also on another fact's src (edit_problem.kl_other_facts) */
 } edit_hparams;
 
 /* Outcome of one optimisation. Tables are (n_facts, n_langs), NaN where a

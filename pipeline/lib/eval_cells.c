@@ -1,4 +1,4 @@
-/* eval_cells: reads eval.h5's per-fact results and adds the (edit set, test language, criterion, metric) means with bootstrap intervals. */
+/* eval_cells: reads eval.h5's per-fact results and adds the (edit set, test language, criterion, metric) means with bootstrap intervals (copy, add, rename). */
 #define _GNU_SOURCE /* qsort_r */
 #include "stage_eval_int.h"
 
@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h5_global.h"
 #include "h5_int.h"
 #include "metrics.h"
 
@@ -220,16 +221,14 @@ static int fill_cells(const eval_data *d, boot_opts *b, cell_table *all, cell_ta
     return rc;
 }
 
-int eval_cells_write(const stage_context *ctx, lafn_err *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/eval.h5", ctx->out_dir);
+/* h5global_writer: the cell tables of the open copy of eval.h5 (arg: the stage context). */
+static int write_cells(hid_t file, const char *path, void *arg, lafn_err *err) {
+    const stage_context *ctx = arg;
     eval_data d = {0};
     cell_table all = {0}, same = {0};
     boot_opts b = {0};
     int64_t samples = 0, seed = 0;
-    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     int rc = -1;
-    if (file < 0) return lafn_err_set(err, "%s: cannot open for adding the cell means", path);
     if (config_get_int(&ctx->cfg, "eval.bootstrap_samples", &samples, err) ||
         config_get_float(&ctx->cfg, "eval.confidence", &b.confidence, err) ||
         config_get_int(&ctx->cfg, "eval.seed", &seed, err))
@@ -251,6 +250,9 @@ done:
     cell_table_free(&all);
     cell_table_free(&same);
     eval_data_free(&d);
-    if (H5Fclose(file) < 0 && rc == 0) rc = lafn_err_set(err, "%s: closing after the cell means failed", path);
     return rc;
+}
+
+int eval_cells_write(const stage_context *ctx, lafn_err *err) {
+    return h5global_amend(ctx->out_dir, "eval", write_cells, (void *)ctx, err);
 }

@@ -41,8 +41,7 @@ static int write_items(hid_t file, const h5global_dataset *ds, size_t n_ds, cons
     return h5_attr_put_string(file, "lafn_global_complete", "yes", err);
 }
 
-static int add_local(const char *dir, const char *stage, const h5global_dataset *ds, size_t n_ds,
-                     const h5global_attr *attrs, size_t n_attrs, lafn_err *err) {
+int h5global_amend(const char *dir, const char *stage, h5global_writer write, void *arg, lafn_err *err) {
     char path[4096], tmp[4200];
     if (h5_stage_path(path, sizeof path, dir, stage, 0) != 0)
         return lafn_err_set(err, "%s: output path too long", stage);
@@ -52,21 +51,36 @@ static int add_local(const char *dir, const char *stage, const h5global_dataset 
     int rc = -1;
     H5E_BEGIN_TRY { file = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT); } H5E_END_TRY;
     if (file < 0) { lafn_err_set(err, "cannot open '%s' for writing", tmp); goto fail; }
-    if (write_items(file, ds, n_ds, attrs, n_attrs, err) != 0) goto fail;
+    if (write(file, path, arg, err) != 0) goto fail;
     rc = 0;
 fail:
     if (file >= 0 && H5Fclose(file) < 0 && rc == 0) rc = lafn_err_set(err, "cannot close '%s'", tmp);
     if (rc == 0 && (h5_sync_path(tmp) != 0 || rename(tmp, path) != 0 || h5_sync_dir(dir) != 0))
         rc = lafn_err_set(err, "cannot commit '%s' as '%s': %s", tmp, path, strerror(errno));
     if (rc != 0) remove(tmp);
-    return rc == 0 ? 0 : lafn_err_wrap(err, "%s: run-wide datasets", path);
+    return rc;
+}
+
+/* What h5global_add writes, for h5global_amend. */
+typedef struct {
+    const h5global_dataset *ds;
+    size_t n_ds;
+    const h5global_attr *attrs;
+    size_t n_attrs;
+} global_items;
+
+static int write_global_items(hid_t file, const char *path, void *arg, lafn_err *err) {
+    const global_items *g = arg;
+    return write_items(file, g->ds, g->n_ds, g->attrs, g->n_attrs, err) == 0
+               ? 0 : lafn_err_wrap(err, "%s: run-wide datasets", path);
 }
 
 int h5global_add(const char *dir, const char *stage, const h5global_dataset *ds, size_t n_ds,
                  const h5global_attr *attrs, size_t n_attrs, MPI_Comm comm, lafn_err *err) {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    int rc = rank == 0 ? add_local(dir, stage, ds, n_ds, attrs, n_attrs, err) : 0;
+    global_items g = {ds, n_ds, attrs, n_attrs};
+    int rc = rank == 0 ? h5global_amend(dir, stage, write_global_items, &g, err) : 0;
     return stage_sync_status(comm, rc, err);
 }
 

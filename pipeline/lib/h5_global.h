@@ -22,6 +22,15 @@ typedef struct {
     const char *value;
 } h5global_attr;
 
+/* Adds to an open copy of a merged stage file; path names the stage file for messages. */
+typedef int (*h5global_writer)(hid_t file, const char *path, void *arg, lafn_err *err);
+
+/* Serial (one process): copies DIR/STAGE.h5 to DIR/STAGE.h5.global.tmp, lets
+ * write add to the copy, syncs it and renames it over STAGE.h5 — so STAGE.h5
+ * is at every moment either the merged file or the amended one; on failure the
+ * copy is removed and STAGE.h5 is untouched. Returns 0, or -1 with err. */
+int h5global_amend(const char *dir, const char *stage, h5global_writer write, void *arg, lafn_err *err);
+
 /* Collective over comm; only rank 0's arguments are used. Rank 0 copies
  * DIR/STAGE.h5 to DIR/STAGE.h5.global.tmp, adds the datasets, the attributes
  * and the attribute lafn_global_complete = "yes", syncs the copy and renames it

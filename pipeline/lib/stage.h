@@ -48,7 +48,9 @@ void stage_context_free(stage_context *ctx);
  * digits of the SHA-256 of the model's digest and of the pipeline sections the
  * stage depends on (model, data, languages and the stages up to it), so a
  * later stage recognises an earlier stage's file as its own input and changing
- * only eval knobs keeps probe's output valid. Returns 0, or -1 for an unknown stage. */
+ * only eval knobs keeps probe's output valid; edit.gate belongs to eval's
+ * identity, not to edit's (except in sequential mode), since it only decides
+ * where a stored edit applies. Returns 0, or -1 for an unknown stage. */
 int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *stage, char out[STAGE_RUN_ID_LEN + 1],
                  lafn_err *err);
 

@@ -20,6 +20,17 @@ static const char *stage_sections(const char *stage) {
     return NULL;
 }
 
+/* Knobs of those sections the stage's output does not depend on: the gate only
+ * decides where a stored edit applies (eval, lafn ask), except in sequential
+ * mode, where earlier edits are applied through it while optimising. */
+static const char *stage_skipped_keys(const lafn_config *cfg, const char *stage) {
+    const char *mode = "";
+    lafn_err ignored;
+    if (strcmp(stage, "edit") != 0) return NULL;
+    config_get_string(cfg, "edit.mode", &mode, &ignored);
+    return strcmp(mode, "sequential") == 0 ? NULL : "edit.gate";
+}
+
 int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *stage, char out[STAGE_RUN_ID_LEN + 1],
                  lafn_err *err) {
     const char *sections = stage_sections(stage);
@@ -29,7 +40,7 @@ int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *s
     FILE *f = open_memstream(&text, &len);
     if (!f) return lafn_err_set(err, "%s: out of memory for the run identity", stage);
     fprintf(f, "model_sha256 = \"%s\";\n", model_sha256);
-    int rc = config_print_sections(cfg, sections, f);
+    int rc = config_print_sections(cfg, sections, stage_skipped_keys(cfg, stage), f);
     if (fclose(f) != 0 || rc != 0) { free(text); return lafn_err_set(err, "%s: cannot print the run identity", stage); }
     sha256_ctx h;
     uint8_t digest[32];

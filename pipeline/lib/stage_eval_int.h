@@ -151,7 +151,8 @@ void eval_data_free(eval_data *d);
 /* Value of set s (0 unedited, 1 all, 2 + e each), fact row i, test language l, criterion c, metric m. */
 double eval_data_value(const eval_data *d, size_t s, size_t i, size_t l, int c, int m);
 
-/* Rank 0 after the merge: adds the cell means (bootstrap intervals, n) to ctx's eval.h5. */
+/* Rank 0 after the merge: adds the cell means (bootstrap intervals, n) to ctx's eval.h5
+ * through a copy renamed over it (h5global_amend). */
 int eval_cells_write(const stage_context *ctx, lafn_err *err);
 
 /* Rank 0: writes summary.json and summary.csv beside eval.h5 (summary_json.c). */

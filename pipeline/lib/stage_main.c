@@ -1,8 +1,28 @@
-/* stage_main: the shared body of every stage program's main — MPI start, arguments, MPI_Abort on failure. */
+/* stage_main: the shared body of every stage program's main — MPI start, arguments, a clean exit or MPI_Abort on failure. */
 #include "stage.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Seconds the ranks wait for each other after a failure before aborting. */
+#define STAGE_EXIT_WAIT_SECONDS 10.0
+
+/* 1 if every rank reached this point within STAGE_EXIT_WAIT_SECONDS (then
+ * all ranks know whether any failed, in *any_failed), 0 if some rank is still
+ * busy elsewhere (e.g. blocked in a collective the failed rank never joins). */
+static int ranks_meet(int failed, int *any_failed) {
+    MPI_Request req;
+    MPI_Iallreduce(&failed, any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &req);
+    double start = MPI_Wtime();
+    for (;;) {
+        int done = 0;
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (done) return 1;
+        if (MPI_Wtime() - start > STAGE_EXIT_WAIT_SECONDS) return 0;
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    }
+}
 
 /* The command line as one string, for the provenance; NULL if out of memory. */
 static char *join_args(int argc, char **argv) {
@@ -27,12 +47,22 @@ int stage_main(int argc, char **argv, const char *program, stage_run_fn run) {
     }
     char *cmd = join_args(argc, argv);
     lafn_err err = {{0}};
-    if (run(argv[1], argv + 2, argc - 2, cmd ? cmd : program, MPI_COMM_WORLD, stdout, &err) != 0) {
-        if (rank == 0) fprintf(stderr, "%s: %s\n", program, err.msg);
-        free(cmd);
+    int failed = run(argv[1], argv + 2, argc - 2, cmd ? cmd : program, MPI_COMM_WORLD, stdout, &err) != 0;
+    free(cmd);
+    fflush(stdout);
+    int any_failed = failed;
+    if (!ranks_meet(failed, &any_failed)) {
+        /* A rank is stuck where this one failed: only an abort ends the job.
+         * The pause lets mpirun forward the message before the kill. */
+        if (failed) fprintf(stderr, "%s: %s\n", program, err.msg);
+        nanosleep(&(struct timespec){.tv_sec = 1}, NULL);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    free(cmd);
+    /* Every rank is here: rank 0 reports (its message names the failed rank);
+     * another rank only when rank 0 itself did not fail. */
+    int root_failed = failed;
+    MPI_Bcast(&root_failed, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (failed && (rank == 0 || !root_failed)) fprintf(stderr, "%s: %s\n", program, err.msg);
     MPI_Finalize();
-    return 0;
+    return any_failed ? 1 : 0;
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# sweep.sh — runs every variant of a sweep file through `lafn run` (resumable) and tabulates them.
+#
+# Usage: scripts/sweep.sh PIPELINE.cfg SWEEP_FILE OUT_DIR
+#   SWEEP_FILE: one variant per line, `NAME [from=OTHER] section.key=value ...`
+#   (# comments). Each variant runs into OUT_DIR/NAME with its overrides.
+#   from=OTHER seeds it with OTHER's probe.h5, locate.h5 and edit.h5, so a
+#   variant that changes only eval knobs (eval.*, edit.gate) reruns eval only;
+#   the stages whose knobs differ redo their work (run ids decide).
+# Rerunning the same command resumes: finished variants are recognised and
+# kept, an interrupted one continues from its last committed shard.
+# Ends with OUT_DIR/sweep.tsv (scripts/sweep_table.py).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+[ $# -eq 3 ] || { echo "usage: scripts/sweep.sh PIPELINE.cfg SWEEP_FILE OUT_DIR" >&2; exit 2; }
+pipeline="$1" sweep_file="$2" out="$3"
+[ -f "$pipeline" ] || { echo "sweep: $pipeline: no such pipeline file" >&2; exit 2; }
+[ -f "$sweep_file" ] || { echo "sweep: $sweep_file: no such sweep file" >&2; exit 2; }
+lafn="${LAFN_BUILD_DIR:-$repo/build}/lafn"
+[ -x "$lafn" ] || { echo "sweep: $lafn not built (run scripts/setup.sh)" >&2; exit 2; }
+mkdir -p "$out"
+rm -f "$out/.variants.new"
+
+line_no=0
+while IFS= read -r line || [ -n "$line" ]; do
+  line_no=$((line_no + 1))
+  line="${line%%#*}"
+  read -r -a words <<<"$line"
+  [ "${#words[@]}" -gt 0 ] || continue
+  name="${words[0]}"
+  overrides=("${words[@]:1}")
+  [[ "$name" =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "sweep: $sweep_file:$line_no: bad variant name '$name'" >&2; exit 2; }
+  if [ "${#overrides[@]}" -gt 0 ] && [[ "${overrides[0]}" == from=* ]]; then
+    seed="$out/${overrides[0]#from=}"
+    overrides=("${overrides[@]:1}")
+    [ -f "$seed/edit.h5" ] || { echo "sweep: $sweep_file:$line_no: $seed/edit.h5 missing (run that variant first)" >&2; exit 2; }
+    mkdir -p "$out/$name"
+    for f in probe.h5 locate.h5 edit.h5; do
+      if [ ! -e "$out/$name/$f" ]; then cp "$seed/$f" "$out/$name/$f.tmp" && mv -f "$out/$name/$f.tmp" "$out/$name/$f"; fi
+    done
+  fi
+  echo "== sweep: variant $name: ${overrides[*]:-(pipeline defaults)}"
+  "$lafn" run "$pipeline" "run.output_dir=$out/$name" "${overrides[@]}" < /dev/null > "$out/$name.out" 2>&1 ||
+    { echo "sweep: variant $name failed; its output: $out/$name.out" >&2; exit 1; }
+  printf '%s\t%s\n' "$name" "${overrides[*]:-}" >> "$out/.variants.new"
+done < "$sweep_file"
+mv -f "$out/.variants.new" "$out/variants.tsv"
+
+python3 -c 'import h5py, numpy' 2>/dev/null || python3 -m pip install --quiet h5py numpy 2>/dev/null ||
+  python3 -m pip install --quiet --break-system-packages h5py numpy
+python3 "$repo/scripts/sweep_table.py" "$out"
