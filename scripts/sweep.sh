@@ -4,7 +4,8 @@
 # Usage: scripts/sweep.sh PIPELINE.cfg SWEEP_FILE OUT_DIR
 #   SWEEP_FILE: one variant per line, `NAME [from=OTHER] section.key=value ...`
 #   (# comments). Each variant runs into OUT_DIR/NAME with its overrides.
-#   from=OTHER seeds it with OTHER's probe.h5, locate.h5 and edit.h5, so a
+#   from=OTHER seeds it with OTHER's probe, locate and edit files (merged and
+#   committed shards: resume goes by the shards), so a
 #   variant that changes only eval knobs (eval.*, edit.gate) reruns eval only;
 #   the stages whose knobs differ redo their work (run ids decide).
 # Rerunning the same command resumes: finished variants are recognised and
@@ -36,8 +37,9 @@ while IFS= read -r line || [ -n "$line" ]; do
     overrides=("${overrides[@]:1}")
     [ -f "$seed/edit.h5" ] || { echo "sweep: $sweep_file:$line_no: $seed/edit.h5 missing (run that variant first)" >&2; exit 2; }
     mkdir -p "$out/$name"
-    for f in probe.h5 locate.h5 edit.h5; do
-      if [ ! -e "$out/$name/$f" ]; then cp "$seed/$f" "$out/$name/$f.tmp" && mv -f "$out/$name/$f.tmp" "$out/$name/$f"; fi
+    for path in "$seed"/{probe,locate,edit}.h5 "$seed"/{probe,locate,edit}.shard-*.h5; do
+      f="$(basename "$path")"
+      if [ ! -e "$out/$name/$f" ]; then cp "$path" "$out/$name/$f.tmp" && mv -f "$out/$name/$f.tmp" "$out/$name/$f"; fi
     done
   fi
   echo "== sweep: variant $name: ${overrides[*]:-(pipeline defaults)}"

@@ -212,6 +212,57 @@ static void test_destructive(fixture *fx) {
     free(delta);
 }
 
+/* keep_best: the delta handed back after 8 steps is the lowest-loss one of
+ * the run. Runs of k = 0..8 steps without keep_best give the loss after each
+ * step (the loop is deterministic); with a step size that overshoots, the
+ * kept loss must equal their minimum, which the last step does not reach —
+ * here the start, so the kept delta is the zero one. */
+static void test_keep_best(fixture *fx) {
+    enum { STEPS = 8 };
+    size_t nd = (size_t)fx->nr.n * (size_t)fx->m->cfg.d_model;
+    float *delta = calloc(nd, sizeof *delta);
+    edit_hparams h = default_h(ENGINE_EDIT_VALUE_VECTOR);
+    h.lr = 20.0;
+    h.l2 = 0.0003; /* with it Adam overshoots from the first step on */
+    h.stop_nll = 0.0;
+    double loss[STEPS + 1], lowest = INFINITY;
+    edit_result r;
+    lafn_err err = {{0}};
+    int rc = 0;
+    printf("keep_best: lr %g, l2 %g, loss after each step:", h.lr, h.l2);
+    for (int k = 0; k <= STEPS && rc == 0; k++) {
+        h.steps = k;
+        memset(delta, 0, nd * sizeof *delta);
+        rc = edit_optimise(fx->m, &fx->p, fx->nr.n, fx->nr.layer, fx->nr.neuron, delta, NULL, &h, MPI_COMM_SELF, &r, &err);
+        if (rc) break;
+        loss[k] = r.loss_last;
+        lowest = fmin(lowest, loss[k]);
+        printf(" %.4f", loss[k]);
+        edit_result_free(&r);
+    }
+    printf("\n");
+    CHECK(rc == 0, "keep_best trajectory: %s", err.msg);
+    h.steps = STEPS;
+    h.keep_best = 1;
+    memset(delta, 0, nd * sizeof *delta);
+    if (rc == 0)
+        rc = edit_optimise(fx->m, &fx->p, fx->nr.n, fx->nr.layer, fx->nr.neuron, delta, NULL, &h, MPI_COMM_SELF, &r, &err);
+    CHECK(rc == 0, "keep_best on: %s", err.msg);
+    if (rc == 0) {
+        printf("keep_best: kept delta's loss %.4f, lowest %.4f, last %.4f\n", r.loss_last, lowest, loss[STEPS]);
+        CHECK(loss[STEPS] > lowest, "the last step is the lowest (%.4f): the case tests nothing", loss[STEPS]);
+        CHECK(fabs(r.loss_last - lowest) < 1e-9 * (1 + lowest), "keep_best kept loss %.6f, the lowest was %.6f",
+              r.loss_last, lowest);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < nd; i++) nonzero += delta[i] != 0.0f;
+        CHECK((lowest == loss[0]) == (nonzero == 0), "kept delta has %zu non-zero entries; lowest loss %s the start's",
+              nonzero, lowest == loss[0] ? "is" : "is not");
+        edit_result_free(&r);
+    }
+    checks += 5;
+    free(delta);
+}
+
 /* One language only (eval's edit_sets = each): only that slot is optimised and reported. */
 static void test_one_language(fixture *fx) {
     float *delta = malloc((size_t)fx->nr.n * (size_t)fx->m->cfg.d_model * sizeof *delta);
@@ -273,6 +324,7 @@ int main(int argc, char **argv) {
             test_nll_drops(&fx, ENGINE_EDIT_VALUE_VECTOR, "value_vector");
             test_nll_drops(&fx, ENGINE_EDIT_ACTIVATION_OFFSET, "activation_offset");
             test_reuse(&fx);
+            test_keep_best(&fx);
             test_one_language(&fx);
             test_destructive(&fx);
         }

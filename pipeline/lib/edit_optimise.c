@@ -310,16 +310,21 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
             res->loss_first = loss;
             copy_slots(res->nll_before, &st, p);
         }
-        res->loss_last = loss;
-        res->kl_last = kl;
-        res->l2_last = l2;
-        copy_slots(res->nll_after, &st, p);
         res->steps = t;
-        if (all_below(&st, p, h->stop_nll)) { res->early_stopped = 1; break; }
+        int below = all_below(&st, p, h->stop_nll);
+        /* The delta handed back: the last one, or with keep_best the lowest-loss
+         * one seen (an early-stopping one always). */
+        if (!h->keep_best || t == 0 || loss < res->loss_last || below) {
+            res->loss_last = loss;
+            res->kl_last = kl;
+            res->l2_last = l2;
+            copy_slots(res->nll_after, &st, p);
+            memcpy(delta, st.delta, st.nd * sizeof *delta);
+        }
+        if (below) { res->early_stopped = 1; break; }
         if (t == h->steps) break;
         if (adam_step(&st, p, h, t + 1, comm, err)) goto fail;
     }
-    memcpy(delta, st.delta, st.nd * sizeof *delta);
     state_free(&st);
     edit_cache_edit_free(&fx);
     return 0;
@@ -333,7 +338,8 @@ fail:
 int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *err) {
     const char *param;
     int64_t steps;
-    if (config_get_string(cfg, "edit.param", &param, err) || config_get_bool(cfg, "edit.kl_other_facts", &h->kl_other_facts, err) || config_get_float(cfg, "edit.lr", &h->lr, err) ||
+    if (config_get_string(cfg, "edit.param", &param, err) || config_get_bool(cfg, "edit.kl_other_facts", &h->kl_other_facts, err) ||
+        config_get_bool(cfg, "edit.keep_best", &h->keep_best, err) || config_get_float(cfg, "edit.lr", &h->lr, err) ||
         config_get_int(cfg, "edit.steps", &steps, err) || config_get_float(cfg, "edit.stop_nll", &h->stop_nll, err) ||
         config_get_float(cfg, "edit.kl_weight", &h->kl_weight, err) || config_get_float(cfg, "edit.l2", &h->l2, err) ||
         config_get_float(cfg, "edit.norm_clamp", &h->norm_clamp, err))

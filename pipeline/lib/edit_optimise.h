@@ -68,6 +68,7 @@ typedef struct {
     double norm_clamp;  /* 0 = none */
     int reuse_lower;    /* 1: each step runs from the lowest edited layer on stored states; 0: full forward */
     int kl_other_facts; /* edit.kl_other_facts: KL also on another fact's src (edit_problem.kl_other_facts) */
+    int keep_best;      /* edit.keep_best: hand back the lowest-loss delta seen, not the last */
 } edit_hparams;
 
 /* Outcome of one optimisation. Tables are (n_facts, n_langs), NaN where a
@@ -76,9 +77,9 @@ typedef struct {
     int steps;            /* Adam updates made */
     int early_stopped;    /* every present slot's NLL fell below stop_nll */
     double *nll_before;   /* with delta = 0 (and any fixed edits) */
-    double *nll_after;    /* with the final delta */
-    double loss_first, loss_last;   /* total loss at the first and the last forward */
-    double kl_last, l2_last;        /* KL term (weighted) and L2 term at the last forward */
+    double *nll_after;    /* with the delta handed back */
+    double loss_first, loss_last;   /* total loss at the first forward and of the delta handed back */
+    double kl_last, l2_last;        /* KL term (weighted) and L2 term of the delta handed back */
 } edit_result;
 
 void edit_result_free(edit_result *r);

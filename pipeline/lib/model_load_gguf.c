@@ -116,7 +116,7 @@ int model_gguf_config(const gguf_file *f, model_config *c, char **name, lafn_err
         arch_u32(f, arch, "attention.head_count", -1, &c->n_head, err) ||
         arch_u32(f, arch, "attention.head_count_kv", c->n_head, &c->n_head_kv, err))
         return -1;
-    int def_e = c->n_head > 0 ? c->d_model / c->n_head : 0, ve, rd;
+    int def_e = c->n_head > 0 ? c->d_model / c->n_head : 0, ve = 0, rd = 0;
     if (arch_u32(f, arch, "attention.key_length", def_e, &c->head_dim, err) ||
         arch_u32(f, arch, "attention.value_length", c->head_dim, &ve, err) ||
         arch_u32(f, arch, "rope.dimension_count", c->head_dim, &rd, err))

@@ -124,7 +124,7 @@ static int gemma_pattern(const cJSON *o, model_config *c, const char *path, lafn
 }
 
 static int gemma_config(hf_model *h, const cJSON *o, model_config *c, const char *path, lafn_err *err) {
-    double qpas, local = 10000, softcap = 0;
+    double qpas = 0, local = 10000, softcap = 0;
     const cJSON *rp = cfg_obj(o, "rope_parameters");
     const cJSON *full = rp ? cfg_obj(rp, "full_attention") : NULL, *slide = rp ? cfg_obj(rp, "sliding_attention") : NULL;
     if (full && cfg_num(full, "rope_theta", h->rope_theta, &h->rope_theta, path, err)) return -1;
@@ -194,7 +194,7 @@ static int hf_config(hf_model *h, const cJSON *root, model_config *c, const char
     if (!o) return -1;
     c->arch = h->arch;
     int gemma = h->arch == MODEL_ARCH_GEMMA3;
-    double eps, theta;
+    double eps = 0, theta = 0;
     if (cfg_int(o, "num_hidden_layers", -1, &c->n_layer, path, err) || cfg_int(o, "hidden_size", -1, &c->d_model, path, err) ||
         cfg_int(o, "intermediate_size", -1, &c->d_ffn, path, err) ||
         cfg_int(o, "num_attention_heads", -1, &c->n_head, path, err) ||
