@@ -12,9 +12,6 @@
 #include "stage_probe.h"
 #include "testutil.h"
 
-static int passed = 0;
-#define OK(cond, ...) do { CHECK(cond, __VA_ARGS__); if (cond) passed++; } while (0)
-
 #define N_FACTS 3
 #define N_EACH 2
 #define L 2
@@ -50,9 +47,9 @@ static void check(const char *dir) {
     lafn_err err = {{0}};
     if (f < 0 || eval_data_read(f, path, L, &d, &err) != 0) { CHECK(0, "%s: %s", path, err.msg); return; }
     char *sets = NULL;
-    OK(h5out_attr_string(f, "eval_sets", &sets, &err) == 0 && !strcmp(sets, "unedited,all,each:en,each:zh"),
-       "eval_sets = '%s'", sets ? sets : err.msg);
-    OK(d.n_sets == 2 + L && d.post_each != NULL, "%zu sets, post/each %s", d.n_sets, d.post_each ? "present" : "missing");
+    CHECK(h5out_attr_string(f, "eval_sets", &sets, &err) == 0 && !strcmp(sets, "unedited,all,each:en,each:zh"),
+          "eval_sets = '%s'", sets ? sets : err.msg);
+    CHECK(d.n_sets == 2 + L && d.post_each != NULL, "%zu sets, post/each %s", d.n_sets, d.post_each ? "present" : "missing");
     size_t in_range = 0, nan_beyond = 0, differ = 0;
     for (size_t i = 0; i < d.n_facts && d.post_each; i++)
         for (size_t e = 0; e < L; e++)
@@ -65,18 +62,18 @@ static void check(const char *dir) {
                         if (i < N_EACH && e == 0 && v != eval_data_value(&d, 3, i, l, c, m)) differ++;
                     }
     size_t per_fact = L * L * EVAL_N_VALUES;
-    OK(in_range == N_EACH * per_fact, "%zu of %zu each-values of the first %d facts in [0,1]", in_range,
-       (size_t)N_EACH * per_fact, N_EACH);
-    OK(nan_beyond == (N_FACTS - N_EACH) * per_fact, "facts beyond each_max_facts: %zu of %zu values NaN", nan_beyond,
-       (size_t)(N_FACTS - N_EACH) * per_fact);
+    CHECK(in_range == N_EACH * per_fact, "%zu of %zu each-values of the first %d facts in [0,1]", in_range,
+          (size_t)N_EACH * per_fact, N_EACH);
+    CHECK(nan_beyond == (N_FACTS - N_EACH) * per_fact, "facts beyond each_max_facts: %zu of %zu values NaN", nan_beyond,
+          (size_t)(N_FACTS - N_EACH) * per_fact);
     printf("each:en and each:zh differ in %zu of %zu values\n", differ, (size_t)N_EACH * L * EVAL_N_VALUES);
-    OK(differ > 0, "the en-only and zh-only edits give identical scores everywhere: not two different edits");
+    CHECK(differ > 0, "the en-only and zh-only edits give identical scores everywhere: not two different edits");
     hid_t ds = H5Dopen2(f, "cells/n", H5P_DEFAULT);
     int64_t n[(2 + L) * L * EVAL_N_VALUES];
-    OK(ds >= 0 && H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, n) >= 0 && n[0] == N_FACTS &&
-           n[2 * L * EVAL_N_VALUES] == N_EACH,
-       "cells/n: unedited %lld (expected %d), each:en %lld (expected %d)", (long long)n[0], N_FACTS,
-       (long long)n[2 * L * EVAL_N_VALUES], N_EACH);
+    CHECK(ds >= 0 && H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, n) >= 0 && n[0] == N_FACTS &&
+              n[2 * L * EVAL_N_VALUES] == N_EACH,
+          "cells/n: unedited %lld (expected %d), each:en %lld (expected %d)", (long long)n[0], N_FACTS,
+          (long long)n[2 * L * EVAL_N_VALUES], N_EACH);
     if (ds >= 0) H5Dclose(ds);
     free(sets);
     eval_data_free(&d);
@@ -102,7 +99,7 @@ int main(int argc, char **argv) {
     }
     int failures = testutil_failures, total = 0;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    int status = rank == 0 ? testutil_finish("mpi_test_eval_each", passed) : 0;
+    int status = rank == 0 ? testutil_finish("mpi_test_eval_each") : 0;
     MPI_Finalize();
     return total ? 1 : status;
 }

@@ -9,15 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed = 0, rank = 0;
+static int rank = 0;
 static char dir[256];
-
-#define PASS(cond, ...)          \
-    do {                         \
-        int ok_ = (cond);        \
-        CHECK(ok_, __VA_ARGS__); \
-        passed += ok_;           \
-    } while (0)
 
 #define ROW_LEN 3
 
@@ -80,10 +73,10 @@ static void check_csr(hid_t f, const char *name, const int64_t *facts, size_t n,
     snprintf(vn, sizeof vn, "%s/values", name);
     int64_t *off = read_plain(f, on, H5T_NATIVE_INT64, 8, &n_off);
     void *val = read_plain(f, vn, is_f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32, is_f64 ? 8 : 4, &n_val);
-    PASS(off && val && n_off == n + 1, "%s: offsets %zu entries, expected %zu", name, n_off, n + 1);
+    CHECK(off && val && n_off == n + 1, "%s: offsets %zu entries, expected %zu", name, n_off, n + 1);
     if (!off || !val || n_off != n + 1) goto done;
-    PASS(off[0] == 0 && off[n] == (int64_t)n_val, "%s: offsets [0]=%lld, last=%lld, values %zu",
-         name, (long long)off[0], (long long)off[n], n_val);
+    CHECK(off[0] == 0 && off[n] == (int64_t)n_val, "%s: offsets [0]=%lld, last=%lld, values %zu",
+          name, (long long)off[0], (long long)off[n], n_val);
     size_t bad = 0, first_bad = (size_t)-1;
     for (size_t i = 0; i < n; i++) {
         size_t len = is_f64 ? list2_len(facts[i]) : list_len(facts[i]);
@@ -97,8 +90,8 @@ static void check_csr(hid_t f, const char *name, const int64_t *facts, size_t n,
             if (!ok) bad++, first_bad = first_bad == (size_t)-1 ? i : first_bad;
         }
     }
-    PASS(bad == 0, "%s: %zu mismatches, first at row %zu (fact %lld)", name, bad, first_bad,
-         first_bad == (size_t)-1 ? -1LL : (long long)facts[first_bad]);
+    CHECK(bad == 0, "%s: %zu mismatches, first at row %zu (fact %lld)", name, bad, first_bad,
+          first_bad == (size_t)-1 ? -1LL : (long long)facts[first_bad]);
 done:
     free(off);
     free(val);
@@ -110,15 +103,15 @@ static void check_merged(const char *stage, const char *run, const int64_t *expe
     hid_t f = H5I_INVALID_HID;
     lafn_err err = {{0}};
     snprintf(path, sizeof path, "%s/%s.h5", dir, stage);
-    PASS(h5out_open(path, stage, run, MPI_COMM_WORLD, &f, &err) == 0, "open %s: %s", path, err.msg);
+    CHECK(h5out_open(path, stage, run, MPI_COMM_WORLD, &f, &err) == 0, "open %s: %s", path, err.msg);
     if (f < 0) return;
     size_t n = 0, n_rows = 0;
     int64_t *facts = read_plain(f, "facts", H5T_NATIVE_INT64, 8, &n);
-    PASS(facts && n == n_expect, "%s: %zu facts, expected %zu", path, n, n_expect);
+    CHECK(facts && n == n_expect, "%s: %zu facts, expected %zu", path, n, n_expect);
     for (size_t e = 0; facts && e < n_expect; e++) {
         size_t hits = 0;
         for (size_t i = 0; i < n; i++) hits += facts[i] == expect[e];
-        PASS(hits == 1, "%s: fact %lld found %zu times", path, (long long)expect[e], hits);
+        CHECK(hits == 1, "%s: fact %lld found %zu times", path, (long long)expect[e], hits);
     }
     if (facts && n == n_expect) {
         check_csr(f, "neurons", facts, n, 0);
@@ -130,8 +123,8 @@ static void check_merged(const char *stage, const char *run, const int64_t *expe
             float d = rows[i] - row_val(facts[i / ROW_LEN], i % ROW_LEN);
             if (d != 0) bad++, worst = d > worst || -d > worst ? (d > 0 ? d : -d) : worst;
         }
-        PASS(rows && n_rows == n * ROW_LEN && bad == 0, "%s/best: %zu elements (expected %zu), %zu "
-             "mismatches, worst |diff| %g", path, n_rows, n * ROW_LEN, bad, worst);
+        CHECK(rows && n_rows == n * ROW_LEN && bad == 0, "%s/best: %zu elements (expected %zu), %zu "
+              "mismatches, worst |diff| %g", path, n_rows, n * ROW_LEN, bad, worst);
         free(rows);
     }
     free(facts);
@@ -143,30 +136,30 @@ static void check_range_reads(const char *path, size_t n_total) {
     hid_t f = H5I_INVALID_HID;
     lafn_err err = {{0}};
     if (h5out_open(path, "probe", "run-A", MPI_COMM_WORLD, &f, &err)) {
-        PASS(0, "open %s: %s", path, err.msg);
+        CHECK(0, "open %s: %s", path, err.msg);
         return;
     }
     size_t row0 = rank == 0 ? 0 : n_total / 2, n = rank == 0 ? n_total / 2 : n_total - n_total / 2;
     int64_t *facts = NULL, *off = NULL;
     int32_t *vals = NULL;
     float *rows = NULL;
-    PASS(h5out_read_rows(f, path, "facts", H5OUT_I64, 0, row0, n, (void **)&facts, &err) == 0 &&
-         h5out_read_csr(f, path, "neurons", H5OUT_I32, row0, n, &off, (void **)&vals, &err) == 0 &&
-         h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN, row0, n, (void **)&rows, &err) == 0,
-         "range reads of rows %zu..%zu: %s", row0, row0 + n, err.msg);
+    CHECK(h5out_read_rows(f, path, "facts", H5OUT_I64, 0, row0, n, (void **)&facts, &err) == 0 &&
+          h5out_read_csr(f, path, "neurons", H5OUT_I32, row0, n, &off, (void **)&vals, &err) == 0 &&
+          h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN, row0, n, (void **)&rows, &err) == 0,
+          "range reads of rows %zu..%zu: %s", row0, row0 + n, err.msg);
     size_t bad = 0;
     for (size_t i = 0; facts && off && vals && rows && i < n; i++) {
         bad += off[0] != 0 || (size_t)(off[i + 1] - off[i]) != list_len(facts[i]);
         for (size_t j = 0; !bad && j < list_len(facts[i]); j++) bad += vals[off[i] + (int64_t)j] != list_val(facts[i], j);
         for (size_t k = 0; k < ROW_LEN; k++) bad += rows[i * ROW_LEN + k] != row_val(facts[i], k);
     }
-    PASS(facts && off && vals && rows && bad == 0, "range reads rows %zu..%zu: %zu mismatches", row0,
-         row0 + n, bad);
+    CHECK(facts && off && vals && rows && bad == 0, "range reads rows %zu..%zu: %zu mismatches", row0,
+          row0 + n, bad);
     void *none = NULL;
-    PASS(h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN, n_total - 1, 2, &none, &err) == -1 &&
-         strstr(err.msg, "best") && strstr(err.msg, "asked"), "read past the end: %s", err.msg);
-    PASS(h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN + 1, 0, 1, &none, &err) == -1 &&
-         strstr(err.msg, "columns"), "read with wrong row length: %s", err.msg);
+    CHECK(h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN, n_total - 1, 2, &none, &err) == -1 &&
+          strstr(err.msg, "best") && strstr(err.msg, "asked"), "read past the end: %s", err.msg);
+    CHECK(h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN + 1, 0, 1, &none, &err) == -1 &&
+          strstr(err.msg, "columns"), "read with wrong row length: %s", err.msg);
     free(facts), free(off), free(vals), free(rows);
     H5Fclose(f);
 }
@@ -182,7 +175,7 @@ static h5out_provenance prov(const char *stage, const char *run, const char *tex
 /* Provenance attributes equal what was given; run-time ones present. */
 static void check_provenance(const char *path, const h5out_provenance *p, const char *kind) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    PASS(f >= 0, "%s: cannot open", path);
+    CHECK(f >= 0, "%s: cannot open", path);
     if (f < 0) return;
     const char *names[] = {"lafn_stage", "lafn_run_id", "lafn_pipeline_file", "lafn_config_resolved",
         "lafn_model_path", "lafn_model_size", "lafn_model_sha256", "lafn_command_line", "lafn_file_kind"};
@@ -192,8 +185,8 @@ static void check_provenance(const char *path, const h5out_provenance *p, const 
         char *got = NULL;
         lafn_err err = {{0}};
         int rc = h5out_attr_string(f, names[i], &got, &err);
-        PASS(rc == 0 && !strcmp(got, want[i]), "%s: %s = '%.60s', expected '%.60s' (%s)", path,
-             names[i], got ? got : "(none)", want[i], err.msg);
+        CHECK(rc == 0 && !strcmp(got, want[i]), "%s: %s = '%.60s', expected '%.60s' (%s)", path,
+              names[i], got ? got : "(none)", want[i], err.msg);
         free(got);
     }
     const char *present[] = {"lafn_version_mpi", "lafn_version_hdf5", "lafn_version_openblas",
@@ -202,8 +195,8 @@ static void check_provenance(const char *path, const h5out_provenance *p, const 
     for (size_t i = 0; i < sizeof present / sizeof present[0]; i++) {
         char *got = NULL;
         lafn_err err = {{0}};
-        PASS(h5out_attr_string(f, present[i], &got, &err) == 0 && got[0], "%s: %s missing/empty",
-             path, present[i]);
+        CHECK(h5out_attr_string(f, present[i], &got, &err) == 0 && got[0], "%s: %s missing/empty",
+              path, present[i]);
         if (rank == 0 && got && !strcmp(kind, "stage")) printf("  %s: %.70s\n", present[i], got);
         free(got);
     }
@@ -231,28 +224,28 @@ static int exists(const char *path) { return access(path, F_OK) == 0; }
 static void test_identity(const char *path) {
     hid_t f = H5I_INVALID_HID;
     lafn_err err = {{0}};
-    PASS(h5out_open(path, "locate", "run-A", MPI_COMM_WORLD, &f, &err) == -1 && f < 0,
-         "a probe file opened as locate");
-    PASS(strstr(err.msg, path) && strstr(err.msg, "stage 'probe'") && strstr(err.msg, "'locate'"),
-         "stage mismatch message: %s", err.msg);
+    CHECK(h5out_open(path, "locate", "run-A", MPI_COMM_WORLD, &f, &err) == -1 && f < 0,
+          "a probe file opened as locate");
+    CHECK(strstr(err.msg, path) && strstr(err.msg, "stage 'probe'") && strstr(err.msg, "'locate'"),
+          "stage mismatch message: %s", err.msg);
     if (rank == 0) printf("  refused: %s\n", err.msg);
-    PASS(h5out_open(path, "probe", "run-B", MPI_COMM_WORLD, &f, &err) == -1 && f < 0,
-         "a run-A file opened by run-B");
-    PASS(strstr(err.msg, path) && strstr(err.msg, "'run-A'") && strstr(err.msg, "'run-B'"),
-         "run mismatch message: %s", err.msg);
+    CHECK(h5out_open(path, "probe", "run-B", MPI_COMM_WORLD, &f, &err) == -1 && f < 0,
+          "a run-A file opened by run-B");
+    CHECK(strstr(err.msg, path) && strstr(err.msg, "'run-A'") && strstr(err.msg, "'run-B'"),
+          "run mismatch message: %s", err.msg);
     if (rank == 0) printf("  refused: %s\n", err.msg);
     int64_t *done = NULL;
     size_t n_done = 0, next = 0;
-    PASS(h5out_resume(dir, "probe", "run-B", rank, &done, &n_done, &next, &err) == -1 &&
-         strstr(err.msg, "probe.shard-") && strstr(err.msg, "'run-A'"),
-         "resume with another run id: %s", err.msg);
+    CHECK(h5out_resume(dir, "probe", "run-B", rank, &done, &n_done, &next, &err) == -1 &&
+          strstr(err.msg, "probe.shard-") && strstr(err.msg, "'run-A'"),
+          "resume with another run id: %s", err.msg);
     free(done);
     char shard[600];
     snprintf(shard, sizeof shard, "%s/probe.shard-0-0.h5", dir);
-    PASS(h5out_open(shard, "probe", "run-A", MPI_COMM_WORLD, &f, &err) == -1 &&
-         strstr(err.msg, "not a merged stage file"), "a shard opened as a stage file: %s", err.msg);
-    PASS(h5out_open("/nonexistent/probe.h5", "probe", "run-A", MPI_COMM_WORLD, &f, &err) == -1 &&
-         strstr(err.msg, "/nonexistent/probe.h5"), "missing file: %s", err.msg);
+    CHECK(h5out_open(shard, "probe", "run-A", MPI_COMM_WORLD, &f, &err) == -1 &&
+          strstr(err.msg, "not a merged stage file"), "a shard opened as a stage file: %s", err.msg);
+    CHECK(h5out_open("/nonexistent/probe.h5", "probe", "run-A", MPI_COMM_WORLD, &f, &err) == -1 &&
+          strstr(err.msg, "/nonexistent/probe.h5"), "missing file: %s", err.msg);
 }
 
 static const int64_t all9[] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
@@ -264,23 +257,23 @@ static void test_shards_and_resume(const h5out_provenance *pa) {
     lafn_err err = {{0}};
     char path[512], tmp[600];
     if (rank == 0) {
-        PASS(write_batch(pa, 0, 0, f0a, 3, 3, &err) == 0, "shard 0-0: %s", err.msg);
-        PASS(write_batch(pa, 0, 1, f0b, 2, 3, &err) == 0, "shard 0-1: %s", err.msg);
+        CHECK(write_batch(pa, 0, 0, f0a, 3, 3, &err) == 0, "shard 0-0: %s", err.msg);
+        CHECK(write_batch(pa, 0, 1, f0b, 2, 3, &err) == 0, "shard 0-1: %s", err.msg);
     } else {
-        PASS(write_batch(pa, 1, 0, f1a, 4, 3, &err) == 0, "shard 1-0: %s", err.msg);
-        PASS(write_batch(pa, 1, 1, f1b, 1, 3, &err) == 0, "shard 1-1: %s", err.msg);
+        CHECK(write_batch(pa, 1, 0, f1a, 4, 3, &err) == 0, "shard 1-0: %s", err.msg);
+        CHECK(write_batch(pa, 1, 1, f1b, 1, 3, &err) == 0, "shard 1-1: %s", err.msg);
         snprintf(path, sizeof path, "%s/probe.shard-1-1.h5", dir);
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        PASS(truncate(path, 900) == 0 && rename(path, tmp) == 0, "cannot fake a killed shard");
+        CHECK(truncate(path, 900) == 0 && rename(path, tmp) == 0, "cannot fake a killed shard");
     }
     MPI_Barrier(MPI_COMM_WORLD);
     int64_t *done = NULL;
     size_t n_done = 0, next = 0;
-    PASS(h5out_resume(dir, "probe", "run-A", rank, &done, &n_done, &next, &err) == 0, "resume: %s", err.msg);
+    CHECK(h5out_resume(dir, "probe", "run-A", rank, &done, &n_done, &next, &err) == 0, "resume: %s", err.msg);
     int ok = n_done == 9;
     for (size_t i = 0; ok && i < 9; i++) ok = done[i] == (int64_t)i;
-    PASS(ok, "resume: %zu facts done, expected 0..8", n_done);
-    PASS(next == (rank == 0 ? 2u : 1u), "resume: next seq %zu for rank %d", next, rank);
+    CHECK(ok, "resume: %zu facts done, expected 0..8", n_done);
+    CHECK(next == (rank == 0 ? 2u : 1u), "resume: next seq %zu for rank %d", next, rank);
     free(done);
 }
 
@@ -301,18 +294,18 @@ static void test_failed_merges(const h5out_provenance *pa, const char *path) {
             int rc = b == 0 ? write_batch(pa, 0, 7, dup, 1, 3, &err)
                    : b == 1 ? write_batch(&pb, 0, 8, other, 1, 3, &err)
                             : write_batch(pa, 0, 9, miss, 1, 2, &err);
-            PASS(rc == 0, "bad shard %d: %s", b, err.msg);
+            CHECK(rc == 0, "bad shard %d: %s", b, err.msg);
         }
         MPI_Barrier(MPI_COMM_WORLD);
-        PASS(h5out_merge(dir, pa, schema, 3, MPI_COMM_WORLD, &err) == -1, "merge with %s accepted", bad_runs[b]);
+        CHECK(h5out_merge(dir, pa, schema, 3, MPI_COMM_WORLD, &err) == -1, "merge with %s accepted", bad_runs[b]);
         const char *needle = b == 0 ? "fact 3 is in two shards" : b == 1 ? "'run-B'" : "no dataset 'best'";
-        PASS(strstr(err.msg, needle) != NULL, "merge with %s: message lacks '%s': %s", bad_runs[b], needle, err.msg);
+        CHECK(strstr(err.msg, needle) != NULL, "merge with %s: message lacks '%s': %s", bad_runs[b], needle, err.msg);
         if (rank == 0) printf("  merge refused (%s): %s\n", bad_runs[b], err.msg);
         char *after = slurp(path, &n_after);
-        PASS(before && after && n_before == n_after && !memcmp(before, after, n_before),
-             "%s changed by a failed merge (%zu -> %zu bytes)", path, n_before, n_after);
+        CHECK(before && after && n_before == n_after && !memcmp(before, after, n_before),
+              "%s changed by a failed merge (%zu -> %zu bytes)", path, n_before, n_after);
         free(after);
-        PASS(!exists(tmp), "%s left behind", tmp);
+        CHECK(!exists(tmp), "%s left behind", tmp);
         MPI_Barrier(MPI_COMM_WORLD);
         if (rank == 0) unlink(shard);
         MPI_Barrier(MPI_COMM_WORLD);
@@ -329,9 +322,9 @@ static void test_lonely_merge(void) {
     for (size_t i = 0; text && i < big; i++) text[i] = i % 64 == 63 ? '\n' : (char)('a' + i % 26);
     if (text) text[big] = '\0';
     h5out_provenance pe = prov("edit", "run-A", text);
-    if (rank == 0) PASS(write_batch(&pe, 0, 0, one, 2, 3, &err) == 0, "edit shard: %s", err.msg);
+    if (rank == 0) CHECK(write_batch(&pe, 0, 0, one, 2, 3, &err) == 0, "edit shard: %s", err.msg);
     MPI_Barrier(MPI_COMM_WORLD);
-    PASS(h5out_merge(dir, &pe, schema, 3, MPI_COMM_WORLD, &err) == 0, "edit merge: %s", err.msg);
+    CHECK(h5out_merge(dir, &pe, schema, 3, MPI_COMM_WORLD, &err) == 0, "edit merge: %s", err.msg);
     check_merged("edit", "run-A", one, 2);
     snprintf(path, sizeof path, "%s/edit.h5", dir);
     check_provenance(path, &pe, "stage");
@@ -358,7 +351,7 @@ int main(int argc, char **argv) {
     char path[512], shard[600];
 
     test_shards_and_resume(&pa);
-    PASS(h5out_merge(dir, &pa, schema, 3, MPI_COMM_WORLD, &err) == 0, "merge: %s", err.msg);
+    CHECK(h5out_merge(dir, &pa, schema, 3, MPI_COMM_WORLD, &err) == 0, "merge: %s", err.msg);
     check_merged("probe", "run-A", all9, 9);
     snprintf(path, sizeof path, "%s/probe.h5", dir);
     check_range_reads(path, 9);
@@ -379,7 +372,7 @@ int main(int argc, char **argv) {
     }
     char name[64];
     snprintf(name, sizeof name, "mpi_test_h5out[rank %d]", rank);
-    int rc = testutil_finish(name, passed), any = 0;
+    int rc = testutil_finish(name), any = 0;
     MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     MPI_Finalize();
     return any;

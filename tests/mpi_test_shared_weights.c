@@ -41,7 +41,7 @@ static double touch_all(const model *m) {
     return s;
 }
 
-static int test_shared(MPI_Comm node, int rank, int size, int *passed) {
+static int test_shared(MPI_Comm node, int rank, int size) {
     lafn_err err;
     model *m = NULL;
     double pss0, priv0, pss1, priv1;
@@ -49,7 +49,6 @@ static int test_shared(MPI_Comm node, int rank, int size, int *passed) {
     int rc = model_load(&m, testutil_default_model(), node, &err);
     CHECK(rc == 0, "rank %d: shared load failed: %s", rank, err.msg);
     if (rc) return -1;
-    (*passed)++;
     volatile double sink = touch_all(m);
     (void)sink;
     MPI_Barrier(node); /* both ranks have mapped every page before either measures */
@@ -74,8 +73,6 @@ static int test_shared(MPI_Comm node, int rank, int size, int *passed) {
     MPI_Bcast(h0, 2, MPI_UINT64_T, 0, node);
     CHECK(h[0] == h0[0] && h[1] == h0[1], "rank %d: checksums %016llx %016llx differ from rank 0's %016llx %016llx",
           rank, (unsigned long long)h[0], (unsigned long long)h[1], (unsigned long long)h0[0], (unsigned long long)h0[1]);
-    int ok = h[0] == h0[0] && h[1] == h0[1] && max_priv_other < 0.25 * block;
-    *passed += ok;
     char sha0[65];
     memcpy(sha0, m->sha256, 65);
     MPI_Bcast(sha0, 65, MPI_CHAR, 0, node);
@@ -92,7 +89,6 @@ static int test_shared(MPI_Comm node, int rank, int size, int *passed) {
             size_t bad = 0;
             for (size_t i = 0; i < m->block_floats && i < p->block_floats; i++) bad += m->block[i] != p->block[i];
             CHECK(bad == 0, "%zu floats differ between the private and the shared block", bad);
-            *passed += bad == 0;
             model_free(p);
         }
     }
@@ -101,30 +97,29 @@ static int test_shared(MPI_Comm node, int rank, int size, int *passed) {
 }
 
 /* A failure on node rank 0 (missing file) must be reported on every rank without a hang. */
-static void test_failure(MPI_Comm node, int rank, int *passed) {
+static void test_failure(MPI_Comm node, int rank) {
     lafn_err err = {{0}};
     model *m = NULL;
     int rc = model_load(&m, "models/does-not-exist.gguf", node, &err);
     CHECK(rc == -1 && m == NULL, "rank %d: loading a missing file succeeded", rank);
     CHECK(strstr(err.msg, "does-not-exist.gguf") != NULL, "rank %d: message '%s' does not name the file", rank, err.msg);
-    *passed += rc == -1 && strstr(err.msg, "does-not-exist.gguf") != NULL;
 }
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm node;
-    int rank, size, passed = 0;
+    int rank, size;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
     MPI_Comm_rank(node, &rank);
     MPI_Comm_size(node, &size);
     CHECK(size >= 2, "needs at least 2 ranks on the node, got %d", size);
-    test_failure(node, rank, &passed);
-    test_shared(node, rank, size, &passed);
+    test_failure(node, rank);
+    test_shared(node, rank, size);
     int fails = testutil_failures, any;
     MPI_Allreduce(&fails, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     char name[64];
     snprintf(name, sizeof name, "mpi_test_shared_weights[rank %d]", rank);
-    int status = testutil_finish(name, passed);
+    int status = testutil_finish(name);
     MPI_Comm_free(&node);
     MPI_Finalize();
     return any ? 1 : status;

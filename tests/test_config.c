@@ -6,15 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int passed = 0;
 static char tmpdir[] = "/tmp/lafn_test_config_XXXXXX";
-
-#define PASS(cond, ...)                   \
-    do {                                  \
-        int ok_ = (cond);                 \
-        CHECK(ok_, __VA_ARGS__);          \
-        passed += ok_;                    \
-    } while (0)
 
 /* Writes text to <tmpdir>/name and returns the path (static buffer). */
 static const char *write_file(const char *name, const char *text) {
@@ -33,36 +25,36 @@ static void expect_reject(const char *name, const char *text, const char *n1, co
     lafn_err err = {{0}};
     const char *path = write_file(name, text);
     int rc = config_check(path, &err);
-    PASS(rc == -1, "%s: accepted a bad file", name);
+    CHECK(rc == -1, "%s: accepted a bad file", name);
     const char *needles[3] = {n1, n2, n3};
     for (int i = 0; i < 3; i++)
-        if (needles[i]) PASS(strstr(err.msg, needles[i]) != NULL,
-                             "%s: message lacks '%s': %s", name, needles[i], err.msg);
+        if (needles[i]) CHECK(strstr(err.msg, needles[i]) != NULL,
+                              "%s: message lacks '%s': %s", name, needles[i], err.msg);
     printf("  rejected %-16s %s\n", name, err.msg);
 }
 
 static void test_defaults_and_roundtrip(void) {
     lafn_config a, b;
     lafn_err err = {{0}};
-    PASS(config_defaults(&a, &err) == 0, "defaults: %s", err.msg);
+    CHECK(config_defaults(&a, &err) == 0, "defaults: %s", err.msg);
     char *text = config_print_string(&a);
-    PASS(text != NULL, "config_print_string failed");
+    CHECK(text != NULL, "config_print_string failed");
     if (!text) return;
     const char *path = write_file("resolved.cfg", text);
-    PASS(config_load(&b, path, &err) == 0, "resolved defaults do not load back: %s", err.msg);
+    CHECK(config_load(&b, path, &err) == 0, "resolved defaults do not load back: %s", err.msg);
     char *text2 = config_print_string(&b);
     /* the header line names the source; compare from the first section on */
     const char *s1 = text ? strstr(text, "\nmodel") : NULL, *s2 = text2 ? strstr(text2, "\nmodel") : NULL;
-    PASS(s1 && s2 && !strcmp(s1, s2), "print -> load -> print changed the text");
+    CHECK(s1 && s2 && !strcmp(s1, s2), "print -> load -> print changed the text");
     double thr = -1;
     int resume = -1;
-    PASS(config_get_float(&b, "locate.threshold", &thr, &err) == 0 && thr == 0.2,
-         "locate.threshold default: %g (%s)", thr, err.msg);
-    PASS(config_get_bool(&b, "run.resume", &resume, &err) == 0 && resume == 1, "run.resume");
+    CHECK(config_get_float(&b, "locate.threshold", &thr, &err) == 0 && thr == 0.2,
+          "locate.threshold default: %g (%s)", thr, err.msg);
+    CHECK(config_get_bool(&b, "run.resume", &resume, &err) == 0 && resume == 1, "run.resume");
     int64_t i64;
-    PASS(config_get_int(&b, "locate.threshold", &i64, &err) == -1 &&
-         strstr(err.msg, "locate.threshold"), "reading a float knob as int must fail");
-    PASS(config_get_int(&b, "locate.nothing", &i64, &err) == -1, "unknown knob read");
+    CHECK(config_get_int(&b, "locate.threshold", &i64, &err) == -1 &&
+          strstr(err.msg, "locate.threshold"), "reading a float knob as int must fail");
+    CHECK(config_get_int(&b, "locate.nothing", &i64, &err) == -1, "unknown knob read");
     free(text);
     free(text2);
     config_free(&a);
@@ -73,26 +65,26 @@ static void test_shipped_files(void) {
     const char *files[] = {"conf/demo.cfg", "conf/mzsre.cfg", "conf/bizsre.cfg"};
     for (int i = 0; i < 3; i++) {
         lafn_err err = {{0}};
-        PASS(config_check(files[i], &err) == 0, "%s: %s", files[i], err.msg);
+        CHECK(config_check(files[i], &err) == 0, "%s: %s", files[i], err.msg);
     }
     lafn_config c;
     lafn_err err = {{0}};
     const char *demo_data = NULL;
     if (config_load(&c, "conf/demo.cfg", &err) == 0) {
         config_get_string(&c, "data.path", &demo_data, &err);
-        PASS(demo_data && access(demo_data, R_OK) == 0, "demo.cfg: data.path '%s' not readable",
-             demo_data ? demo_data : "");
+        CHECK(demo_data && access(demo_data, R_OK) == 0, "demo.cfg: data.path '%s' not readable",
+              demo_data ? demo_data : "");
         config_free(&c);
     }
     if (config_load(&c, "conf/mzsre.cfg", &err)) return;
     char *const *codes;
     size_t n = 0;
-    PASS(config_get_string_list(&c, "languages.codes", &codes, &n, &err) == 0 && n == 12,
-         "mzsre.cfg: expected 12 languages, found %zu", n);
+    CHECK(config_get_string_list(&c, "languages.codes", &codes, &n, &err) == 0 && n == 12,
+          "mzsre.cfg: expected 12 languages, found %zu", n);
     const char *path = NULL;
-    PASS(config_get_string(&c, "data.path", &path, &err) == 0 && !strcmp(path, "../shared/data/mzsre"),
-         "mzsre.cfg data.path");
-    PASS(c.text && strstr(c.text, "MzsRE development split"), "file text kept");
+    CHECK(config_get_string(&c, "data.path", &path, &err) == 0 && !strcmp(path, "../shared/data/mzsre"),
+          "mzsre.cfg data.path");
+    CHECK(c.text && strstr(c.text, "MzsRE development split"), "file text kept");
     config_free(&c);
 }
 
@@ -130,12 +122,12 @@ static void test_rejections(void) {
                   ":2", "data.fact_range", "first < end");
     expect_reject("syntax", "locate = {\n  threshold = = 0.3;\n};\n", ":2:", "syntax error", NULL);
     lafn_err err = {{0}};
-    PASS(config_check(tmpdir, &err) == -1 && strstr(err.msg, "not a regular file"),
-         "a directory accepted as pipeline file: %s", err.msg);
-    PASS(config_check("conf/no-such-file.cfg", &err) == -1 && strstr(err.msg, "no-such-file"),
-         "missing file: %s", err.msg);
-    PASS(config_check(write_file("int_for_float", "edit = { lr = 1; };\n"), &err) == 0,
-         "an integer for a float knob must be accepted: %s", err.msg);
+    CHECK(config_check(tmpdir, &err) == -1 && strstr(err.msg, "not a regular file"),
+          "a directory accepted as pipeline file: %s", err.msg);
+    CHECK(config_check("conf/no-such-file.cfg", &err) == -1 && strstr(err.msg, "no-such-file"),
+          "missing file: %s", err.msg);
+    CHECK(config_check(write_file("int_for_float", "edit = { lr = 1; };\n"), &err) == 0,
+          "an integer for a float knob must be accepted: %s", err.msg);
 }
 
 static void check_bad_overrides(lafn_config *cfg);
@@ -146,18 +138,18 @@ static void test_override_order(void) {
     lafn_config c;
     lafn_err err = {{0}};
     if (config_load(&c, "conf/demo.cfg", &err)) {
-        PASS(0, "demo.cfg: %s", err.msg);
+        CHECK(0, "demo.cfg: %s", err.msg);
         return;
     }
     char *raise[] = {"locate.min_neurons=1000", "locate.max_neurons=1000"};
-    PASS(config_override_all(&c, raise, 2, &err) == 0, "min before max: %s", err.msg);
+    CHECK(config_override_all(&c, raise, 2, &err) == 0, "min before max: %s", err.msg);
     int64_t lo = 0, hi = 0;
     config_get_int(&c, "locate.min_neurons", &lo, &err);
     config_get_int(&c, "locate.max_neurons", &hi, &err);
-    PASS(lo == 1000 && hi == 1000, "both applied: %lld %lld", (long long)lo, (long long)hi);
+    CHECK(lo == 1000 && hi == 1000, "both applied: %lld %lld", (long long)lo, (long long)hi);
     char *contradict[] = {"locate.max_neurons=5", "edit.lr=0.5"};
-    PASS(config_override_all(&c, contradict, 2, &err) == -1 && strstr(err.msg, "locate.min_neurons"),
-         "max below min is refused after all overrides: %s", err.msg);
+    CHECK(config_override_all(&c, contradict, 2, &err) == -1 && strstr(err.msg, "locate.min_neurons"),
+          "max below min is refused after all overrides: %s", err.msg);
     config_free(&c);
 }
 
@@ -165,16 +157,16 @@ static void test_overrides(void) {
     lafn_config c;
     lafn_err err = {{0}};
     if (config_load(&c, "conf/demo.cfg", &err)) {
-        PASS(0, "demo.cfg: %s", err.msg);
+        CHECK(0, "demo.cfg: %s", err.msg);
         return;
     }
-    PASS(config_override(&c, "locate.threshold=0.35", &err) == 0, "threshold: %s", err.msg);
-    PASS(config_override(&c, "edit.mode=batch", &err) == 0, "unquoted string: %s", err.msg);
-    PASS(config_override(&c, "languages.codes=en,zh,th", &err) == 0, "list a,b,c: %s", err.msg);
-    PASS(config_override(&c, "probe.layers=[6, 7, 8]", &err) == 0, "list [..]: %s", err.msg);
-    PASS(config_override(&c, "locate.edit_layers=7,8", &err) == 0, "int list a,b: %s", err.msg);
-    PASS(config_override(&c, "data.paraphrases=", &err) == 0, "empty string: %s", err.msg);
-    PASS(config_override(&c, "run.resume=false", &err) == 0, "bool: %s", err.msg);
+    CHECK(config_override(&c, "locate.threshold=0.35", &err) == 0, "threshold: %s", err.msg);
+    CHECK(config_override(&c, "edit.mode=batch", &err) == 0, "unquoted string: %s", err.msg);
+    CHECK(config_override(&c, "languages.codes=en,zh,th", &err) == 0, "list a,b,c: %s", err.msg);
+    CHECK(config_override(&c, "probe.layers=[6, 7, 8]", &err) == 0, "list [..]: %s", err.msg);
+    CHECK(config_override(&c, "locate.edit_layers=7,8", &err) == 0, "int list a,b: %s", err.msg);
+    CHECK(config_override(&c, "data.paraphrases=", &err) == 0, "empty string: %s", err.msg);
+    CHECK(config_override(&c, "run.resume=false", &err) == 0, "bool: %s", err.msg);
     double thr = 0;
     const char *mode = "";
     char *const *codes = NULL;
@@ -186,10 +178,10 @@ static void test_overrides(void) {
     config_get_string_list(&c, "languages.codes", &codes, &nc, &err);
     config_get_int_list(&c, "probe.layers", &layers, &nl, &err);
     config_get_bool(&c, "run.resume", &resume, &err);
-    PASS(thr == 0.35 && !strcmp(mode, "batch") && resume == 0, "override values: %g %s %d", thr,
-         mode, resume);
-    PASS(nc == 3 && !strcmp(codes[2], "th"), "codes after override: %zu", nc);
-    PASS(nl == 3 && layers[0] == 6 && layers[2] == 8, "layers after override: %zu", nl);
+    CHECK(thr == 0.35 && !strcmp(mode, "batch") && resume == 0, "override values: %g %s %d", thr,
+          mode, resume);
+    CHECK(nc == 3 && !strcmp(codes[2], "th"), "codes after override: %zu", nc);
+    CHECK(nl == 3 && layers[0] == 6 && layers[2] == 8, "layers after override: %zu", nl);
 
     check_bad_overrides(&c);
     check_roundtrip(&c);
@@ -216,14 +208,14 @@ static void check_bad_overrides(lafn_config *cfg) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lafn_err e = {{0}};
-        PASS(config_override(&c, bad[i][0], &e) == -1, "override '%s' accepted", bad[i][0]);
-        PASS(strstr(e.msg, bad[i][1]) && strstr(e.msg, bad[i][2]),
-             "override '%s': message lacks '%s'/'%s': %s", bad[i][0], bad[i][1], bad[i][2], e.msg);
+        CHECK(config_override(&c, bad[i][0], &e) == -1, "override '%s' accepted", bad[i][0]);
+        CHECK(strstr(e.msg, bad[i][1]) && strstr(e.msg, bad[i][2]),
+              "override '%s': message lacks '%s'/'%s': %s", bad[i][0], bad[i][1], bad[i][2], e.msg);
         printf("  rejected override %-24s %s\n", bad[i][0], e.msg);
     }
     double mf = 0;
     config_get_float(&c, "probe.min_fraction", &mf, &err);
-    PASS(mf == 0.1, "a rejected override changed probe.min_fraction to %g", mf);
+    CHECK(mf == 0.1, "a rejected override changed probe.min_fraction to %g", mf);
     *cfg = c;
 }
 
@@ -232,23 +224,23 @@ static void check_roundtrip(lafn_config *cfg) {
     lafn_config c = *cfg;
     lafn_err err = {{0}};
     /* the resolved text of a non-default config (odd characters included) reads back the same */
-    PASS(config_override(&c, "data.paraphrases=para/\u6570\"x\\y\ttab.jsonl", &err) == 0,
-         "odd string: %s", err.msg);
+    CHECK(config_override(&c, "data.paraphrases=para/\u6570\"x\\y\ttab.jsonl", &err) == 0,
+          "odd string: %s", err.msg);
     char *facts[] = {"edit.lr=0.1", "data.fact_range=[]", "data.facts=5,1,9"};
-    PASS(config_override_all(&c, facts, 3, &err) == 0, "lr / facts: %s", err.msg);
+    CHECK(config_override_all(&c, facts, 3, &err) == 0, "lr / facts: %s", err.msg);
     char *t1 = config_print_string(&c), *t2 = NULL;
     lafn_config back;
     if (t1 && config_load(&back, write_file("resolved2.cfg", t1), &err) == 0) {
         t2 = config_print_string(&back);
         const char *p = NULL;
         config_get_string(&back, "data.paraphrases", &p, &err);
-        PASS(p && !strcmp(p, "para/\u6570\"x\\y\ttab.jsonl"), "string round trip: '%s'", p ? p : "");
+        CHECK(p && !strcmp(p, "para/\u6570\"x\\y\ttab.jsonl"), "string round trip: '%s'", p ? p : "");
         config_free(&back);
     } else {
-        PASS(0, "resolved text of an overridden config does not load: %s", err.msg);
+        CHECK(0, "resolved text of an overridden config does not load: %s", err.msg);
     }
     const char *s1 = t1 ? strstr(t1, "\nmodel") : NULL, *s2 = t2 ? strstr(t2, "\nmodel") : NULL;
-    PASS(s1 && s2 && !strcmp(s1, s2), "print -> load -> print changed an overridden config");
+    CHECK(s1 && s2 && !strcmp(s1, s2), "print -> load -> print changed an overridden config");
     free(t1);
     free(t2);
     *cfg = c;
@@ -257,7 +249,7 @@ static void check_roundtrip(lafn_config *cfg) {
 /* Every knob of the tables is documented in docs/PIPELINE_FILE.md as `section.key`. */
 static void test_documented(void) {
     FILE *f = fopen("docs/PIPELINE_FILE.md", "r");
-    PASS(f != NULL, "docs/PIPELINE_FILE.md missing");
+    CHECK(f != NULL, "docs/PIPELINE_FILE.md missing");
     if (!f) return;
     static char doc[1 << 17];
     size_t n = fread(doc, 1, sizeof doc - 1, f);
@@ -269,7 +261,7 @@ static void test_documented(void) {
         for (size_t k = 0; k < sec[i].n_knobs; k++) {
             char key[128];
             snprintf(key, sizeof key, "`%s.%s`", sec[i].name, sec[i].knobs[k].key);
-            PASS(strstr(doc, key) != NULL, "docs/PIPELINE_FILE.md does not document %s", key);
+            CHECK(strstr(doc, key) != NULL, "docs/PIPELINE_FILE.md does not document %s", key);
         }
 }
 
@@ -286,5 +278,5 @@ int main(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-    return testutil_finish("test_config", passed);
+    return testutil_finish("test_config");
 }

@@ -41,9 +41,8 @@ int main(void) {
     CHECK(status == 0, "lafn run failed (status %d); see %s/out.txt", status, dir);
     if (status != 0 || read_cells(eval_path, cells, &n_sets) != 0 || n_sets < 2) {
         CHECK(0, "cannot read cells/mean of %s", eval_path);
-        return testutil_finish("test_demo_real", 0);
+        return testutil_finish("test_demo_real");
     }
-    int passed = 0;
     for (int l = 0; l < DEMO_LANGS; l++) {
         /* set 0 = unedited, set 1 = all languages edited; criterion 0 = reliability, metric 0 = token accuracy */
         double pre = cells[((0 * DEMO_LANGS + l) * CRITERIA + 0) * METRICS + 0];
@@ -52,11 +51,10 @@ int main(void) {
         printf("language %d: reliability token accuracy %.3f -> %.3f, locality %.3f\n", l, pre, post, loc);
         CHECK(post >= pre + 0.25 && post >= 0.4, "language %d: reliability %.3f -> %.3f is not well above the unedited model",
               l, pre, post);
-        passed += post >= pre + 0.25 && post >= 0.4;
     }
     if (testutil_failures == 0) {
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     }
-    return testutil_finish("test_demo_real", passed);
+    return testutil_finish("test_demo_real");
 }

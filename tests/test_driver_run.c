@@ -21,7 +21,6 @@
 
 extern char **environ;
 
-static int checks = 0;
 static char lafn[PATH_MAX + 16], tmp[PATH_MAX];
 
 /* The lafn binary of this build, into lafn. */
@@ -112,7 +111,6 @@ static void test_bad_config(void) {
     CHECK(st != 0 && strstr(out, "locate.threshold") && strstr(out, "out of range"), "bad override: %d %s", st, out);
     CHECK(!exists(out_dir), "the output folder must not be created after a bad override");
     free(out);
-    checks += 6;
 }
 
 /* An output folder below a regular file cannot be created: the message names run.output_dir. */
@@ -129,7 +127,6 @@ static void test_unwritable(void) {
     CHECK(strstr(out, "run.output_dir") && strstr(out, "a-file"), "message names the key and the path: %s", out);
     CHECK(!strstr(out, "== stage"), "no stage may start: %s", out);
     free(out);
-    checks += 3;
 }
 
 /* Prompts (src + paraphrases) of facts [0, n) in the languages, counted with cJSON — the independent reference. */
@@ -174,7 +171,6 @@ static void test_dry_run(void) {
     st = run_lafn(argv2, &out);
     CHECK(st != 0 && strstr(out, "probe.h5") && strstr(out, "--stages probe"), "locate alone needs probe.h5: %s", out);
     free(out);
-    checks += 5;
 }
 
 /* A malformed record makes probe fail: the run stops there, naming the stage and its log; later stages never start. */
@@ -203,7 +199,6 @@ static void test_stage_failure(void) {
     snprintf(log, sizeof log, "%s/logs/locate.log", out_dir);
     CHECK(!exists(log) && !strstr(out, "== stage locate"), "locate must not start after probe failed: %s", out);
     free(out);
-    checks += 5;
 }
 
 /* Number of files in dir whose name ends with suffix. */
@@ -349,7 +344,6 @@ static void test_resume(void) {
         free(a);
         free(b);
     }
-    checks += 15;
 }
 
 /* lafn doctor starts 2 ranks through mpirun and finds the four stage programs. */
@@ -361,7 +355,6 @@ static void test_doctor(void) {
     CHECK(strstr(out, "-np 2: 2 ranks started and talked") != NULL, "mpirun check: %s", out);
     CHECK(strstr(out, "lafn-probe ok, lafn-locate ok, lafn-edit ok, lafn-eval ok") != NULL, "stage check: %s", out);
     free(out);
-    checks += 3;
 }
 
 /* Reads rows of an int32 or float dataset of DIR/eval.h5 (as doubles) in file order, with /facts. */
@@ -462,7 +455,6 @@ static void test_ask(void) {
     CHECK(st != 0 && strstr(out, "no-such-fact"), "an unknown fact is named: %s", out);
     free(out);
     free(facts); free(f2); free(f3); free(fired); free(post); free(pre);
-    checks += 4;
 }
 
 /* lafn submit: one script per stage with the run's ranks and overrides, submitted as an afterok chain.
@@ -512,7 +504,6 @@ static void test_submit(void) {
               strstr(text, "lafn-edit' ") && strstr(text, "'edit.lr=0.1'") && strstr(text, "exec mpirun -np \"$SLURM_NTASKS\""),
           "edit.sbatch: %s", text ? text : "(unreadable)");
     free(text);
-    checks += 6;
 }
 
 /* Runs every test, or only the one named by argv[1] (bad_config, unwritable, dry_run, stage_failure, doctor, submit, ask, resume). */
@@ -531,5 +522,5 @@ int main(int argc, char **argv) {
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (testutil_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
-    return testutil_finish("test_driver_run", checks);
+    return testutil_finish("test_driver_run");
 }

@@ -9,8 +9,6 @@
 #include "edit_testlib.h"
 #include "testutil.h"
 
-static int checks = 0;
-
 /* Unrelated prompts written for this test (not from the data set). */
 static const char *const unrelated[][2] = {
     {"en", "Water boils at a temperature of"},
@@ -178,13 +176,12 @@ int main(int argc, char **argv) {
         c.gate = 0.0f;
         rc = gate_on(m, &c, langs, prompts, N_UNRELATED, fires, &err);
         for (int b = 0; rc == 0 && b < N_UNRELATED; b++) CHECK(fires[b], "gate 0 must always fire ('%s')", prompts[b]);
-        checks += B + 2 * N_UNRELATED;
         free(delta);
     }
     for (int i = 0; i < NV; i++) facts_edit_view_free(&views[i]);
     facts_set_free(&set);
     model_free(m);
-    int status = testutil_finish("test_edit_gate", checks - testutil_failures);
+    int status = testutil_finish("test_edit_gate");
     MPI_Finalize();
     return status;
 }

@@ -12,9 +12,6 @@
 #include "stage_eval_int.h"
 #include "testutil.h"
 
-static int passed = 0;
-#define OK(cond, ...) do { CHECK(cond, __VA_ARGS__); if (cond) passed++; } while (0)
-
 /* Reference argmax after the single, unbatched sequence ids (n): its last position. */
 static int32_t ref_next(engine_run *r, const int32_t *ids, size_t n, int V) {
     int len = (int)n, pos = (int)n - 1;
@@ -77,20 +74,20 @@ static void check_pair(eval_scorer *s, engine_run *ref, const char *lang, const 
         answer[k] = ref_next(ref, buf, n, V);
     }
     double tem = (double)hits / (double)T;
-    OK(fabs(got[EVAL_TOKEN_EM] - tem) < 1e-12, "%s: token_em %g, reference %g", prompt, got[EVAL_TOKEN_EM], tem);
-    OK(!memcmp(pre.answer, answer, T * sizeof *answer), "%s: prefix answers differ from the reference", prompt);
+    CHECK(fabs(got[EVAL_TOKEN_EM] - tem) < 1e-12, "%s: token_em %g, reference %g", prompt, got[EVAL_TOKEN_EM], tem);
+    CHECK(!memcmp(pre.answer, answer, T * sizeof *answer), "%s: prefix answers differ from the reference", prompt);
     char *ans = tokenizer_decode(t, answer, T, &err), *tgt = tokenizer_decode(t, seq.ids + seq.n_prompt, T, &err);
     const char *a = ans + strspn(ans, " "), *g = tgt + strspn(tgt, " ");
     int32_t ia[256], ib[256];
     size_t na = encode(t, a, 0, ia, 256), nb = encode(t, g, 0, ib, 256);
     double f1 = ref_f1(ia, na, ib, nb);
-    OK(fabs(got[EVAL_F1] - f1) < 1e-12, "%s: f1 %g, reference %g (answer '%s', target '%s')", prompt, got[EVAL_F1],
-       f1, a, g);
-    OK(got[EVAL_EM] == (double)(strcmp(a, g) == 0), "%s: em %g but answer '%s' target '%s'", prompt, got[EVAL_EM], a, g);
+    CHECK(fabs(got[EVAL_F1] - f1) < 1e-12, "%s: f1 %g, reference %g (answer '%s', target '%s')", prompt, got[EVAL_F1],
+          f1, a, g);
+    CHECK(got[EVAL_EM] == (double)(strcmp(a, g) == 0), "%s: em %g but answer '%s' target '%s'", prompt, got[EVAL_EM], a, g);
     for (int k = 0; k < EVAL_N_METRIC; k++)
-        OK(got[k] >= 0.0 && got[k] <= 1.0, "%s: metric %s = %g outside [0,1]", prompt, eval_metric_names[k], got[k]);
-    if (strcmp(target, "Zyxwv qqq") == 0) OK(got[EVAL_TOKEN_EM] < 1.0, "%s: unlikely target 'Zyxwv qqq' has token_em 1", prompt);
-    OK(post.fired == 0 && !memcmp(pre.tf, post.tf, T * sizeof *pre.tf), "no edit: post must equal pre");
+        CHECK(got[k] >= 0.0 && got[k] <= 1.0, "%s: metric %s = %g outside [0,1]", prompt, eval_metric_names[k], got[k]);
+    if (strcmp(target, "Zyxwv qqq") == 0) CHECK(got[EVAL_TOKEN_EM] < 1.0, "%s: unlikely target 'Zyxwv qqq' has token_em 1", prompt);
+    CHECK(post.fired == 0 && !memcmp(pre.tf, post.tf, T * sizeof *pre.tf), "no edit: post must equal pre");
     *token_em_out = got[EVAL_TOKEN_EM];
     free(ans);
     free(tgt);
@@ -134,13 +131,13 @@ static void test_pairs(eval_scorer *s, engine_run *ref, const facts_set *fs) {
                 if (same || n_ref < 4) { check_pair(s, ref, fs->langs[l], side->src, target, &tem); n_ref++; }
                 if (same) {
                     n_greedy++;
-                    OK(tem == 1.0, "%s: greedy continuation '%s' has token_em %g, expected 1", side->src, target, tem);
+                    CHECK(tem == 1.0, "%s: greedy continuation '%s' has token_em %g, expected 1", side->src, target, tem);
                 }
                 free(cont);
             }
             if (f < 3) check_pair(s, ref, fs->langs[l], side->src, "Zyxwv qqq", &(double){0});
         }
-    OK(n_greedy >= 1, "no greedy continuation re-tokenized to its own ids; the 'surely predicted' case was not tested");
+    CHECK(n_greedy >= 1, "no greedy continuation re-tokenized to its own ids; the 'surely predicted' case was not tested");
     printf("greedy continuations scored: %d (token_em 1 each)\n", n_greedy);
 }
 
@@ -188,7 +185,7 @@ static double mean_post(eval_scorer *s, const facts_set *fs, const edit_cache *c
                 continue;
             }
             for (int k = 0; k < EVAL_N_VALUES; k++)
-                OK(isnan(post[k]) || (post[k] >= 0 && post[k] <= 1), "value %d = %g outside [0,1]", k, post[k]);
+                CHECK(isnan(post[k]) || (post[k] >= 0 && post[k] <= 1), "value %d = %g outside [0,1]", k, post[k]);
             double v = post[crit * EVAL_N_METRIC + metric];
             if (pre[EVAL_LOCALITY * EVAL_N_METRIC + metric] != 1.0) *all_pre_one = 0;
             if (!isnan(v)) { sum += v; n++; }
@@ -238,8 +235,8 @@ static void test_batched_equals_single(eval_scorer *s, const facts_set *fs, cons
                 eval_pred_free(&b);
             }
         }
-    OK(diff == 0, "%zu values differ between the batched questions and each question alone", diff);
-    OK(fired_diff == 0, "%zu gate decisions differ between batched and alone", fired_diff);
+    CHECK(diff == 0, "%zu values differ between the batched questions and each question alone", diff);
+    CHECK(fired_diff == 0, "%zu gate decisions differ between batched and alone", fired_diff);
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -279,18 +276,18 @@ static void test_locality(eval_scorer *s, const facts_set *fs) {
     int fired, pre_one, n_prompts = (int)(fs->n_facts * fs->n_langs);
     make_edit(&zero, m, 1, 0.0f, 0.0f, 0.0f);
     double loc = mean_post(s, fs, &zero.cache, EVAL_LOCALITY, EVAL_TOKEN_EM, &fired, &pre_one);
-    OK(loc == 1.0, "locality with a zero delta is %g, expected exactly 1", loc);
-    OK(fired == n_prompts, "gate 0 fires on %d of %d loc prompts", fired, n_prompts);
-    OK(pre_one, "unedited locality must be 1");
+    CHECK(loc == 1.0, "locality with a zero delta is %g, expected exactly 1", loc);
+    CHECK(fired == n_prompts, "gate 0 fires on %d of %d loc prompts", fired, n_prompts);
+    CHECK(pre_one, "unedited locality must be 1");
     double em = mean_post(s, fs, &zero.cache, EVAL_LOCALITY, EVAL_EM, &fired, &pre_one);
-    OK(em == 1.0, "locality EM with a zero delta is %g", em);
+    CHECK(em == 1.0, "locality EM with a zero delta is %g", em);
     make_edit(&wreck, m, 1, 50.0f, 0.0f, 0.0f);
     loc = mean_post(s, fs, &wreck.cache, EVAL_LOCALITY, EVAL_TOKEN_EM, &fired, &pre_one);
     printf("destructive edit: locality token_em %.3f over %d prompts\n", loc, n_prompts);
-    OK(loc < 0.5, "a destructive edit (delta 50x, %d neurons, gate 0) leaves locality at %g", zero.entry.n, loc);
+    CHECK(loc < 0.5, "a destructive edit (delta 50x, %d neurons, gate 0) leaves locality at %g", zero.entry.n, loc);
     make_edit(&shut, m, 1, 50.0f, 1.0f, 1e30f);
     loc = mean_post(s, fs, &shut.cache, EVAL_LOCALITY, EVAL_TOKEN_EM, &fired, &pre_one);
-    OK(loc == 1.0 && fired == 0, "a destructive edit whose gate never passes: locality %g, fired %d", loc, fired);
+    CHECK(loc == 1.0 && fired == 0, "a destructive edit whose gate never passes: locality %g, fired %d", loc, fired);
     int n_fired = 0;
     test_batched_equals_single(s, fs, &wreck.cache, &n_fired);
     eval_edit half;
@@ -298,8 +295,8 @@ static void test_locality(eval_scorer *s, const facts_set *fs) {
     n_fired = 0;
     test_batched_equals_single(s, fs, &half.cache, &n_fired);
     printf("gate a >= median on blk.1 neuron 0: fired on %d of %d questions\n", n_fired, n_prompts * EVAL_N_CRIT);
-    OK(n_fired > 0 && n_fired < n_prompts * EVAL_N_CRIT, "the half gate fired on %d of %d questions; pick another threshold",
-       n_fired, n_prompts * EVAL_N_CRIT);
+    CHECK(n_fired > 0 && n_fired < n_prompts * EVAL_N_CRIT, "the half gate fired on %d of %d questions; pick another threshold",
+          n_fired, n_prompts * EVAL_N_CRIT);
     eval_edit_free(&half);
     eval_edit_free(&zero);
     eval_edit_free(&wreck);
@@ -346,7 +343,7 @@ int main(int argc, char **argv) {
     facts_set_free(&fs);
     facts_set_free(&all);
     model_free(m);
-    int rc = testutil_finish("test_eval_score", passed);
+    int rc = testutil_finish("test_eval_score");
     MPI_Finalize();
     return rc;
 }

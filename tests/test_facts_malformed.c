@@ -7,9 +7,6 @@
 #include "facts.h"
 #include "testutil.h"
 
-static int passed = 0;
-#define OK(cond, ...) do { CHECK(cond, __VA_ARGS__); if (cond) passed++; } while (0)
-
 static char tmpdir[] = "/tmp/lafn_facts_XXXXXX";
 
 /* Writes text to tmpdir/name; returns the path (static buffer per call slot). */
@@ -38,8 +35,8 @@ static void jsonl_bad(const char *text, size_t line, const char *key, const char
     char where[4300];
     snprintf(where, sizeof where, "%s:%zu:", path, line);
     int rc = facts_load_jsonl(path, NULL, &set, &err);
-    OK(rc == -1 && has_all(err.msg, where, key, what), "expected failure at %s with '%s' '%s', got rc %d: %s",
-       where, key, what ? what : "", rc, err.msg);
+    CHECK(rc == -1 && has_all(err.msg, where, key, what), "expected failure at %s with '%s' '%s', got rc %d: %s",
+          where, key, what ? what : "", rc, err.msg);
     if (rc == 0) facts_set_free(&set);
 }
 
@@ -79,8 +76,8 @@ static void test_jsonl_fatal(void) {
 
     facts_set set;
     lafn_err err = {{0}};
-    OK(facts_load_jsonl("/nonexistent/facts.jsonl", NULL, &set, &err) == -1 &&
-       has_all(err.msg, "/nonexistent/facts.jsonl", "No such file", NULL), "missing file: %s", err.msg);
+    CHECK(facts_load_jsonl("/nonexistent/facts.jsonl", NULL, &set, &err) == -1 &&
+          has_all(err.msg, "/nonexistent/facts.jsonl", "No such file", NULL), "missing file: %s", err.msg);
 }
 
 static void test_jsonl_skip(void) {
@@ -97,7 +94,7 @@ static void test_jsonl_skip(void) {
     facts_set set;
     lafn_err err = {{0}};
     int rc = facts_load_jsonl(path, &o, &set, &err);
-    OK(rc == 0, "skip mode load: %s", err.msg);
+    CHECK(rc == 0, "skip mode load: %s", err.msg);
     char text[4096] = "";
     if (log) {
         rewind(log);
@@ -109,13 +106,13 @@ static void test_jsonl_skip(void) {
     snprintf(l2, sizeof l2, "%s:2: record 'b': key 'langs.en.src'", path);
     snprintf(l5, sizeof l5, "%s:5: invalid JSON", path);
     snprintf(l6, sizeof l6, "%s:6: record 'a': key 'id': duplicate", path);
-    OK(strstr(text, l2) && strstr(text, l5) && strstr(text, l6) && strstr(text, "3 malformed records skipped"),
-       "warnings name file:line and key, and the count:\n%s", text);
+    CHECK(strstr(text, l2) && strstr(text, l5) && strstr(text, l6) && strstr(text, "3 malformed records skipped"),
+          "warnings name file:line and key, and the count:\n%s", text);
     if (rc == 0) {
-        OK(set.n_facts == 3 && set.n_skipped == 3, "3 kept, 3 skipped: %zu %zu", set.n_facts, set.n_skipped);
-        OK(set.n_facts == 3 && set.facts[0].index == 0 && set.facts[1].index == 2 && set.facts[2].index == 5,
-           "indices count records, not kept records");
-        OK(set.n_langs == 2 && !strcmp(set.langs[1], "du"), "nl alias stored as du");
+        CHECK(set.n_facts == 3 && set.n_skipped == 3, "3 kept, 3 skipped: %zu %zu", set.n_facts, set.n_skipped);
+        CHECK(set.n_facts == 3 && set.facts[0].index == 0 && set.facts[1].index == 2 && set.facts[2].index == 5,
+              "indices count records, not kept records");
+        CHECK(set.n_langs == 2 && !strcmp(set.langs[1], "du"), "nl alias stored as du");
         facts_set_free(&set);
     }
 }
@@ -125,8 +122,8 @@ static void mzsre_bad(const char *a, const char *b, const char *c) {
     facts_set set;
     lafn_err err = {{0}};
     int rc = facts_load_mzsre(tmpdir, NULL, &set, &err);
-    OK(rc == -1 && has_all(err.msg, a, b, c), "MzsRE: expected '%s' '%s' '%s', got rc %d: %s", a,
-       b ? b : "", c ? c : "", rc, err.msg);
+    CHECK(rc == -1 && has_all(err.msg, a, b, c), "MzsRE: expected '%s' '%s' '%s', got rc %d: %s", a,
+          b ? b : "", c ? c : "", rc, err.msg);
     if (rc == 0) facts_set_free(&set);
 }
 
@@ -139,7 +136,7 @@ static void test_mzsre(void) {
     mzsre_bad(fr, "record [1]", "key 'en': expected an object, found number");
     fr = put("mzsre_dev500_enfr.json", "[\n" MZ_REC("fr", "A") ",\n" MZ_REC("fr", "C") "\n]\n");
     mzsre_bad(fr, "record [1]", "key 'en.alt' is \"C\" here but \"B\"");
-    OK(strstr(zh, "enzh") != NULL, "zh path");
+    CHECK(strstr(zh, "enzh") != NULL, "zh path");
     fr = put("mzsre_dev500_enfr.json", "[\n" MZ_REC("fr", "A") ",\n{" MZ_EN("B") ", \"fr\": {\"alt\": \"a\"}}\n]\n");
     mzsre_bad(fr, "record [1]", "'fr.src'");
     fr = put("mzsre_dev500_enfr.json", "[\n" MZ_REC("fr", "A") "\n]\n");
@@ -155,8 +152,8 @@ static void test_mzsre(void) {
     facts_set set;
     lafn_err err = {{0}};
     int rc = facts_load_mzsre(tmpdir, &o, &set, &err);
-    OK(rc == 0 && set.n_facts == 1 && set.n_skipped == 1 && set.facts[0].index == 0 && set.n_langs == 3,
-       "skip mode keeps fact 0 only: rc %d %s", rc, err.msg);
+    CHECK(rc == 0 && set.n_facts == 1 && set.n_skipped == 1 && set.facts[0].index == 0 && set.n_langs == 3,
+          "skip mode keeps fact 0 only: rc %d %s", rc, err.msg);
     if (rc == 0) facts_set_free(&set);
     if (log) fclose(log);
     unlink(put("mzsre_dev500_enfr.json", ""));
@@ -170,15 +167,15 @@ static void para_bad(facts_set *set, const char *text, size_t line, const char *
     char where[4300];
     snprintf(where, sizeof where, "%s:%zu:", path, line);
     int rc = facts_load_paraphrases(path, set, NULL, NULL, &err);
-    OK(rc == -1 && has_all(err.msg, where, a, b), "paraphrases: expected %s '%s' '%s', got rc %d: %s",
-       where, a, b ? b : "", rc, err.msg);
+    CHECK(rc == -1 && has_all(err.msg, where, a, b), "paraphrases: expected %s '%s' '%s', got rc %d: %s",
+          where, a, b ? b : "", rc, err.msg);
 }
 
 static void test_paraphrase_files(void) {
     const char *path = put("base.jsonl", "{\"id\": \"a\", \"langs\": {" GOOD_EN "}}\n");
     facts_set set;
     lafn_err err = {{0}};
-    if (facts_load_jsonl(path, NULL, &set, &err)) { OK(0, "base load: %s", err.msg); return; }
+    if (facts_load_jsonl(path, NULL, &set, &err)) { CHECK(0, "base load: %s", err.msg); return; }
     const char *ok = "{\"id\": \"a\", \"lang\": \"en\", \"paraphrases\": [\"France's capital is\"]}\n";
     char buf[2048];
     snprintf(buf, sizeof buf, "%s{\"id\": \"a\", \"lang\": \"xx\", \"paraphrases\": [\"p\"]}\n", ok);
@@ -204,14 +201,14 @@ static void test_paraphrase_files(void) {
     facts_opts o = {.on_error = FACTS_ON_ERROR_SKIP, .log = log};
     facts_para_stats st;
     int rc = facts_load_paraphrases(path, &set, &o, &st, &err);
-    OK(rc == 0 && st.n_lines == 4 && st.n_applied == 1 && st.n_unmatched == 1 && st.n_other_lang == 1 &&
-       st.n_skipped == 1, "paraphrase stats: rc %d lines %zu applied %zu unmatched %zu other %zu skipped %zu",
-       rc, st.n_lines, st.n_applied, st.n_unmatched, st.n_other_lang, st.n_skipped);
-    OK(set.facts[0].sides[0].n_paraphrases == 2 && !strcmp(set.facts[0].sides[0].paraphrases[1], "p2"),
-       "paraphrases appended");
+    CHECK(rc == 0 && st.n_lines == 4 && st.n_applied == 1 && st.n_unmatched == 1 && st.n_other_lang == 1 &&
+          st.n_skipped == 1, "paraphrase stats: rc %d lines %zu applied %zu unmatched %zu other %zu skipped %zu",
+          rc, st.n_lines, st.n_applied, st.n_unmatched, st.n_other_lang, st.n_skipped);
+    CHECK(set.facts[0].sides[0].n_paraphrases == 2 && !strcmp(set.facts[0].sides[0].paraphrases[1], "p2"),
+          "paraphrases appended");
     if (log) fclose(log);
-    OK(facts_load_paraphrases("/nonexistent/p.jsonl", &set, NULL, NULL, &err) == -1 &&
-       strstr(err.msg, "/nonexistent/p.jsonl"), "missing paraphrase file: %s", err.msg);
+    CHECK(facts_load_paraphrases("/nonexistent/p.jsonl", &set, NULL, NULL, &err) == -1 &&
+          strstr(err.msg, "/nonexistent/p.jsonl"), "missing paraphrase file: %s", err.msg);
     facts_set_free(&set);
 }
 
@@ -224,5 +221,5 @@ int main(void) {
     const char *names[] = {"bad.jsonl", "mixed.jsonl", "para.jsonl", "base.jsonl", "para2.jsonl"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unlink(put(names[i], ""));
     CHECK(rmdir(tmpdir) == 0, "temporary folder %s left non-empty", tmpdir);
-    return testutil_finish("test_facts_malformed", passed);
+    return testutil_finish("test_facts_malformed");
 }

@@ -6,9 +6,6 @@
 #include "facts.h"
 #include "testutil.h"
 
-static int passed = 0;
-#define OK(cond, ...) do { CHECK(cond, __VA_ARGS__); if (cond) passed++; } while (0)
-
 static const char *const pairs[] = {"zh", "cz", "de", "du", "es", "fr", "pt", "ru", "th", "tr", "vi"};
 
 /* Reads one pair file with cJSON directly (the reference, independent of the merge logic). */
@@ -56,15 +53,15 @@ static void test_full_merge(const char *dir) {
     facts_set set;
     lafn_err err = {{0}};
     int rc = facts_load_mzsre(dir, NULL, &set, &err);
-    OK(rc == 0, "load all: %s", err.msg);
+    CHECK(rc == 0, "load all: %s", err.msg);
     if (rc) return;
-    OK(set.n_facts == 500, "expected 500 facts, found %zu", set.n_facts);
-    OK(set.n_langs == 12, "expected 12 languages, found %zu", set.n_langs);
-    OK(set.n_skipped == 0, "skipped %zu", set.n_skipped);
+    CHECK(set.n_facts == 500, "expected 500 facts, found %zu", set.n_facts);
+    CHECK(set.n_langs == 12, "expected 12 languages, found %zu", set.n_langs);
+    CHECK(set.n_skipped == 0, "skipped %zu", set.n_skipped);
     size_t mism = 0;
     for (size_t p = 0; p < 11; p++) {
         cJSON *root = read_pair(dir, pairs[p]);
-        OK(root && cJSON_GetArraySize(root) == 500, "reference read of en%s", pairs[p]);
+        CHECK(root && cJSON_GetArraySize(root) == 500, "reference read of en%s", pairs[p]);
         for (size_t i = 0; root && i < set.n_facts; i++) {
             const facts_record *r = &set.facts[i];
             const cJSON *el = cJSON_GetArrayItem(root, (int)i);
@@ -80,21 +77,21 @@ static void test_full_merge(const char *dir) {
         }
         cJSON_Delete(root);
     }
-    OK(mism == 0, "%zu fields differ from the reference parse", mism);
+    CHECK(mism == 0, "%zu fields differ from the reference parse", mism);
     const facts_record *r = facts_set_find(&set, "mzsre-499");
-    OK(r && r->index == 499, "find mzsre-499");
+    CHECK(r && r->index == 499, "find mzsre-499");
     const facts_side *vi = facts_record_side(r, "vi"), *ru = facts_record_side(&set.facts[7], "ru");
-    OK(vi && !strcmp(vi->eval.rephrase, "Vị trí nào được nắm giữ bởi William Henry Phipps?"),
-       "vi 499 rephrase: %s", vi ? vi->eval.rephrase : "(none)");
-    OK(ru && !strcmp(ru->eval.loc_ans, "От 3000 метров (9800 футов) в Писаке до 2050 метров "
-                     "(6730 футов) на реке Урубамба"), "ru 7 loc_ans");
+    CHECK(vi && !strcmp(vi->eval.rephrase, "Vị trí nào được nắm giữ bởi William Henry Phipps?"),
+          "vi 499 rephrase: %s", vi ? vi->eval.rephrase : "(none)");
+    CHECK(ru && !strcmp(ru->eval.loc_ans, "От 3000 метров (9800 футов) в Писаке до 2050 метров "
+                        "(6730 футов) на реке Урубамба"), "ru 7 loc_ans");
     const facts_side *zh = facts_record_side(&set.facts[0], "zh");
-    OK(zh && !strcmp(zh->src, "IAAF综合项目挑战赛的创立时间是什么时候？"), "zh 0 src");
+    CHECK(zh && !strcmp(zh->src, "IAAF综合项目挑战赛的创立时间是什么时候？"), "zh 0 src");
     const facts_side *pt = facts_record_side(&set.facts[123], "pt");
-    OK(pt && !strcmp(pt->eval.port_a, "Cerimônia de Abertura das Olimpíadas de Londres"),
-       "pt 123 portability answer");
-    OK(!strcmp(set.facts[499].sides[0].alt, "Governor of New Jersey") &&
-       set.facts[499].sides[0].lang == facts_lang_find("en")->code, "en 499 alt, en first");
+    CHECK(pt && !strcmp(pt->eval.port_a, "Cerimônia de Abertura das Olimpíadas de Londres"),
+          "pt 123 portability answer");
+    CHECK(!strcmp(set.facts[499].sides[0].alt, "Governor of New Jersey") &&
+          set.facts[499].sides[0].lang == facts_lang_find("en")->code, "en 499 alt, en first");
     facts_set_free(&set);
 }
 
@@ -103,41 +100,41 @@ static void test_subsets(const char *dir) {
     lafn_err err = {{0}};
     facts_opts o = {.langs = "nl, cs,en", .first = 40, .count = 5};
     int rc = facts_load_mzsre(dir, &o, &set, &err);
-    OK(rc == 0, "subset load: %s", err.msg);
+    CHECK(rc == 0, "subset load: %s", err.msg);
     if (rc == 0) {
-        OK(set.n_facts == 5 && set.facts[0].index == 40 && set.facts[4].index == 44,
-           "range 40..44: %zu facts", set.n_facts);
-        OK(set.n_langs == 3 && !strcmp(set.langs[0], "en") && !strcmp(set.langs[1], "du") &&
-           !strcmp(set.langs[2], "cz"), "aliases nl->du cs->cz, order en du cz");
+        CHECK(set.n_facts == 5 && set.facts[0].index == 40 && set.facts[4].index == 44,
+              "range 40..44: %zu facts", set.n_facts);
+        CHECK(set.n_langs == 3 && !strcmp(set.langs[0], "en") && !strcmp(set.langs[1], "du") &&
+              !strcmp(set.langs[2], "cz"), "aliases nl->du cs->cz, order en du cz");
         const facts_side *du = facts_record_side(&set.facts[2], "nl");
-        OK(du && !strcmp(du->alt, "Tylosauridae") && !strcmp(du->lang, "du"), "du 42 alt via alias nl");
+        CHECK(du && !strcmp(du->alt, "Tylosauridae") && !strcmp(du->lang, "du"), "du 42 alt via alias nl");
         facts_set_free(&set);
     }
     size_t idx[] = {499, 3, 250};
     facts_opts o2 = {.langs = "th", .indices = idx, .n_indices = 3};
     rc = facts_load_mzsre(dir, &o2, &set, &err);
-    OK(rc == 0, "index subset: %s", err.msg);
+    CHECK(rc == 0, "index subset: %s", err.msg);
     if (rc == 0) {
-        OK(set.n_facts == 3 && set.facts[0].index == 3 && set.facts[2].index == 499,
-           "indices ordered by index");
-        OK(set.n_langs == 1 && set.facts[1].n_sides == 1 && !facts_record_side(&set.facts[1], "en"),
-           "en dropped when not selected");
+        CHECK(set.n_facts == 3 && set.facts[0].index == 3 && set.facts[2].index == 499,
+              "indices ordered by index");
+        CHECK(set.n_langs == 1 && set.facts[1].n_sides == 1 && !facts_record_side(&set.facts[1], "en"),
+              "en dropped when not selected");
         const facts_side *th = facts_record_side(&set.facts[1], "th");
-        OK(th && !strcmp(th->subject, "ลิเซีย อัลบาเนเซ"), "th 250 subject");
+        CHECK(th && !strcmp(th->subject, "ลิเซีย อัลบาเนเซ"), "th 250 subject");
         facts_set_free(&set);
     }
     facts_opts o3 = {.langs = "zh"}; /* Bi-ZsRE */
     rc = facts_load_mzsre(dir, &o3, &set, &err);
-    OK(rc == 0 && set.n_facts == 500 && set.n_langs == 1, "Bi-ZsRE zh only: %s", err.msg);
+    CHECK(rc == 0 && set.n_facts == 500 && set.n_langs == 1, "Bi-ZsRE zh only: %s", err.msg);
     if (rc == 0) facts_set_free(&set);
     facts_opts o5 = {.langs = "en", .count = 3};
     rc = facts_load_mzsre(dir, &o5, &set, &err);
-    OK(rc == 0 && set.n_langs == 1 && set.n_facts == 3 && set.facts[2].n_sides == 1 &&
-       !strcmp(set.facts[2].sides[0].lang, "en"), "en only: %s", err.msg);
+    CHECK(rc == 0 && set.n_langs == 1 && set.n_facts == 3 && set.facts[2].n_sides == 1 &&
+          !strcmp(set.facts[2].sides[0].lang, "en"), "en only: %s", err.msg);
     if (rc == 0) facts_set_free(&set);
     facts_opts o4 = {.langs = "en,zh"};
     rc = facts_load_mzsre(dir, &o4, &set, &err);
-    OK(rc == 0 && set.n_langs == 2 && set.facts[10].n_sides == 2, "Bi-ZsRE en+zh: %s", err.msg);
+    CHECK(rc == 0 && set.n_langs == 2 && set.facts[10].n_sides == 2, "Bi-ZsRE en+zh: %s", err.msg);
     if (rc == 0) facts_set_free(&set);
 }
 
@@ -145,19 +142,19 @@ static void test_bad_requests(const char *dir) {
     facts_set set;
     lafn_err err = {{0}};
     facts_opts o = {.langs = "en,xx"};
-    OK(facts_load_mzsre(dir, &o, &set, &err) == -1 && strstr(err.msg, "'xx'"),
-       "unknown language: %s", err.msg);
+    CHECK(facts_load_mzsre(dir, &o, &set, &err) == -1 && strstr(err.msg, "'xx'"),
+          "unknown language: %s", err.msg);
     facts_opts o2 = {.langs = "ja"};
-    OK(facts_load_mzsre(dir, &o2, &set, &err) == -1 && strstr(err.msg, "mzsre_dev500_enja.json"),
-       "language without file: %s", err.msg);
+    CHECK(facts_load_mzsre(dir, &o2, &set, &err) == -1 && strstr(err.msg, "mzsre_dev500_enja.json"),
+          "language without file: %s", err.msg);
     size_t idx[] = {500};
     facts_opts o3 = {.indices = idx, .n_indices = 1};
-    OK(facts_load_mzsre(dir, &o3, &set, &err) == -1 && strstr(err.msg, "500"),
-       "index out of range: %s", err.msg);
-    OK(facts_load_mzsre("/nonexistent/mzsre", NULL, &set, &err) == -1 &&
-       strstr(err.msg, "/nonexistent/mzsre") && strstr(err.msg, "No such file"),
-       "missing dir: %s", err.msg);
-    OK(set.n_facts == 0 && set.facts == NULL, "set zeroed after failure");
+    CHECK(facts_load_mzsre(dir, &o3, &set, &err) == -1 && strstr(err.msg, "500"),
+          "index out of range: %s", err.msg);
+    CHECK(facts_load_mzsre("/nonexistent/mzsre", NULL, &set, &err) == -1 &&
+          strstr(err.msg, "/nonexistent/mzsre") && strstr(err.msg, "No such file"),
+          "missing dir: %s", err.msg);
+    CHECK(set.n_facts == 0 && set.facts == NULL, "set zeroed after failure");
 }
 
 /* The pipeline-file entry point: format + path + paraphrases, language list, policy. */
@@ -167,36 +164,36 @@ static void test_load_data(const char *dir) {
     lafn_err err = {{0}};
     const char *codes[] = {"en", "cs", "nl", "ru"};
     facts_opts o = {.lang_codes = codes, .n_lang_codes = 4, .first = 45, .count = 10};
-    OK(facts_on_error_parse("skip", &o.on_error, &err) == 0 && o.on_error == FACTS_ON_ERROR_SKIP,
-       "policy skip");
-    OK(facts_on_error_parse("ignore", &o.on_error, &err) == -1 && strstr(err.msg, "ignore"),
-       "bad policy: %s", err.msg);
+    CHECK(facts_on_error_parse("skip", &o.on_error, &err) == 0 && o.on_error == FACTS_ON_ERROR_SKIP,
+          "policy skip");
+    CHECK(facts_on_error_parse("ignore", &o.on_error, &err) == -1 && strstr(err.msg, "ignore"),
+          "bad policy: %s", err.msg);
     int rc = facts_load_data("mzsre", dir, testutil_repo_path("conf/data/mzsre_paraphrases.jsonl"),
                              &o, &set, &st, &err);
-    OK(rc == 0, "load_data mzsre: %s", err.msg);
+    CHECK(rc == 0, "load_data mzsre: %s", err.msg);
     if (rc == 0) {
-        OK(set.n_facts == 10 && set.n_langs == 4 && !strcmp(set.langs[1], "cz") &&
-           !strcmp(set.langs[2], "du"), "list aliases: %zu facts %zu langs", set.n_facts, set.n_langs);
+        CHECK(set.n_facts == 10 && set.n_langs == 4 && !strcmp(set.langs[1], "cz") &&
+              !strcmp(set.langs[2], "du"), "list aliases: %zu facts %zu langs", set.n_facts, set.n_langs);
         /* facts 45-49 x (en, ru) have paraphrases; cz/du lines do not exist; 50-54 none */
-        OK(st.n_applied == 10 && st.n_other_lang == 20 && st.n_unmatched == 270,
-           "stats applied %zu other %zu unmatched %zu", st.n_applied, st.n_other_lang, st.n_unmatched);
+        CHECK(st.n_applied == 10 && st.n_other_lang == 20 && st.n_unmatched == 270,
+              "stats applied %zu other %zu unmatched %zu", st.n_applied, st.n_other_lang, st.n_unmatched);
         const facts_side *ru = facts_record_side(&set.facts[4], "ru");
-        OK(ru && ru->n_paraphrases == 3 && set.facts[5].sides[0].n_paraphrases == 0,
-           "paraphrases on 49 ru, none on 50");
+        CHECK(ru && ru->n_paraphrases == 3 && set.facts[5].sides[0].n_paraphrases == 0,
+              "paraphrases on 49 ru, none on 50");
         facts_set_free(&set);
     }
     const char *dup[] = {"en", "cz", "cs"};
     facts_opts o2 = {.lang_codes = dup, .n_lang_codes = 3};
-    OK(facts_load_data("mzsre", dir, NULL, &o2, &set, NULL, &err) == -1 && strstr(err.msg, "'cs'") &&
-       strstr(err.msg, "already listed"), "alias listed twice: %s", err.msg);
+    CHECK(facts_load_data("mzsre", dir, NULL, &o2, &set, NULL, &err) == -1 && strstr(err.msg, "'cs'") &&
+          strstr(err.msg, "already listed"), "alias listed twice: %s", err.msg);
     facts_opts o3 = {.langs = "du,nl"};
-    OK(facts_load_data("mzsre", dir, NULL, &o3, &set, NULL, &err) == -1 && strstr(err.msg, "'nl'"),
-       "alias listed twice in a string: %s", err.msg);
-    OK(facts_load_data("csv", dir, NULL, NULL, &set, NULL, &err) == -1 && strstr(err.msg, "\"csv\""),
-       "unknown format: %s", err.msg);
+    CHECK(facts_load_data("mzsre", dir, NULL, &o3, &set, NULL, &err) == -1 && strstr(err.msg, "'nl'"),
+          "alias listed twice in a string: %s", err.msg);
+    CHECK(facts_load_data("csv", dir, NULL, NULL, &set, NULL, &err) == -1 && strstr(err.msg, "\"csv\""),
+          "unknown format: %s", err.msg);
     rc = facts_load_data("jsonl", testutil_repo_path("conf/data/demo_facts.jsonl"), NULL, NULL, &set,
                          NULL, &err);
-    OK(rc == 0 && set.n_facts == 40, "load_data jsonl: %s", err.msg);
+    CHECK(rc == 0 && set.n_facts == 40, "load_data jsonl: %s", err.msg);
     if (rc == 0) facts_set_free(&set);
 }
 
@@ -206,5 +203,5 @@ int main(void) {
     test_subsets(dir);
     test_bad_requests(dir);
     test_load_data(dir);
-    return testutil_finish("test_facts_mzsre", passed);
+    return testutil_finish("test_facts_mzsre");
 }

@@ -7,9 +7,6 @@
 #include "facts.h"
 #include "testutil.h"
 
-static int passed = 0;
-#define OK(cond, ...) do { CHECK(cond, __VA_ARGS__); if (cond) passed++; } while (0)
-
 /* Calls fn(s, ctx) on every string reachable from the view. */
 static size_t view_strings(const facts_edit_view *v, int (*fn)(const char *, void *), void *ctx) {
     size_t bad = 0;
@@ -35,7 +32,7 @@ static void test_view_markers(void) {
     char path[] = "/tmp/lafn_view_XXXXXX";
     int fd = mkstemp(path);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) { OK(0, "tmp file"); return; }
+    if (!f) { CHECK(0, "tmp file"); return; }
     fputs("{\"id\": \"m1\", \"langs\": {"
           "\"en\": {\"subject\": \"Paris\", \"src\": \"Paris is the capital of\", \"alt\": \"Peru\", "
           "\"rephrase\": \"EVALONLY rephrase en\", \"loc\": \"EVALONLY loc en\", \"loc_ans\": \"EVALONLY loc_ans en\", "
@@ -49,22 +46,22 @@ static void test_view_markers(void) {
     lafn_err err = {{0}};
     int rc = facts_load_jsonl(path, NULL, &set, &err);
     unlink(path);
-    OK(rc == 0, "marker file: %s", err.msg);
+    CHECK(rc == 0, "marker file: %s", err.msg);
     if (rc) return;
     const facts_eval *ev = facts_record_eval(&set.facts[0], "zh");
-    OK(ev && ev->port_a && !strcmp(ev->port_a, "EVALONLY 迁移答"), "eval accessor reaches the eval fields");
+    CHECK(ev && ev->port_a && !strcmp(ev->port_a, "EVALONLY 迁移答"), "eval accessor reaches the eval fields");
     facts_edit_view v;
     rc = facts_edit_view_build(&set.facts[0], &v, &err);
-    OK(rc == 0, "view: %s", err.msg);
+    CHECK(rc == 0, "view: %s", err.msg);
     facts_set_free(&set); /* the view must not share memory with the set */
     if (rc) return;
-    OK(view_strings(&v, has_marker, NULL) == 0, "no eval-only marker in the view");
-    OK(v.n_langs == 2 && v.langs[0].n_prompts == 2 && v.langs[1].n_prompts == 1, "prompt counts %zu",
-       v.n_langs);
-    OK(!strcmp(v.langs[0].prompts[0], "Paris is the capital of") &&
-       !strcmp(v.langs[0].prompts[1], "Paris serves as the capital of") &&
-       !strcmp(v.langs[0].target, "Peru") && !strcmp(v.langs[1].target, "秘鲁") &&
-       !strcmp(v.langs[0].subject, "Paris") && v.langs[1].subject == NULL, "view content");
+    CHECK(view_strings(&v, has_marker, NULL) == 0, "no eval-only marker in the view");
+    CHECK(v.n_langs == 2 && v.langs[0].n_prompts == 2 && v.langs[1].n_prompts == 1, "prompt counts %zu",
+          v.n_langs);
+    CHECK(!strcmp(v.langs[0].prompts[0], "Paris is the capital of") &&
+          !strcmp(v.langs[0].prompts[1], "Paris serves as the capital of") &&
+          !strcmp(v.langs[0].target, "Peru") && !strcmp(v.langs[1].target, "秘鲁") &&
+          !strcmp(v.langs[0].subject, "Paris") && v.langs[1].subject == NULL, "view content");
     facts_edit_view_free(&v);
 }
 
@@ -113,9 +110,9 @@ static void test_demo_dataset(void) {
     facts_set set;
     lafn_err err = {{0}};
     int rc = facts_load_jsonl(testutil_repo_path("conf/data/demo_facts.jsonl"), NULL, &set, &err);
-    OK(rc == 0, "demo load: %s", err.msg);
+    CHECK(rc == 0, "demo load: %s", err.msg);
     if (rc) return;
-    OK(set.n_facts >= 36 && set.n_langs == 6, "demo: %zu facts, %zu languages", set.n_facts, set.n_langs);
+    CHECK(set.n_facts >= 36 && set.n_langs == 6, "demo: %zu facts, %zu languages", set.n_facts, set.n_langs);
     const char *want[] = {"en", "zh", "de", "fr", "es", "ru"};
     size_t complete = 0;
     for (size_t f = 0; f < set.n_facts; f++) {
@@ -127,15 +124,15 @@ static void test_demo_dataset(void) {
         }
         complete += ok;
     }
-    OK(complete == set.n_facts, "every demo fact has every field in 6 languages: %zu of %zu", complete,
-       set.n_facts);
-    OK(min_paraphrases(&set) >= 3, "demo: at least 3 paraphrases per side, found %zu", min_paraphrases(&set));
+    CHECK(complete == set.n_facts, "every demo fact has every field in 6 languages: %zu of %zu", complete,
+          set.n_facts);
+    CHECK(min_paraphrases(&set) >= 3, "demo: at least 3 paraphrases per side, found %zu", min_paraphrases(&set));
     rc = facts_check_paraphrases(&set, &err);
-    OK(rc == 0, "demo paraphrase check: %s", err.msg);
-    OK(view_leaks(&set) == 0, "demo: edit view equals no eval-only string");
+    CHECK(rc == 0, "demo paraphrase check: %s", err.msg);
+    CHECK(view_leaks(&set) == 0, "demo: edit view equals no eval-only string");
     const facts_record *r = facts_set_find(&set, "eiffel-tower-city");
     const facts_side *ru = facts_record_side(r, "ru");
-    OK(ru && !strcmp(ru->alt, "Рим") && !strcmp(ru->src, "Эйфелева башня находится в городе"), "demo spot value");
+    CHECK(ru && !strcmp(ru->alt, "Рим") && !strcmp(ru->src, "Эйфелева башня находится в городе"), "demo spot value");
     facts_set_free(&set);
 }
 
@@ -144,16 +141,16 @@ static void test_mzsre_paraphrases(void) {
     lafn_err err = {{0}};
     facts_opts o = {.langs = "en,zh,de,fr,es,ru", .count = 50};
     int rc = facts_load_mzsre(testutil_mzsre_dir(), &o, &set, &err);
-    OK(rc == 0, "mzsre 0-49: %s", err.msg);
+    CHECK(rc == 0, "mzsre 0-49: %s", err.msg);
     if (rc) return;
     facts_para_stats st;
     rc = facts_load_paraphrases(testutil_repo_path("conf/data/mzsre_paraphrases.jsonl"), &set, NULL, &st, &err);
-    OK(rc == 0, "mzsre paraphrases: %s", err.msg);
-    OK(st.n_applied == 300 && st.n_unmatched == 0 && st.n_other_lang == 0, "applied %zu of 300", st.n_applied);
-    OK(min_paraphrases(&set) >= 3, "mzsre: at least 3 paraphrases per side, found %zu", min_paraphrases(&set));
+    CHECK(rc == 0, "mzsre paraphrases: %s", err.msg);
+    CHECK(st.n_applied == 300 && st.n_unmatched == 0 && st.n_other_lang == 0, "applied %zu of 300", st.n_applied);
+    CHECK(min_paraphrases(&set) >= 3, "mzsre: at least 3 paraphrases per side, found %zu", min_paraphrases(&set));
     rc = facts_check_paraphrases(&set, &err);
-    OK(rc == 0, "mzsre paraphrase check: %s", err.msg);
-    OK(view_leaks(&set) == 0, "mzsre: edit view equals no eval-only string");
+    CHECK(rc == 0, "mzsre paraphrase check: %s", err.msg);
+    CHECK(view_leaks(&set) == 0, "mzsre: edit view equals no eval-only string");
     /* the check must catch a paraphrase equal to the rephrase up to case, spaces and final punctuation */
     facts_side *en = &set.facts[0].sides[0];
     char *leak = malloc(128);
@@ -161,15 +158,15 @@ static void test_mzsre_paraphrases(void) {
     free(en->paraphrases[1]);
     en->paraphrases[1] = leak;
     rc = facts_check_paraphrases(&set, &err);
-    OK(rc == -1 && strstr(err.msg, "mzsre-0") && strstr(err.msg, "rephrase") && strstr(err.msg, "language en"),
-       "leak detected: %s", err.msg);
+    CHECK(rc == -1 && strstr(err.msg, "mzsre-0") && strstr(err.msg, "rephrase") && strstr(err.msg, "language en"),
+          "leak detected: %s", err.msg);
     facts_set_free(&set);
 
     o.count = 10; /* subset: the other facts' lines are counted as unmatched, not errors */
     if (facts_load_mzsre(testutil_mzsre_dir(), &o, &set, &err) == 0) {
         rc = facts_load_paraphrases(testutil_repo_path("conf/data/mzsre_paraphrases.jsonl"), &set, NULL, &st, &err);
-        OK(rc == 0 && st.n_applied == 60 && st.n_unmatched == 240, "subset: applied %zu unmatched %zu",
-           st.n_applied, st.n_unmatched);
+        CHECK(rc == 0 && st.n_applied == 60 && st.n_unmatched == 240, "subset: applied %zu unmatched %zu",
+              st.n_applied, st.n_unmatched);
         facts_set_free(&set);
     }
 }
@@ -180,10 +177,10 @@ static void test_norm(void) {
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
         char b[64];
         int rc = facts_text_norm(in[i], b, sizeof b);
-        OK(rc == 0 && !strcmp(b, out[i]), "norm(\"%s\") = \"%s\", expected \"%s\"", in[i], b, out[i]);
+        CHECK(rc == 0 && !strcmp(b, out[i]), "norm(\"%s\") = \"%s\", expected \"%s\"", in[i], b, out[i]);
     }
     char small[4];
-    OK(facts_text_norm("too long", small, sizeof small) == -1, "overflow reported");
+    CHECK(facts_text_norm("too long", small, sizeof small) == -1, "overflow reported");
 }
 
 int main(void) {
@@ -191,5 +188,5 @@ int main(void) {
     test_demo_dataset();
     test_mzsre_paraphrases();
     test_norm();
-    return testutil_finish("test_facts_view", passed);
+    return testutil_finish("test_facts_view");
 }

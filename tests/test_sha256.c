@@ -27,13 +27,11 @@ int main(void) {
          "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"},
     };
     static const size_t pieces[] = {0, 1, 3, 63, 64, 65};
-    int passed = 0;
     char hex[65];
     for (size_t i = 0; i < sizeof V / sizeof *V; i++)
         for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++) {
             digest_hex(V[i].msg, strlen(V[i].msg), pieces[k], hex);
             CHECK(strcmp(hex, V[i].hex) == 0, "vector %zu in pieces of %zu: got %s, expected %s", i, pieces[k], hex, V[i].hex);
-            passed += strcmp(hex, V[i].hex) == 0;
         }
     /* one million 'a' (FIPS 180-2 appendix B.3), fed in pieces of 1000 and of 4097 */
     size_t n = 1000000;
@@ -44,10 +42,8 @@ int main(void) {
         const char *want = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
         digest_hex(a, n, 1000, hex);
         CHECK(strcmp(hex, want) == 0, "million a (pieces of 1000): got %s, expected %s", hex, want);
-        passed += strcmp(hex, want) == 0;
         digest_hex(a, n, 4097, hex);
         CHECK(strcmp(hex, want) == 0, "million a (pieces of 4097): got %s, expected %s", hex, want);
-        passed += strcmp(hex, want) == 0;
         free(a);
     }
     /* lengths around the padding boundary (55, 56, 63, 64 bytes) must differ from each other */
@@ -59,8 +55,7 @@ int main(void) {
         char hex2[65];
         digest_hex(buf, len, 7, hex2);
         CHECK(strcmp(hex, hex2) == 0 && strcmp(hex, prev) != 0, "length %zu: one-shot %s, pieces %s", len, hex, hex2);
-        passed += strcmp(hex, hex2) == 0;
         memcpy(prev, hex, sizeof prev);
     }
-    return testutil_finish("test_sha256", passed);
+    return testutil_finish("test_sha256");
 }

@@ -8,8 +8,6 @@
 #include "testutil.h"
 #include "tokenizer.h"
 
-static int checks = 0;
-
 /* The ids of text encoded alone (no BOS), into ids; returns the count. */
 static size_t encode_alone(const tokenizer *t, const char *text, int32_t *ids, size_t cap) {
     size_t n = 0;
@@ -40,7 +38,6 @@ static void check_join(const tokenizer *t, const char *lang, const char *prompt,
           decoded ? decoded : "(null)", joined);
     free(decoded);
     stage_sequence_free(&s);
-    checks += 6;
 }
 
 int main(void) {
@@ -63,8 +60,7 @@ int main(void) {
     stage_sequence_free(&s);
     CHECK(stage_sequence_build(t, "xx", "a", "b", &s, &err) != 0 && strstr(err.msg, "xx"),
           "unknown language refused: %s", err.msg);
-    checks += 2;
     tokenizer_free(t);
     gguf_close(f);
-    return testutil_finish("test_stage_prompts", checks - testutil_failures);
+    return testutil_finish("test_stage_prompts");
 }

@@ -9,6 +9,7 @@
 
 #include "file_map.h"
 
+int testutil_checks = 0;
 int testutil_failures = 0;
 
 const char *testutil_repo_path(const char *rel) {
@@ -56,7 +57,8 @@ char *testutil_read_text(const char *path) {
     return buf;
 }
 
-int testutil_finish(const char *name, int n_checks_passed) {
-    printf("%s: %d passed, %d failed\n", name, n_checks_passed, testutil_failures);
-    return testutil_failures ? 1 : 0;
+int testutil_finish(const char *name) {
+    printf("%s: %d passed, %d failed\n", name, testutil_checks - testutil_failures, testutil_failures);
+    if (testutil_checks == 0) fprintf(stderr, "%s: no check was made\n", name);
+    return testutil_failures > 0 || testutil_checks == 0 ? 1 : 0;
 }

@@ -4,9 +4,13 @@
 
 #include <stdio.h>
 
-/* Counts a failure (printing file:line and the message) without stopping the test. */
+/* Evaluates cond once and counts the check in testutil_checks; if cond is false,
+ * also counts a failure in testutil_failures and prints file:line, the condition
+ * and the printf-style message, then lets the test go on. Every check of a test
+ * goes through CHECK, so these two counters are all testutil_finish needs. */
 #define CHECK(cond, ...)                                                        \
     do {                                                                        \
+        testutil_checks++;                                                      \
         if (!(cond)) {                                                          \
             fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
             fprintf(stderr, __VA_ARGS__);                                       \
@@ -15,6 +19,8 @@
         }                                                                       \
     } while (0)
 
+/* Checks made and checks failed so far in this process (for MPI tests: on this rank). */
+extern int testutil_checks;
 extern int testutil_failures;
 
 /* Path of the repository (compile-time) joined with rel; returns a static buffer. */
@@ -32,7 +38,11 @@ const char *testutil_lafn_binary(void);
  * NULL after printing why to stderr. */
 char *testutil_read_text(const char *path);
 
-/* Prints "<name>: N passed, M failed" and returns the process exit status. */
-int testutil_finish(const char *name, int n_checks_passed);
+/* Prints "<name>: N passed, M failed" from the counters (passed = checks - failures)
+ * and returns the process exit status: 1 if a check failed or no check was made
+ * at all (a test that checked nothing has not passed; it says so on stderr), else 0.
+ * In MPI tests it covers this rank's checks only; tests that report on rank 0
+ * alone reduce testutil_failures over the ranks for their exit status. */
+int testutil_finish(const char *name);
 
 #endif
