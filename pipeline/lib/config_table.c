@@ -117,7 +117,7 @@ static const config_knob edit_knobs[] = {
      "weight of the KL to the unedited model on neutral prompts"},
     {"keep_best", CONFIG_KNOB_BOOL, "false", 0, 0, 0, 0, NULL, NOVALID,
      "keep the lowest-loss delta seen while optimising instead of the last one"},
-    {"kl_other_facts", CONFIG_KNOB_BOOL, "true", 0, 0, 0, 0, NULL, NOVALID,
+    {"kl_other_facts", CONFIG_KNOB_BOOL, "false", 0, 0, 0, 0, NULL, NOVALID,
      "KL neutral prompts: another fact's src in each language besides the subject; false = subject only"},
     {"l2", CONFIG_KNOB_FLOAT, "0.0", 0, 1000, 0, 0, NULL, NOVALID, "weight of |delta|^2"},
     {"norm_clamp", CONFIG_KNOB_FLOAT, "0.0", 0, 1000, 0, 0, NULL, NOVALID,
