@@ -1,8 +1,9 @@
-/* mpi_test_stage: work assignment, collective failure and the shared progress counter, on 2 real MPI ranks. */
+/* mpi_test_stage: work assignment, collective failure, the shared progress counter and run ids, on 2 real MPI ranks. */
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "config.h"
 #include "stage.h"
 #include "testutil.h"
 
@@ -65,6 +66,38 @@ static void test_progress(int rank) {
     stage_progress_free(&p);
 }
 
+/* Run id of stage under the default pipeline with the given overrides (NULL-terminated). */
+static void run_id_of(const char *stage, const char *const *overrides, char id[STAGE_RUN_ID_LEN + 1]) {
+    lafn_config c;
+    lafn_err err = {{0}};
+    id[0] = '\0';
+    CHECK(config_defaults(&c, &err) == 0, "defaults: %s", err.msg);
+    for (size_t i = 0; overrides[i]; i++) CHECK(config_override(&c, overrides[i], &err) == 0, "%s", err.msg);
+    CHECK(stage_run_id(&c, "0123abcd", stage, id, &err) == 0, "%s: %s", stage, err.msg);
+    config_free(&c);
+}
+
+/* edit.gate only decides where a stored edit applies: it is part of eval's
+ * run id, not edit's — except in sequential mode, where it shapes the edits. */
+static void test_run_ids(void) {
+    char a[STAGE_RUN_ID_LEN + 1], b[STAGE_RUN_ID_LEN + 1];
+    const char *gate_1[] = {"edit.gate=1.0", NULL}, *gate_05[] = {"edit.gate=0.5", NULL};
+    const char *lr[] = {"edit.lr=0.01", NULL};
+    const char *seq_1[] = {"edit.mode=\"sequential\"", "edit.gate=1.0", NULL};
+    const char *seq_05[] = {"edit.mode=\"sequential\"", "edit.gate=0.5", NULL};
+    run_id_of("edit", gate_1, a);
+    run_id_of("edit", gate_05, b);
+    CHECK(a[0] && strcmp(a, b) == 0, "single mode: the gate changed edit's run id (%s vs %s)", a, b);
+    run_id_of("edit", lr, b);
+    CHECK(strcmp(a, b) != 0, "edit.lr did not change edit's run id");
+    run_id_of("eval", gate_1, a);
+    run_id_of("eval", gate_05, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "the gate did not change eval's run id");
+    run_id_of("edit", seq_1, a);
+    run_id_of("edit", seq_05, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "sequential mode: the gate did not change edit's run id");
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, size;
@@ -74,6 +107,7 @@ int main(int argc, char **argv) {
     test_assign();
     test_sync(rank);
     test_progress(rank);
+    test_run_ids();
     int failures = testutil_failures, total_failures = 0;
     MPI_Allreduce(&failures, &total_failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     int status = rank == 0 ? testutil_finish("mpi_test_stage") : 0;

@@ -338,8 +338,9 @@ fail:
 int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *err) {
     const char *param;
     int64_t steps;
-    if (config_get_string(cfg, "edit.param", &param, err) || config_get_bool(cfg, "edit.kl_other_facts", &h->kl_other_facts, err) ||
-        config_get_bool(cfg, "edit.keep_best", &h->keep_best, err) || config_get_float(cfg, "edit.lr", &h->lr, err) ||
+    if (config_get_string(cfg, "edit.param", &param, err) || config_get_float(cfg, "edit.lr", &h->lr, err) ||
+        config_get_bool(cfg, "edit.kl_other_facts", &h->kl_other_facts, err) ||
+        config_get_bool(cfg, "edit.keep_best", &h->keep_best, err) ||
         config_get_int(cfg, "edit.steps", &steps, err) || config_get_float(cfg, "edit.stop_nll", &h->stop_nll, err) ||
         config_get_float(cfg, "edit.kl_weight", &h->kl_weight, err) || config_get_float(cfg, "edit.l2", &h->l2, err) ||
         config_get_float(cfg, "edit.norm_clamp", &h->norm_clamp, err))

@@ -95,7 +95,7 @@ void edit_result_free(edit_result *r);
 int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer, const int *neuron, float *delta,
                   const edit_cache *fixed, const edit_hparams *h, MPI_Comm comm, edit_result *res, lafn_err *err);
 
-/* Reads edit.param, lr, steps, stop_nll, kl_weight, l2 and norm_clamp of cfg
+/* Reads edit.param, lr, steps, stop_nll, kl_weight, kl_other_facts, keep_best, l2 and norm_clamp of cfg
  * into *h (reuse_lower = 1). Returns 0, or -1 with err naming the key. */
 int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *err);
 
