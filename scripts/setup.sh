@@ -71,6 +71,13 @@ install_smollm() {
   cp "$src" "$target.part" && mv "$target.part" "$target"
 }
 
+# The sweep's table (scripts/sweep_table.py) reads HDF5 from Python.
+install_python_modules() {
+  if python3 -c 'import h5py, numpy' 2>/dev/null; then log "python3 h5py and numpy present"; return; fi
+  log "installing h5py and numpy for python3 from PyPI"
+  pip_install h5py numpy
+}
+
 build() {
   log "configuring and building in $build_dir"
   mkdir -p "$build_dir"
@@ -87,5 +94,6 @@ install_debian_packages
 mkdir -p "$repo/models"
 install_gemma
 install_smollm
+install_python_modules
 build
 log "done"

@@ -1,0 +1,127 @@
+/* test_sweep: scripts/sweep.sh on the tiny model — variants run, seeded gate variants rerun eval only, a rerun resumes everything, bad sweep files are refused. */
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+static char tmp[PATH_MAX], build_dir[PATH_MAX];
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (f) { fputs(text, f); fclose(f); }
+}
+
+/* Runs scripts/sweep.sh PIPELINE SWEEP OUT with its output in tmp/NAME.txt; returns the exit status. */
+static int run_sweep(const char *sweep_file, const char *name) {
+    char cmd[6 * PATH_MAX + 256];
+    snprintf(cmd, sizeof cmd, "LAFN_BUILD_DIR='%s' scripts/sweep.sh '%s/tiny.cfg' '%s' '%s/out' > '%s/%s.txt' 2>&1",
+             build_dir, tmp, sweep_file, tmp, tmp, name);
+    int ws = system(cmd);
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+/* The text of tmp/REL (caller frees), or an empty string. */
+static char *read_rel(const char *rel) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", tmp, rel);
+    char *text = testutil_read_text(path);
+    return text ? text : calloc(1, 1);
+}
+
+/* 1 if the last "edit: ... facts (N resumed)" line of variant's edit log reports all 4 facts resumed. */
+static int edit_all_resumed(const char *variant) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "out/%s/logs/edit.log", variant);
+    char *log = read_rel(rel);
+    const char *last = NULL;
+    for (const char *p = strstr(log, "edit.h5: "); p; p = strstr(p + 1, "edit.h5: ")) last = p;
+    int all = last && strstr(last, "4 facts (4 resumed)") != NULL;
+    free(log);
+    return all;
+}
+
+/* tmp/tiny.cfg: 4 embedded facts in en and zh on the tiny random-weight Gemma 3, 4 Adam steps. */
+static void write_tiny_cfg(void) {
+    char path[PATH_MAX + 32], cfg[2 * PATH_MAX];
+    snprintf(path, sizeof path, "%s/tiny.cfg", tmp);
+    snprintf(cfg, sizeof cfg,
+             "model = { path = \"tests/fixtures/models/tiny-gemma3.gguf\"; };\n"
+             "data = { format = \"jsonl\"; path = \"conf/data/demo_facts.jsonl\"; fact_range = [0, 4]; };\n"
+             "languages = { codes = [\"en\", \"zh\"]; };\n"
+             "run = { output_dir = \"%s/unused\"; ranks = 2; seed = 7; };\n"
+             "edit = { steps = 4; };\n"
+             "eval = { bootstrap_samples = 20; };\n", tmp);
+    write_text(path, cfg);
+}
+
+static void test_sweep_runs_and_resumes(void) {
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/tiny.sweep", tmp);
+    write_text(path, "# a comment line\n"
+                     "base        edit.lr=0.05\n"
+                     "gate_half   from=base edit.lr=0.05 edit.gate=0.5   # eval only\n"
+                     "lr_small    edit.lr=0.01\n");
+    int st = run_sweep(path, "first");
+    char *out = read_rel("first.txt");
+    CHECK(st == 0, "sweep failed (status %d): %s", st, out);
+    free(out);
+    char *table = read_rel("out/sweep.tsv");
+    int rows = 0;
+    for (const char *p = table; (p = strchr(p, '\n')); p++) rows++;
+    CHECK(rows == 4 && !strncmp(table, "variant\tscore", 13) && strstr(table, "\nbase\t") &&
+          strstr(table, "\ngate_half\t") && strstr(table, "\nlr_small\t"),
+          "sweep.tsv: expected a header and the rows base, gate_half, lr_small: %s", table);
+    free(table);
+    CHECK(edit_all_resumed("gate_half"), "gate_half recomputed its edits instead of taking base's");
+    CHECK(!edit_all_resumed("lr_small"), "lr_small must optimise its own edits");
+    char *eval_log = read_rel("out/gate_half/logs/eval.log");
+    CHECK(strstr(eval_log, "(0 resumed)") != NULL, "gate_half must run its own eval: %s", eval_log);
+    free(eval_log);
+    /* the same command again: every variant is recognised as done */
+    st = run_sweep(path, "second");
+    CHECK(st == 0, "rerun failed (status %d)", st);
+    CHECK(edit_all_resumed("base") && edit_all_resumed("gate_half") && edit_all_resumed("lr_small"),
+          "the rerun recomputed edits");
+}
+
+static void test_bad_sweep_file(void) {
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/bad.sweep", tmp);
+    write_text(path, "fine edit.lr=0.05\nbad/name edit.lr=0.1\n");
+    int st = run_sweep(path, "bad");
+    char *out = read_rel("bad.txt");
+    CHECK(st != 0 && strstr(out, "bad.sweep:2") && strstr(out, "bad/name"),
+          "a bad variant name must stop the sweep naming file:line and the name (status %d): %s", st, out);
+    free(out);
+    snprintf(path, sizeof path, "%s/missing_seed.sweep", tmp);
+    write_text(path, "orphan from=nowhere edit.gate=0.5\n");
+    st = run_sweep(path, "missing_seed");
+    out = read_rel("missing_seed.txt");
+    CHECK(st != 0 && strstr(out, "missing_seed.sweep:1") && strstr(out, "nowhere"),
+          "from= of a variant not run must stop the sweep naming it (status %d): %s", st, out);
+    free(out);
+}
+
+int main(void) {
+    const char *lafn = testutil_lafn_binary();
+    CHECK(lafn != NULL, "the lafn driver is not built next to this test");
+    snprintf(tmp, sizeof tmp, "/tmp/lafn_test_sweep_XXXXXX");
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp failed");
+    if (!lafn) return testutil_finish("test_sweep");
+    snprintf(build_dir, sizeof build_dir, "%s", lafn);
+    dirname(build_dir);
+    write_tiny_cfg();
+    test_bad_sweep_file();
+    test_sweep_runs_and_resumes();
+    int status = testutil_finish("test_sweep");
+    if (status == 0) {
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    }
+    return status;
+}
