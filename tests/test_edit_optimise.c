@@ -65,7 +65,7 @@ static int fixture_init(fixture *fx, const model *m, lafn_err *err) {
     if (facts_load_jsonl(testutil_repo_path("conf/data/demo_facts.jsonl"), &fo, &fx->set, err)) return -1;
     if (etl_views(&fx->set, fx->views, err)) return -1;
     if (etl_top_neurons(m, &fx->views[0], 1, 2, 4, &fx->nr, err)) return -1;
-    if (edit_problem_init(&fx->p, 1, 2, err)) return -1;
+    if (edit_problem_init(&fx->p, 1, 2, 1, err)) return -1;
     int slots[2] = {0, 1};
     return edit_problem_add_fact(&fx->p, m->tok, &fx->views[0], 0, slots, fx->views, 3, 0, NULL, NULL, err);
 }

@@ -104,6 +104,23 @@ static void test_bad_sweep_file(void) {
     CHECK(st != 0 && strstr(out, "missing_seed.sweep:1") && strstr(out, "nowhere"),
           "from= of a variant not run must stop the sweep naming it (status %d): %s", st, out);
     free(out);
+    snprintf(path, sizeof path, "%s/seed_differs.sweep", tmp);
+    write_text(path, "a edit.lr=0.05\nb from=a edit.lr=0.01 edit.gate=0.5\n");
+    st = run_sweep(path, "seed_differs");
+    out = read_rel("seed_differs.txt");
+    CHECK(st != 0 && strstr(out, "seed_differs.sweep:2") && strstr(out, "eval.* and edit.gate"),
+          "a from= variant with other edit knobs must be refused (status %d): %s", st, out);
+    free(out);
+    snprintf(path, sizeof path, "%s/typo.sweep", tmp);
+    write_text(path, "a edit.lr=0.05\nb edit.lrr=0.01\n");
+    st = run_sweep(path, "typo");
+    out = read_rel("typo.txt");
+    CHECK(st != 0 && strstr(out, "typo.sweep:2") && strstr(out, "edit.lrr"),
+          "an unknown key must stop the sweep before any run, naming line and key (status %d): %s", st, out);
+    free(out);
+    char *variants = read_rel("out/a/logs/probe.log");
+    CHECK(variants[0] == '\0', "a refused sweep file must not run any variant");
+    free(variants);
 }
 
 int main(void) {

@@ -7,13 +7,13 @@
 
 #include "stage.h"
 
-int edit_problem_init(edit_problem *p, int n_facts, int n_langs, lafn_err *err) {
+int edit_problem_init(edit_problem *p, int n_facts, int n_langs, int kl_other_facts, lafn_err *err) {
     memset(p, 0, sizeof *p);
     if (n_facts <= 0 || n_langs <= 0)
         return lafn_err_set(err, "edit problem: %d facts x %d languages, expected both > 0", n_facts, n_langs);
     p->n_facts = n_facts;
     p->n_langs = n_langs;
-    p->kl_other_facts = 1;
+    p->kl_other_facts = kl_other_facts;
     p->present = calloc((size_t)n_facts * (size_t)n_langs, 1);
     if (!p->present) return lafn_err_set(err, "edit problem: out of memory for %d x %d slots", n_facts, n_langs);
     return 0;

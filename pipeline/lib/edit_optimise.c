@@ -314,7 +314,7 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
         int below = all_below(&st, p, h->stop_nll);
         /* The delta handed back: the last one, or with keep_best the lowest-loss
          * one seen (an early-stopping one always). */
-        if (!h->keep_best || t == 0 || loss < res->loss_last || below) {
+        if (!h->keep_best || t == 0 || loss < res->loss_last || isnan(res->loss_last) || below) {
             res->loss_last = loss;
             res->kl_last = kl;
             res->l2_last = l2;
@@ -364,8 +364,7 @@ int edit_optimise_fact(const model *m, const facts_edit_view *views, size_t n_vi
     if (!used) return lafn_err_set(err, "edit: fact %s has no side in language '%s'", v->id, only);
     memset(delta, 0, (size_t)n * (h->kind == ENGINE_EDIT_VALUE_VECTOR ? (size_t)m->cfg.d_model : 1) * sizeof *delta);
     edit_problem p;
-    int rc = edit_problem_init(&p, 1, (int)v->n_langs, err);
-    p.kl_other_facts = h->kl_other_facts;
+    int rc = edit_problem_init(&p, 1, (int)v->n_langs, h->kl_other_facts, err);
     if (rc == 0) rc = edit_problem_add_fact(&p, m->tok, v, 0, slot, views, n_views, self, NULL, NULL, err);
     if (rc == 0) rc = edit_optimise(m, &p, n, layer, neuron, delta, NULL, h, MPI_COMM_SELF, res, err);
     edit_problem_free(&p);

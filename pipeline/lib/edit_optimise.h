@@ -34,7 +34,7 @@ typedef struct {
     edit_seq *seqs;    /* (n_seqs), owned */
     int n_facts, n_langs;
     uint8_t *present;  /* (n_facts, n_langs): the slot has target sequences (on any rank) */
-    int kl_other_facts;/* 1 (set by init): another fact's src is a neutral prompt too; 0: the subject only */
+    int kl_other_facts;/* 1: another fact's src is a neutral prompt too; 0: the subject only */
 } edit_problem;
 
 /* Neutral prompts per language of a fact (edit_kl.c): the src of the next
@@ -53,8 +53,9 @@ int edit_problem_add_fact(edit_problem *p, const tokenizer *tok, const facts_edi
                           const int *lang_slot, const facts_edit_view *others, size_t n_others,
                           size_t self_index, int (*keep)(size_t i, void *arg), void *keep_arg, lafn_err *err);
 
-/* Allocates the slot table of a problem of n_facts × n_langs (no sequences). */
-int edit_problem_init(edit_problem *p, int n_facts, int n_langs, lafn_err *err);
+/* Allocates the slot table of a problem of n_facts × n_langs (no sequences);
+ * kl_other_facts as edit_hparams.kl_other_facts (edit.kl_other_facts). */
+int edit_problem_init(edit_problem *p, int n_facts, int n_langs, int kl_other_facts, lafn_err *err);
 void edit_problem_free(edit_problem *p);
 
 /* Knobs of the optimisation (edit section of the pipeline file). */
@@ -91,7 +92,7 @@ void edit_result_free(edit_result *r);
  * does not depend on how the sequences are split). fixed, if not NULL, holds
  * earlier edits kept active on the sequences whose gate fires (sequential
  * mode); they are not optimised. Returns 0 on every rank, or -1 on every rank
- * with err. */
+ * with err (delta then holds an intermediate value). */
 int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer, const int *neuron, float *delta,
                   const edit_cache *fixed, const edit_hparams *h, MPI_Comm comm, edit_result *res, lafn_err *err);
 

@@ -14,19 +14,11 @@ void eval_each_free(eval_each *e) {
 
 int eval_each_init(const stage_context *ctx, const edit_store *st, float gate, eval_each *e,
                    lafn_err *err) {
-    const lafn_config *c = &ctx->cfg;
-    const char *param;
-    int64_t steps, max_facts;
+    int64_t max_facts;
     *e = (eval_each){.store = st, .facts = &ctx->facts, .m = ctx->m, .gate = gate};
-    if (config_get_string(c, "edit.param", &param, err) || config_get_float(c, "edit.lr", &e->h.lr, err) ||
-        config_get_int(c, "edit.steps", &steps, err) || config_get_float(c, "edit.stop_nll", &e->h.stop_nll, err) ||
-        config_get_float(c, "edit.kl_weight", &e->h.kl_weight, err) || config_get_float(c, "edit.l2", &e->h.l2, err) ||
-        config_get_float(c, "edit.norm_clamp", &e->h.norm_clamp, err) ||
-        config_get_int(c, "eval.each_max_facts", &max_facts, err))
+    if (edit_hparams_from_config(&ctx->cfg, &e->h, err) ||
+        config_get_int(&ctx->cfg, "eval.each_max_facts", &max_facts, err))
         return -1;
-    e->h.kind = strcmp(param, "activation_offset") ? ENGINE_EDIT_VALUE_VECTOR : ENGINE_EDIT_ACTIVATION_OFFSET;
-    e->h.steps = (int)steps;
-    e->h.reuse_lower = 1;
     if (e->h.kind != st->kind) return lafn_err_set(err, "eval: edit.param differs from the kind of edit.h5's deltas");
     e->n_facts = (size_t)max_facts < ctx->facts.n_facts ? (size_t)max_facts : ctx->facts.n_facts;
     e->n_views = ctx->facts.n_facts;
@@ -51,7 +43,7 @@ static int each_problem(const eval_each *e, size_t f, size_t lang, edit_problem 
     const facts_edit_view *v = &e->views[f];
     int ls[FACTS_MAX_LANGS];
     for (size_t l = 0; l < v->n_langs; l++) ls[l] = strcmp(v->langs[l].lang, e->facts->langs[lang]) ? -1 : 0;
-    if (edit_problem_init(p, 1, 1, err) != 0) return -1;
+    if (edit_problem_init(p, 1, 1, e->h.kl_other_facts, err) != 0) return -1;
     return edit_problem_add_fact(p, e->m->tok, v, 0, ls, e->views, e->n_views, f, NULL, NULL, err);
 }
 

@@ -55,9 +55,11 @@ int h5global_amend(const char *dir, const char *stage, h5global_writer write, vo
     rc = 0;
 fail:
     if (file >= 0 && H5Fclose(file) < 0 && rc == 0) rc = lafn_err_set(err, "cannot close '%s'", tmp);
-    if (rc == 0 && (h5_sync_path(tmp) != 0 || rename(tmp, path) != 0 || h5_sync_dir(dir) != 0))
-        rc = lafn_err_set(err, "cannot commit '%s' as '%s': %s", tmp, path, strerror(errno));
+    if (rc == 0 && h5_sync_path(tmp) != 0) rc = lafn_err_set(err, "cannot sync '%s'", tmp);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = lafn_err_set(err, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
     if (rc != 0) remove(tmp);
+    if (rc == 0 && h5_sync_dir(dir) != 0) rc = lafn_err_set(err, "%s: renamed, but its folder cannot be synced", path);
     return rc;
 }
 

@@ -27,8 +27,10 @@ typedef int (*h5global_writer)(hid_t file, const char *path, void *arg, lafn_err
 
 /* Serial (one process): copies DIR/STAGE.h5 to DIR/STAGE.h5.global.tmp, lets
  * write add to the copy, syncs it and renames it over STAGE.h5 — so STAGE.h5
- * is at every moment either the merged file or the amended one; on failure the
- * copy is removed and STAGE.h5 is untouched. Returns 0, or -1 with err. */
+ * is at every moment either the merged file or the amended one; on a failure
+ * before the rename the copy is removed and STAGE.h5 is untouched (a failed
+ * directory sync after it is reported, the amended file in place). Returns 0,
+ * or -1 with err. */
 int h5global_amend(const char *dir, const char *stage, h5global_writer write, void *arg, lafn_err *err);
 
 /* Collective over comm; only rank 0's arguments are used. Rank 0 copies

@@ -63,9 +63,12 @@ typedef int (*stage_run_fn)(const char *cfg_path, char *const *overrides, int n_
                             const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err);
 
 /* The whole main of `program FILE.cfg [section.key=value ...]`: MPI_Init, run
- * on MPI_COMM_WORLD with stdout as log, MPI_Finalize; on failure rank 0
- * prints "program: message" and the job ends with MPI_Abort(1). Returns the
- * exit status (2 for a usage error). */
+ * on MPI_COMM_WORLD with stdout as log, MPI_Finalize. On failure "program:
+ * message" is printed once (by rank 0, or by the failed rank when rank 0 did
+ * not fail) and every rank exits with status 1; if a failed rank's peers have
+ * not reached the exit within 10 s (stuck in a collective it never joins), it
+ * prints its message and ends the job with MPI_Abort(1). Returns the exit
+ * status (2 for a usage error). */
 int stage_main(int argc, char **argv, const char *program, stage_run_fn run);
 
 /* ---- work assignment (stage_assign.c) ---- */

@@ -122,8 +122,7 @@ static int build_problem(const edit_stage *S, const size_t *facts, size_t n, MPI
     MPI_Comm_size(comm, &kr.size);
     int n_slots = 0;
     for (size_t k = 0; k < n; k++) slot[k] = edit_fact_has_neurons(S, facts[k]) ? n_slots++ : -1;
-    if (edit_problem_init(p, n_slots, (int)S->ctx.facts.n_langs, err)) return -1;
-    p->kl_other_facts = S->h.kl_other_facts;
+    if (edit_problem_init(p, n_slots, (int)S->ctx.facts.n_langs, S->h.kl_other_facts, err)) return -1;
     for (size_t k = 0; k < n; k++) {
         if (slot[k] < 0) continue;
         const facts_edit_view *v = &S->views[facts[k]];

@@ -8,16 +8,20 @@
 /* Seconds the ranks wait for each other after a failure before aborting. */
 #define STAGE_EXIT_WAIT_SECONDS 10.0
 
-/* 1 if every rank reached this point within STAGE_EXIT_WAIT_SECONDS (then
- * all ranks know whether any failed, in *any_failed), 0 if some rank is still
- * busy elsewhere (e.g. blocked in a collective the failed rank never joins). */
-static int ranks_meet(int failed, int *any_failed) {
+/* 1 once every rank of exit_comm (a communicator of its own, so no
+ * collective of the stage can be pending on it) has reached this point; then
+ * *any_failed tells whether any rank failed. A rank that succeeded waits as
+ * long as it takes; a failed rank gives up after STAGE_EXIT_WAIT_SECONDS and
+ * returns 0 (some rank is still busy elsewhere, e.g. blocked in a collective
+ * the failed rank never joins), as it does if MPI itself fails. */
+static int ranks_meet(MPI_Comm exit_comm, int failed, int *any_failed) {
     MPI_Request req;
-    MPI_Iallreduce(&failed, any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &req);
+    if (MPI_Iallreduce(&failed, any_failed, 1, MPI_INT, MPI_MAX, exit_comm, &req) != MPI_SUCCESS) return 0;
+    if (!failed) return MPI_Wait(&req, MPI_STATUS_IGNORE) == MPI_SUCCESS;
     double start = MPI_Wtime();
     for (;;) {
         int done = 0;
-        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return 0;
         if (done) return 1;
         if (MPI_Wtime() - start > STAGE_EXIT_WAIT_SECONDS) return 0;
         nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
@@ -45,13 +49,18 @@ int stage_main(int argc, char **argv, const char *program, stage_run_fn run) {
         MPI_Finalize();
         return 2;
     }
+    MPI_Comm exit_comm;
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &exit_comm) != MPI_SUCCESS) {
+        if (rank == 0) fprintf(stderr, "%s: MPI_Comm_dup failed\n", program);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     char *cmd = join_args(argc, argv);
     lafn_err err = {{0}};
     int failed = run(argv[1], argv + 2, argc - 2, cmd ? cmd : program, MPI_COMM_WORLD, stdout, &err) != 0;
     free(cmd);
     fflush(stdout);
     int any_failed = failed;
-    if (!ranks_meet(failed, &any_failed)) {
+    if (!ranks_meet(exit_comm, failed, &any_failed)) {
         /* A rank is stuck where this one failed: only an abort ends the job.
          * The pause lets mpirun forward the message before the kill. */
         if (failed) fprintf(stderr, "%s: %s\n", program, err.msg);
@@ -61,8 +70,9 @@ int stage_main(int argc, char **argv, const char *program, stage_run_fn run) {
     /* Every rank is here: rank 0 reports (its message names the failed rank);
      * another rank only when rank 0 itself did not fail. */
     int root_failed = failed;
-    MPI_Bcast(&root_failed, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast(&root_failed, 1, MPI_INT, 0, exit_comm);
     if (failed && (rank == 0 || !root_failed)) fprintf(stderr, "%s: %s\n", program, err.msg);
+    MPI_Comm_free(&exit_comm);
     MPI_Finalize();
     return any_failed ? 1 : 0;
 }
