@@ -88,36 +88,29 @@ static void test_sweep_runs_and_resumes(void) {
           "the rerun recomputed edits");
 }
 
+/* Sweep file NAME.sweep with text must be refused: non-zero exit, the message
+ * naming NAME.sweep:LINE and containing needle. */
+static void expect_refused(const char *name, const char *text, int line, const char *needle, const char *why) {
+    char path[PATH_MAX + 64], where[96], out_name[80];
+    snprintf(path, sizeof path, "%s/%s.sweep", tmp, name);
+    snprintf(where, sizeof where, "%s.sweep:%d", name, line);
+    snprintf(out_name, sizeof out_name, "%s.txt", name);
+    write_text(path, text);
+    int st = run_sweep(path, name);
+    char *out = read_rel(out_name);
+    CHECK(st != 0 && strstr(out, where) && strstr(out, needle), "%s (status %d): %s", why, st, out);
+    free(out);
+}
+
 static void test_bad_sweep_file(void) {
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/bad.sweep", tmp);
-    write_text(path, "fine edit.lr=0.05\nbad/name edit.lr=0.1\n");
-    int st = run_sweep(path, "bad");
-    char *out = read_rel("bad.txt");
-    CHECK(st != 0 && strstr(out, "bad.sweep:2") && strstr(out, "bad/name"),
-          "a bad variant name must stop the sweep naming file:line and the name (status %d): %s", st, out);
-    free(out);
-    snprintf(path, sizeof path, "%s/missing_seed.sweep", tmp);
-    write_text(path, "orphan from=nowhere edit.gate=0.5\n");
-    st = run_sweep(path, "missing_seed");
-    out = read_rel("missing_seed.txt");
-    CHECK(st != 0 && strstr(out, "missing_seed.sweep:1") && strstr(out, "nowhere"),
-          "from= of a variant not run must stop the sweep naming it (status %d): %s", st, out);
-    free(out);
-    snprintf(path, sizeof path, "%s/seed_differs.sweep", tmp);
-    write_text(path, "a edit.lr=0.05\nb from=a edit.lr=0.01 edit.gate=0.5\n");
-    st = run_sweep(path, "seed_differs");
-    out = read_rel("seed_differs.txt");
-    CHECK(st != 0 && strstr(out, "seed_differs.sweep:2") && strstr(out, "eval.* and edit.gate"),
-          "a from= variant with other edit knobs must be refused (status %d): %s", st, out);
-    free(out);
-    snprintf(path, sizeof path, "%s/typo.sweep", tmp);
-    write_text(path, "a edit.lr=0.05\nb edit.lrr=0.01\n");
-    st = run_sweep(path, "typo");
-    out = read_rel("typo.txt");
-    CHECK(st != 0 && strstr(out, "typo.sweep:2") && strstr(out, "edit.lrr"),
-          "an unknown key must stop the sweep before any run, naming line and key (status %d): %s", st, out);
-    free(out);
+    expect_refused("bad", "fine edit.lr=0.05\nbad/name edit.lr=0.1\n", 2, "bad/name",
+                   "a bad variant name must stop the sweep naming file:line and the name");
+    expect_refused("missing_seed", "orphan from=nowhere edit.gate=0.5\n", 1, "nowhere",
+                   "from= of a variant not run must stop the sweep naming it");
+    expect_refused("seed_differs", "a edit.lr=0.05\nb from=a edit.lr=0.01 edit.gate=0.5\n", 2,
+                   "eval.* and edit.gate", "a from= variant with other edit knobs must be refused");
+    expect_refused("typo", "a edit.lr=0.05\nb edit.lrr=0.01\n", 2, "edit.lrr",
+                   "an unknown key must stop the sweep before any run, naming line and key");
     char *variants = read_rel("out/a/logs/probe.log");
     CHECK(variants[0] == '\0', "a refused sweep file must not run any variant");
     free(variants);
