@@ -75,6 +75,11 @@ static void test_sweep_runs_and_resumes(void) {
     CHECK(rows == 4 && !strncmp(table, "variant\tscore", 13) && strstr(table, "\nbase\t") &&
           strstr(table, "\ngate_half\t") && strstr(table, "\nlr_small\t"),
           "sweep.tsv: expected a header and the rows base, gate_half, lr_small: %s", table);
+    const char *base_row = strstr(table, "\nbase\t");
+    const char *diff = base_row ? strchr(base_row + 6, '\t') : NULL;
+    const char *zero = "\t+0.000 [+0.000, +0.000]\t";
+    CHECK(diff && !strncmp(diff, zero, strlen(zero)),
+          "sweep.tsv: the reference (first) variant must differ from itself by exactly 0: %s", table);
     free(table);
     CHECK(edit_all_resumed("gate_half"), "gate_half recomputed its edits instead of taking base's");
     CHECK(!edit_all_resumed("lr_small"), "lr_small must optimise its own edits");
