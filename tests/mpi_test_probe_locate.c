@@ -95,7 +95,9 @@ static void write_config(void) {
         fprintf(f, "languages = { codes = [\"en\", \"zh\"]; };\n");
         fprintf(f, "run = { shard_facts = 2; };\n");
         fprintf(f, "probe = { min_fraction = %g; keep_max = 64; };\n", MIN_FRACTION);
-        fprintf(f, "locate = { threshold = %g; prompt_fraction = %g; language_fraction = 1.0; min_language_fraction = 0.5; };\n",
+        /* every layer (edit_from_depth = 0): the reference sets below are recomputed over all of them */
+        fprintf(f, "locate = { threshold = %g; prompt_fraction = %g; language_fraction = 1.0; min_language_fraction = 0.5; "
+                   "edit_from_depth = 0.0; };\n",
                 THRESHOLD, PROMPT_FRACTION);
         fclose(f);
     }
@@ -574,12 +576,12 @@ static void compare_lafns(const char *da, const char *db) {
             size_t s = row_of(&b.f, a.f.facts[r]);
             if (s == (size_t)-1) { CHECK(0, "fact %lld missing from %s", (long long)a.f.facts[r], db); continue; }
             size_t na = (size_t)(a.ol[r + 1] - a.ol[r]), nb = (size_t)(b.ol[s + 1] - b.ol[s]);
-            CHECK(na == nb, "fact %lld: %zu LAFNs with 2 ranks, %zu with 1", (long long)a.f.facts[r], na, nb);
+            CHECK(na == nb, "fact %lld: %zu LAFNs in %s, %zu in %s", (long long)a.f.facts[r], na, da, nb, db);
             for (size_t k = 0; k < na && k < nb; k++)
                 diff += a.layer[a.ol[r] + k] != b.layer[b.ol[s] + k] || a.neuron[a.ol[r] + k] != b.neuron[b.ol[s] + k] ||
                         a.score[a.ol[r] + k] != b.score[b.ol[s] + k];
         }
-        CHECK(diff == 0, "%zu LAFNs differ between 2 ranks and 1 rank", diff);
+        CHECK(diff == 0, "%zu LAFNs differ between %s and %s", diff, da, db);
     }
     locate_free(&a);
     locate_free(&b);
@@ -760,6 +762,34 @@ static void test_resume(const char *ref_dir, const char *dir) {
     free(text);
 }
 
+/* edit_from_depth = 0.5 keeps LAFNs to the upper half of the layers and equals
+ * the explicit list of those layers (run in dir and in a copy of its probe.h5). */
+static void test_edit_from_depth(const char *dir, int L) {
+    char dd[400], list[400], cmd[1400];
+    const char *depth_dir = dir_of(dd, "depth");
+    int first = L / 2, n = snprintf(list, sizeof list, "locate.edit_layers=[");
+    for (int l = first; l < L; l++) n += snprintf(list + n, sizeof list - (size_t)n, l > first ? ",%d" : "%d", l);
+    snprintf(list + n, sizeof list - (size_t)n, "]");
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/probe.h5' '%s/'", depth_dir, dir, depth_dir);
+    int copied = rank == 0 ? system(cmd) : 0;
+    MPI_Bcast(&copied, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    CHECK(copied == 0, "cannot copy probe.h5: %s", cmd);
+    const char *by_depth[] = {"run.resume=false", "locate.edit_from_depth=0.5"};
+    const char *by_list[] = {"run.resume=false", list};
+    if (copied || run_stage("locate", depth_dir, MPI_COMM_WORLD, NULL, by_depth, 2) != 0 ||
+        run_stage("locate", dir, MPI_COMM_WORLD, NULL, by_list, 2) != 0 || rank != 0)
+        return;
+    compare_lafns(dir, depth_dir);
+    locate_file x = {.f.file = H5I_INVALID_HID};
+    if (locate_read(&x, depth_dir) == 0) {
+        size_t below = 0;
+        for (int64_t e = 0; e < x.ol[x.f.n]; e++) below += x.layer[e] < first;
+        CHECK(x.ol[x.f.n] > 0 && below == 0, "edit_from_depth = 0.5: %zu of %lld LAFNs below layer %d", below,
+              (long long)x.ol[x.f.n], first);
+    }
+    locate_free(&x);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int size;
@@ -809,6 +839,7 @@ int main(int argc, char **argv) {
     test_score_variants();
     test_active_variants(a, L, F);
     test_relaxation(a, L, F);
+    test_edit_from_depth(a, L);
     int failures = testutil_failures, total = 0;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0 && total == 0) {

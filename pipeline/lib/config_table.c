@@ -101,7 +101,9 @@ static const config_knob locate_knobs[] = {
     {"min_neurons", CONFIG_KNOB_INT, "1", 0, 1000000, 0, 0, NULL, NOVALID,
      "fewer than this after relaxing: the fact is recorded as 'no LAFN found'"},
     {"edit_layers", CONFIG_KNOB_INT_LIST, "[]", 0, 1023, ANY_LEN, NULL, NOVALID,
-     "layers LAFNs may come from; [] = all probed layers"},
+     "layers LAFNs may come from; [] = the probed layers from edit_from_depth on"},
+    {"edit_from_depth", CONFIG_KNOB_FLOAT, "0.5", 0, 0.99, 0, 0, NULL, NOVALID,
+     "edit_layers = []: LAFNs come from layers >= floor(edit_from_depth x layers); 0.5 = upper half"},
     {"neuron_set", CONFIG_KNOB_STRING, "\"lafn\"", 0, 0, 0, 0, "lafn language_specific", NOVALID,
      "neurons handed to edit: the LAFNs, or the language-specific sets (ablation)"},
 };

@@ -34,12 +34,16 @@ typedef struct {
     size_t top_k;             /* > 0: top_k per layer instead of the threshold */
     double prompt_fraction, language_fraction, min_language_fraction, language_fraction_step;
     size_t max_neurons, min_neurons;
-    size_t n_edit_layers;     /* 0: every probed layer */
+    size_t n_edit_layers;     /* 0: every probed layer (edit_layers = [] and edit_from_depth = 0) */
     int *edit_layers;         /* (n_edit_layers) ascending, owned */
     int language_specific;    /* neuron_set = language_specific */
 } locate_opts;
 
-int locate_opts_from_config(const lafn_config *cfg, locate_opts *o, lafn_err *err);
+/* Resolves the locate.* knobs of cfg for a model of n_layer layers into *o
+ * (free with locate_opts_free): an empty edit_layers becomes the layers from
+ * floor(edit_from_depth · n_layer) on, or stays empty (every probed layer)
+ * when that depth is 0. Returns 0, or -1 with err naming the key. */
+int locate_opts_from_config(const lafn_config *cfg, int n_layer, locate_opts *o, lafn_err *err);
 void locate_opts_free(locate_opts *o);
 
 /* One fact as probe.h5 holds it (see docs/stage_probe.md). */

@@ -1,6 +1,7 @@
 /* stage_locate_batch: the locate knobs, one fact read back from probe.h5, and the batch laid out as locate.h5's datasets. */
 #include "stage_locate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,9 +10,10 @@ static int cmp_int(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int locate_opts_from_config(const lafn_config *cfg, locate_opts *o, lafn_err *err) {
+int locate_opts_from_config(const lafn_config *cfg, int n_layer, locate_opts *o, lafn_err *err) {
     *o = (locate_opts){0};
     const char *scope, *set;
+    double depth;
     int64_t top_k, max_n, min_n;
     const int64_t *layers;
     size_t n;
@@ -25,6 +27,7 @@ int locate_opts_from_config(const lafn_config *cfg, locate_opts *o, lafn_err *er
         config_get_int(cfg, "locate.max_neurons", &max_n, err) ||
         config_get_int(cfg, "locate.min_neurons", &min_n, err) ||
         config_get_int_list(cfg, "locate.edit_layers", &layers, &n, err) ||
+        config_get_float(cfg, "locate.edit_from_depth", &depth, err) ||
         config_get_string(cfg, "locate.neuron_set", &set, err))
         return -1;
     o->global_scope = strcmp(scope, "global") == 0;
@@ -32,11 +35,14 @@ int locate_opts_from_config(const lafn_config *cfg, locate_opts *o, lafn_err *er
     o->top_k = (size_t)top_k;
     o->max_neurons = (size_t)max_n;
     o->min_neurons = (size_t)min_n;
-    if (n && !(o->edit_layers = malloc(n * sizeof *o->edit_layers)))
+    int first = n == 0 ? (int)floor(depth * n_layer) : 0;
+    size_t n_from_depth = first > 0 && first < n_layer ? (size_t)(n_layer - first) : 0;
+    size_t count = n ? n : n_from_depth;
+    if (count && !(o->edit_layers = malloc(count * sizeof *o->edit_layers)))
         return lafn_err_set(err, "locate.edit_layers: out of memory");
-    for (size_t i = 0; i < n; i++) o->edit_layers[i] = (int)layers[i];
+    for (size_t i = 0; i < count; i++) o->edit_layers[i] = n ? (int)layers[i] : first + (int)i;
     if (n) qsort(o->edit_layers, n, sizeof *o->edit_layers, cmp_int);
-    o->n_edit_layers = n;
+    o->n_edit_layers = count;
     return 0;
 }
 
