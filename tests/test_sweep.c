@@ -1,4 +1,4 @@
-/* test_sweep: scripts/sweep.sh on the tiny model — variants run, seeded gate variants rerun eval only, a rerun resumes everything, bad sweep files are refused. */
+/* test_sweep: scripts/sweep.sh on the tiny model — variants run, seeded gate variants rerun eval only, a rerun resumes everything, bad sweep files are refused; report_table.py reads a variant. */
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -58,6 +58,18 @@ static void write_tiny_cfg(void) {
     write_text(path, cfg);
 }
 
+/* scripts/report_table.py on the base variant: a row per language (en, zh) and the language means. */
+static void check_report_table(void) {
+    char cmd[3 * PATH_MAX + 128];
+    snprintf(cmd, sizeof cmd, "python3 scripts/report_table.py '%s/out/base' > '%s/report.txt' 2>&1", tmp, tmp);
+    int ws = system(cmd);
+    char *report = read_rel("report.txt");
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && strstr(report, "\n| en | ") && strstr(report, "\n| zh | ") &&
+              strstr(report, "\n| mean of languages | "),
+          "report_table.py: expected rows en, zh and the means: %s", report);
+    free(report);
+}
+
 static void test_sweep_runs_and_resumes(void) {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/tiny.sweep", tmp);
@@ -86,6 +98,7 @@ static void test_sweep_runs_and_resumes(void) {
     char *eval_log = read_rel("out/gate_half/logs/eval.log");
     CHECK(strstr(eval_log, "(0 resumed)") != NULL, "gate_half must run its own eval: %s", eval_log);
     free(eval_log);
+    check_report_table();
     /* the same command again: every variant is recognised as done */
     st = run_sweep(path, "second");
     CHECK(st == 0, "rerun failed (status %d)", st);
