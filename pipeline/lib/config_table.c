@@ -90,7 +90,7 @@ static const config_knob locate_knobs[] = {
      "if > 0: active = the top_k neurons per layer instead of the threshold"},
     {"prompt_fraction", CONFIG_KNOB_FLOAT, "1.0", 0, 1, 0, 0, NULL, NOVALID,
      "D_l: active in >= this fraction of the language's prompts (1.0 = all)"},
-    {"language_fraction", CONFIG_KNOB_FLOAT, "1.0", 0, 1, 0, 0, NULL, NOVALID,
+    {"language_fraction", CONFIG_KNOB_FLOAT, "0.75", 0, 1, 0, 0, NULL, NOVALID,
      "LAFN: in D_l of >= this fraction of the languages (1.0 = all)"},
     {"min_language_fraction", CONFIG_KNOB_FLOAT, "0.5", 0, 1, 0, 0, NULL, NOVALID,
      "relax language_fraction down to this while fewer than min_neurons are found"},
