@@ -636,16 +636,19 @@ static void count_both_any(const char *dir, int L, int F, size_t *both, size_t *
     MPI_Bcast(any, N_FACTS * sizeof *any, MPI_BYTE, 0, MPI_COMM_WORLD);
 }
 
-/* Runs locate with min_neurons = m and the given min_language_fraction; checks,
- * per fact, found / relaxation steps / count against the recomputed sets. */
-static void check_min_neurons(const char *dir, size_t m, const char *min_lf, const size_t *both, const size_t *any,
-                              int *n_relaxed, int *n_missing) {
-    char min_n[64];
+/* Runs locate with min_neurons = m, language_fraction = start (step 0.1) and the
+ * given min_language_fraction; checks, per fact, found / relaxation steps /
+ * count against the recomputed sets (2 languages: relaxing means reaching 0.5,
+ * the last step even when the 0.1 grid from start passes over it). */
+static void check_min_neurons(const char *dir, size_t m, double start, const char *min_lf, const size_t *both,
+                              const size_t *any, int *n_relaxed, int *n_missing) {
+    char min_n[64], lf[64];
     snprintf(min_n, sizeof min_n, "locate.min_neurons=%zu", m);
-    const char *ov[] = {"run.resume=false", "locate.max_neurons=100000", min_n, min_lf};
+    snprintf(lf, sizeof lf, "locate.language_fraction=%g", start);
+    const char *ov[] = {"run.resume=false", "locate.max_neurons=100000", min_n, min_lf, lf};
     *n_relaxed = *n_missing = 0;
-    if (run_stage("locate", dir, MPI_COMM_WORLD, NULL, ov, 4) != 0 || rank != 0) return;
-    int can_relax = strstr(min_lf, "=0.5") != NULL;
+    if (run_stage("locate", dir, MPI_COMM_WORLD, NULL, ov, 5) != 0 || rank != 0) return;
+    int can_relax = strstr(min_lf, "=0.5") != NULL, relax_steps = (int)ceil((start - 0.5) / 0.1 - 1e-9);
     locate_file x = {.f.file = H5I_INVALID_HID};
     int64_t *counts = NULL;
     size_t nc = 0;
@@ -654,11 +657,11 @@ static void check_min_neurons(const char *dir, size_t m, const char *min_lf, con
         for (size_t r = 0; r < x.f.n; r++) {
             int64_t f = x.f.facts[r];
             const int32_t *st = x.status + r * LOCATE_STATUS_LEN;
-            int at_full = both[f] >= m, want_found = at_full || (can_relax && any[f] >= m), want_steps = at_full ? 0 : 5;
+            int at_full = both[f] >= m, want_found = at_full || (can_relax && any[f] >= m), want_steps = at_full ? 0 : relax_steps;
             CHECK(st[0] == want_found, "fact %lld: found = %d, expected %d (both %zu, any %zu, min_neurons %zu, %s)",
                   (long long)f, st[0], want_found, both[f], any[f], m, min_lf);
             if (want_found)
-                CHECK(st[3] == want_steps && fabs(x.frac[r] - (want_steps ? 0.5 : 1.0)) < 1e-9 &&
+                CHECK(st[3] == want_steps && fabs(x.frac[r] - (want_steps ? 0.5 : start)) < 1e-9 &&
                       (size_t)st[1] == (at_full ? both[f] : any[f]),
                       "fact %lld: relaxed %d steps to %g with %d LAFNs; expected %d steps, %zu LAFNs", (long long)f,
                       st[3], x.frac[r], st[1], want_steps, at_full ? both[f] : any[f]);
@@ -687,12 +690,16 @@ static void test_relaxation(const char *dir, int L, int F) {
         if (!m && any[f] > both[f]) m = both[f] + 1;
     }
     int relaxed = 0, missing = 0;
-    check_min_neurons(dir, hi, "locate.min_language_fraction=1.0", both, any, &relaxed, &missing);
+    check_min_neurons(dir, hi, 1.0, "locate.min_language_fraction=1.0", both, any, &relaxed, &missing);
     if (rank == 0) CHECK(relaxed == 0, "strict fractions cannot relax");
     int missing_strict = missing;
     CHECK(m > 0, "no fact with more neurons in one D_l than in both: the relaxation cannot be exercised");
-    if (m) check_min_neurons(dir, m, "locate.min_language_fraction=0.5", both, any, &relaxed, &missing);
+    int relaxed_off_grid = 0;
+    if (m) check_min_neurons(dir, m, 0.75, "locate.min_language_fraction=0.5", both, any, &relaxed_off_grid, &missing);
+    if (m) check_min_neurons(dir, m, 1.0, "locate.min_language_fraction=0.5", both, any, &relaxed, &missing);
     if (rank == 0) {
+        CHECK(relaxed_off_grid == relaxed, "from language_fraction 0.75, %d facts relaxed to 0.5; from 1.0, %d",
+              relaxed_off_grid, relaxed);
         CHECK(missing_strict > 0, "strict fractions (min_neurons %zu) left no fact without LAFNs", hi);
         CHECK(relaxed > 0, "no fact was found only after relaxing");
         printf("relaxation: strict min_neurons %zu -> %d facts without LAFN; min_neurons %zu -> %d found after "

@@ -188,7 +188,8 @@ static int langs_needed(double lf, int n) {
 }
 
 /* Ranks the candidates (nodes of the edit layers in at least one D_l) by mean
- * score and relaxes the language fraction until min_neurons are found. Fills
+ * score and relaxes the language fraction in steps until min_neurons are
+ * found; the last step is min_language_fraction itself. Fills
  * *sel (pointers into c->nodes, at most max_neurons), *n_sel, *lf, *steps;
  * returns 1 if found, 0 if not, -1 on error. */
 static int select_lafn(lctx *c, lnode ***sel, size_t *n_sel, double *lf, int *steps, lafn_err *err) {
@@ -208,6 +209,7 @@ static int select_lafn(lctx *c, lnode ***sel, size_t *n_sel, double *lf, int *st
     int found = 0;
     for (*steps = 0;; (*steps)++) {
         *lf = o->language_fraction - *steps * o->language_fraction_step;
+        if (*lf < o->min_language_fraction) *lf = o->min_language_fraction; /* the grid passed over it */
         int need = langs_needed(*lf, c->n_fact_langs);
         size_t k = 0;
         for (size_t i = 0; i < n; i++) k += cand[i]->nd >= need;
@@ -219,8 +221,7 @@ static int select_lafn(lctx *c, lnode ***sel, size_t *n_sel, double *lf, int *st
             found = 1;
             break;
         }
-        double next = o->language_fraction - (*steps + 1) * o->language_fraction_step;
-        if (next < o->min_language_fraction - 1e-9) break;
+        if (*lf <= o->min_language_fraction + 1e-9) break;
     }
     *n_sel = found ? (n < o->max_neurons ? n : o->max_neurons) : 0;
     *sel = cand;
