@@ -11,10 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-
-def attr_list(f, key):
-    value = f.attrs[key]
-    return (value.decode() if isinstance(value, bytes) else str(value)).split(",")
+from eval_h5 import attr_list
 
 
 def main():

@@ -15,13 +15,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from eval_h5 import attr_list
+
 CRITERIA = ("reliability", "generality", "locality", "portability")
 SCORED = CRITERIA[:3]
-
-
-def attr_list(f, key):
-    value = f.attrs[key]
-    return (value.decode() if isinstance(value, bytes) else str(value)).split(",")
 
 
 def fact_scores(run_dir):

@@ -34,7 +34,7 @@ typedef struct {
     size_t top_k;             /* > 0: top_k per layer instead of the threshold */
     double prompt_fraction, language_fraction, min_language_fraction, language_fraction_step;
     size_t max_neurons, min_neurons;
-    size_t n_edit_layers;     /* 0: every probed layer (edit_layers = [] and edit_from_depth = 0) */
+    size_t n_edit_layers;     /* 0: every probed layer (edit_layers = [] and floor(edit_from_depth · n_layer) = 0) */
     int *edit_layers;         /* (n_edit_layers) ascending, owned */
     int language_specific;    /* neuron_set = language_specific */
 } locate_opts;

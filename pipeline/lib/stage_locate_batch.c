@@ -35,9 +35,8 @@ int locate_opts_from_config(const lafn_config *cfg, int n_layer, locate_opts *o,
     o->top_k = (size_t)top_k;
     o->max_neurons = (size_t)max_n;
     o->min_neurons = (size_t)min_n;
-    int first = n == 0 ? (int)floor(depth * n_layer) : 0;
-    size_t n_from_depth = first > 0 && first < n_layer ? (size_t)(n_layer - first) : 0;
-    size_t count = n ? n : n_from_depth;
+    int first = (int)floor(depth * n_layer); /* < n_layer: depth <= 0.99 */
+    size_t count = n ? n : first > 0 ? (size_t)(n_layer - first) : 0;
     if (count && !(o->edit_layers = malloc(count * sizeof *o->edit_layers)))
         return lafn_err_set(err, "locate.edit_layers: out of memory");
     for (size_t i = 0; i < count; i++) o->edit_layers[i] = n ? (int)layers[i] : first + (int)i;
