@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "edit_optimise.h"
-#include "engine.h"
-#include "facts.h"
-#include "h5out.h"
-#include "model.h"
-#include "stage.h"
-#include "stage_locate.h"
+#include "edit/edit_optimise.h"
+#include "engine/engine.h"
+#include "facts/facts.h"
+#include "h5/h5out.h"
+#include "model/model.h"
+#include "stage/stage.h"
+#include "locate/stage_locate.h"
 
 /* One fact's chosen neurons, as locate would hand them to edit. */
 typedef struct {

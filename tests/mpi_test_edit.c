@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "edit_testlib.h"
-#include "stage_edit.h"
+#include "edit/stage_edit.h"
 #include "testutil.h"
 
 enum { N_FACTS = 4 };

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "eval_table.h"
-#include "stage_eval.h"
-#include "stage_eval_int.h"
+#include "eval/eval_table.h"
+#include "eval/stage_eval.h"
+#include "eval/stage_eval_int.h"
 #include "testutil.h"
 
 #define N_FACTS 5

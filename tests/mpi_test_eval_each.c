@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stage_edit.h"
-#include "stage_eval.h"
-#include "stage_eval_int.h"
-#include "stage_locate.h"
-#include "stage_probe.h"
+#include "edit/stage_edit.h"
+#include "eval/stage_eval.h"
+#include "eval/stage_eval_int.h"
+#include "locate/stage_locate.h"
+#include "probe/stage_probe.h"
 #include "testutil.h"
 
 #define N_FACTS 3

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stage_edit.h"
-#include "stage_eval.h"
-#include "stage_locate.h"
-#include "stage_probe.h"
+#include "edit/stage_edit.h"
+#include "eval/stage_eval.h"
+#include "locate/stage_locate.h"
+#include "probe/stage_probe.h"
 #include "testutil.h"
 
 #define N_LEAK_FACTS 4

@@ -1,5 +1,5 @@
 /* mpi_test_h5out: shards from 2 ranks, resume, collective merge read back with plain HDF5, kill-safety, identity, provenance. */
-#include "h5out.h"
+#include "h5/h5out.h"
 #include "testutil.h"
 
 #include <hdf5.h>

@@ -7,14 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "h5out.h"
-#include "model.h"
-#include "stage.h"
-#include "stage_locate.h"
-#include "stage_probe.h"
+#include "engine/engine.h"
+#include "h5/h5out.h"
+#include "model/model.h"
+#include "stage/stage.h"
+#include "locate/stage_locate.h"
+#include "probe/stage_probe.h"
 #include "testutil.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define N_FACTS 5
 #define MIN_FRACTION 0.1

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "model.h"
+#include "model/model.h"
 #include "testutil.h"
 
 /* Reads Pss and Private_Clean + Private_Dirty (bytes) of this process; -1 on failure. */

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "stage.h"
+#include "config/config.h"
+#include "stage/stage.h"
 #include "testutil.h"
 
 /* Every fact gets one owner, the loads differ by at most the largest cost, and the result is reproducible. */

@@ -1,5 +1,5 @@
 /* test_config: pipeline-file knob tables, validation messages, overrides and round-trip printing. */
-#include "config.h"
+#include "config/config.h"
 #include "testutil.h"
 
 #include <glob.h>

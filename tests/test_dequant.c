@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dequant.h"
+#include "formats/dequant.h"
 #include "testutil.h"
 
 static const struct { const char *name; ggml_type type; size_t elems, bytes; } TYPES[] = {

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "h5out.h"
+#include "h5/h5out.h"
 #include "testutil.h"
 
 extern char **environ;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "edit_cache.h"
+#include "edit/edit_cache.h"
 #include "edit_testlib.h"
 #include "testutil.h"
 

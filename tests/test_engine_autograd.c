@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-#include "model.h"
+#include "engine/engine.h"
+#include "model/model.h"
 #include "testutil.h"
 
 /* Tolerances, ~10x the measured worst case (fp32 here against float64 autograd,

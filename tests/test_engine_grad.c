@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-#include "engine_ops.h"
+#include "engine/engine.h"
+#include "engine/engine_ops.h"
 #include "testutil.h"
 
 /* Dimensions of the random models: L 3, D 32, F 48, H 4, K 2, E 8, V 50. */

@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "edit_cache.h"
-#include "engine.h"
-#include "facts.h"
-#include "generate.h"
-#include "stage.h"
-#include "stage_eval_int.h"
+#include "edit/edit_cache.h"
+#include "engine/engine.h"
+#include "facts/facts.h"
+#include "engine/generate.h"
+#include "stage/stage.h"
+#include "eval/stage_eval_int.h"
 #include "testutil.h"
 
 /* Reference argmax after the single, unbatched sequence ids (n): its last position. */

@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "facts.h"
+#include "facts/facts.h"
 #include "testutil.h"
 
 static char tmpdir[] = "/tmp/lafn_facts_XXXXXX";

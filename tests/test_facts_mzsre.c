@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "facts.h"
+#include "facts/facts.h"
 #include "testutil.h"
 
 static const char *const pairs[] = {"zh", "cz", "de", "du", "es", "fr", "pt", "ru", "th", "tr", "vi"};

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "facts.h"
+#include "facts/facts.h"
 #include "testutil.h"
 
 /* Calls fn(s, ctx) on every string reachable from the view. */

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-#include "model.h"
+#include "engine/engine.h"
+#include "model/model.h"
 #include "testutil.h"
 
 /* Tolerances, ~5x the measured worst case: |Δ log p| of the reference's

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gguf.h"
-#include "model.h"
+#include "formats/gguf.h"
+#include "model/model.h"
 #include "testutil.h"
 
 /* Tiny Llama: L 1, D 32, F 64, H 2, K 1, E 16, V 40. */

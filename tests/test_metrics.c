@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "eval/metrics.h"
 #include "testutil.h"
 
 static void check_close(double got, double want, const char *what) {

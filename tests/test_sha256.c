@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sha256.h"
+#include "base/sha256.h"
 #include "testutil.h"
 
 static void digest_hex(const void *data, size_t len, size_t piece, char hex[65]) {

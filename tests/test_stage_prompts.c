@@ -2,11 +2,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "facts.h"
-#include "gguf.h"
-#include "stage.h"
+#include "facts/facts.h"
+#include "formats/gguf.h"
+#include "stage/stage.h"
 #include "testutil.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* The ids of text encoded alone (no BOS), into ids; returns the count. */
 static size_t encode_alone(const tokenizer *t, const char *text, int32_t *ids, size_t cap) {

@@ -7,11 +7,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "gguf.h"
+#include "formats/gguf.h"
 #include "testutil.h"
-#include "tokenizer.h"
-#include "tokenizer_impl.h"
-#include "utf8.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_impl.h"
+#include "base/utf8.h"
 
 #define MAX_IDS 1024
 

@@ -6,9 +6,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "gguf.h"
+#include "formats/gguf.h"
 #include "testutil.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     size_t compared, identical;     /* against llama.cpp */

@@ -6,9 +6,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "config.h"
-#include "facts.h"
-#include "lafn_err.h"
+#include "config/config.h"
+#include "facts/facts.h"
+#include "base/lafn_err.h"
 
 /* `lafn ask`: answers prompts with the model (--questions / PROMPT...), or shows
  * the unedited and the edited model side by side for one fact of a finished run

@@ -6,10 +6,10 @@
 #include <sys/stat.h>
 
 #include "driver.h"
-#include "engine.h"
-#include "generate.h"
-#include "model.h"
-#include "tokenizer.h"
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 enum { ASK_MAX_PROMPT_TOKENS = 448, ASK_MAX_NEW_TOKENS = 16 };
 

@@ -7,12 +7,12 @@
 #include <unistd.h>
 
 #include "driver.h"
-#include "edit_cache.h"
-#include "h5out.h"
-#include "model.h"
-#include "stage.h"
-#include "stage_edit.h"
-#include "stage_eval_int.h"
+#include "edit/edit_cache.h"
+#include "h5/h5out.h"
+#include "model/model.h"
+#include "stage/stage.h"
+#include "edit/stage_edit.h"
+#include "eval/stage_eval_int.h"
 
 static const char ask_run_usage[] =
     "usage: lafn ask RUN_DIR FACT [section.key=value ...]\n"

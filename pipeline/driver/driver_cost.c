@@ -4,10 +4,10 @@
 #include <string.h>
 
 #include "driver.h"
-#include "facts.h"
-#include "gguf.h"
-#include "stage.h"
-#include "tokenizer.h"
+#include "facts/facts.h"
+#include "formats/gguf.h"
+#include "stage/stage.h"
+#include "tokenizer/tokenizer.h"
 
 /* Nominal sgemm rate of one rank with the generic OpenBLAS kernel on this machine (DESIGN §5). */
 #define COST_GFLOPS_PER_RANK 40.0

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "driver.h"
-#include "model.h"
+#include "model/model.h"
 
 /* OpenBLAS extensions (declared in its cblas.h on Debian, repeated here to stay header-agnostic). */
 char *openblas_get_corename(void);

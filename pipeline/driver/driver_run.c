@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "driver.h"
-#include "eval_table.h"
+#include "eval/eval_table.h"
 
 static const char run_usage[] =
     "usage: lafn run FILE.cfg [--resume | --no-resume] [--dry-run] [--stages probe,locate,edit,eval]\n"

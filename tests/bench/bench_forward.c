@@ -6,9 +6,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "engine.h"
-#include "model.h"
-#include "tokenizer.h"
+#include "engine/engine.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 char *openblas_get_corename(void);
 int openblas_get_num_threads(void);

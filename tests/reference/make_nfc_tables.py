@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates pipeline/lib/utf8_nfc_tables.h from Python's unicodedata: the
+"""Generates pipeline/lib/base/utf8_nfc_tables.h from Python's unicodedata: the
 canonical decompositions (one level), the non-zero canonical combining classes
 and the primary composites that NFC recomposes. Hangul is algorithmic and not
 listed. Usage: python3 tests/reference/make_nfc_tables.py"""
@@ -61,7 +61,7 @@ static const uint32_t nfc_comp[][3] = {
 
 #endif
 """ % (unicodedata.unidata_version, rows(decomp, 4), rows(ccc, 6), rows(comp, 4))
-    path = os.path.join(REPO, "pipeline", "lib", "utf8_nfc_tables.h")
+    path = os.path.join(REPO, "pipeline", "lib", "base", "utf8_nfc_tables.h")
     with open(path, "w") as fh:
         fh.write(text)
     print("written %s: %d decompositions, %d combining classes, %d composites" % (path, len(decomp), len(ccc), len(comp)))

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "file_map.h"
+#include "base/file_map.h"
 
 int testutil_checks = 0;
 int testutil_failures = 0;

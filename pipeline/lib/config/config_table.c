@@ -1,0 +1,226 @@
+/* config_table: the knob tables of every pipeline-file section, and the checks that relate knobs. */
+#include "config/config.h"
+#include "config/config_int.h"
+
+#include <string.h>
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define BIG 1e9
+#define ANY_LEN 0, 1000000
+
+/* A language code as in the data (en, zh, cz, du) or an ISO alias: 2-3 lowercase ASCII letters. */
+static int valid_language(const char *s) {
+    size_t n = strlen(s);
+    if (n < 2 || n > 3) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 'a' || s[i] > 'z') return 0;
+    return 1;
+}
+
+/* A non-empty string. */
+static int valid_nonempty(const char *s) { return s[0] != '\0'; }
+
+#define NONEMPTY valid_nonempty, "a non-empty string"
+#define NOVALID NULL, NULL
+
+static const config_knob model_knobs[] = {
+    {"path", CONFIG_KNOB_STRING, "\"models/gemma-3-270m-q4_k_m.gguf\"", 0, 0, 0, 0, NULL, NONEMPTY,
+     "model file (GGUF) or Hugging Face folder, relative to the working directory"},
+    {"format", CONFIG_KNOB_STRING, "\"auto\"", 0, 0, 0, 0, "auto gguf safetensors", NOVALID,
+     "model format; auto = by the path (a .gguf file or a folder with config.json)"},
+};
+
+static const config_knob data_knobs[] = {
+    {"format", CONFIG_KNOB_STRING, "\"jsonl\"", 0, 0, 0, 0, "mzsre jsonl", NOVALID,
+     "mzsre = a folder of mzsre_dev500_en<XX>.json files; jsonl = one fact per line"},
+    {"path", CONFIG_KNOB_STRING, "\"conf/data/demo_facts.jsonl\"", 0, 0, 0, 0, NULL, NONEMPTY,
+     "data file (jsonl) or folder (mzsre)"},
+    {"paraphrases", CONFIG_KNOB_STRING, "\"\"", 0, 0, 0, 0, NULL, NOVALID,
+     "file of extra locating/editing paraphrases of src per fact and language; \"\" = none"},
+    {"fact_range", CONFIG_KNOB_INT_LIST, "[]", 0, BIG, 0, 2, NULL, NOVALID,
+     "[first, end): facts first <= i < end; [] = all (set this or data.facts)"},
+    {"facts", CONFIG_KNOB_INT_LIST, "[]", 0, BIG, ANY_LEN, NULL, NOVALID,
+     "explicit fact indices; [] = use data.fact_range"},
+    {"on_bad_record", CONFIG_KNOB_STRING, "\"fatal\"", 0, 0, 0, 0, "skip fatal", NOVALID,
+     "a malformed record: fatal = stop with its line; skip = count it and go on"},
+};
+
+static const config_knob languages_knobs[] = {
+    {"codes", CONFIG_KNOB_STRING_LIST, "[\"en\", \"zh\"]", 0, 0, 1, 64, NULL, valid_language,
+     "2-3 lowercase letters (en, zh, cz, du; ISO aliases cs, nl)",
+     "languages used for locating, editing and testing, as in the data"},
+};
+
+static const config_knob run_knobs[] = {
+    {"output_dir", CONFIG_KNOB_STRING, "\"runs/demo\"", 0, 0, 0, 0, NULL, NONEMPTY,
+     "folder of the stage files (probe.h5, lafn.h5, edits.h5, eval.h5) and their shards"},
+    {"ranks", CONFIG_KNOB_INT, "2", 1, 100000, 0, 0, NULL, NOVALID, "MPI ranks per stage"},
+    {"threads_per_rank", CONFIG_KNOB_INT, "1", 1, 1024, 0, 0, NULL, NOVALID,
+     "OpenBLAS threads inside each rank"},
+    {"seed", CONFIG_KNOB_INT, "1234", 0, 2147483647, 0, 0, NULL, NOVALID,
+     "seed of every random choice of the run"},
+    {"resume", CONFIG_KNOB_BOOL, "true", 0, 0, 0, 0, NULL, NOVALID,
+     "skip the facts already in complete shards of an earlier, interrupted run"},
+    {"shard_facts", CONFIG_KNOB_INT, "8", 1, 100000, 0, 0, NULL, NOVALID,
+     "finished facts per shard file (the unit of resume)"},
+};
+
+static const config_knob probe_knobs[] = {
+    {"position", CONFIG_KNOB_STRING, "\"last\"", 0, 0, 0, 0, "last subject mean", NOVALID,
+     "token position scored: last prompt token, last subject token (falls back to last), mean"},
+    {"score", CONFIG_KNOB_STRING, "\"abs_activation\"", 0, 0, 0, 0,
+     "activation abs_activation grad_x_act integrated_gradients", NOVALID,
+     "neuron score: a (a > 0), |a|, a * dlogp(y|x)/da, integrated gradients"},
+    {"steps", CONFIG_KNOB_INT, "20", 1, 1000, 0, 0, NULL, NOVALID,
+     "integrated_gradients: steps of the path integral"},
+    {"min_fraction", CONFIG_KNOB_FLOAT, "0.1", 0, 1, 0, 0, NULL, NOVALID,
+     "keep neurons with score >= min_fraction * layer max (locate.threshold must be >= this)"},
+    {"keep_max", CONFIG_KNOB_INT, "256", 1, 1000000, 0, 0, NULL, NOVALID,
+     "cap on neurons kept per prompt and layer"},
+    {"layers", CONFIG_KNOB_INT_LIST, "[]", 0, 1023, ANY_LEN, NULL, NOVALID,
+     "layers scanned; [] = all"},
+};
+
+static const config_knob locate_knobs[] = {
+    {"threshold", CONFIG_KNOB_FLOAT, "0.2", 0, 1, 0, 0, NULL, NOVALID,
+     "active: score >= threshold * max score (of the layer, or global)"},
+    {"threshold_scope", CONFIG_KNOB_STRING, "\"per_layer\"", 0, 0, 0, 0, "per_layer global", NOVALID,
+     "max taken per layer or over all layers"},
+    {"top_k", CONFIG_KNOB_INT, "0", 0, 1000000, 0, 0, NULL, NOVALID,
+     "if > 0: active = the top_k neurons per layer instead of the threshold"},
+    {"prompt_fraction", CONFIG_KNOB_FLOAT, "1.0", 0, 1, 0, 0, NULL, NOVALID,
+     "D_l: active in >= this fraction of the language's prompts (1.0 = all)"},
+    {"language_fraction", CONFIG_KNOB_FLOAT, "0.75", 0, 1, 0, 0, NULL, NOVALID,
+     "LAFN: in D_l of >= this fraction of the languages (1.0 = all)"},
+    {"min_language_fraction", CONFIG_KNOB_FLOAT, "0.5", 0, 1, 0, 0, NULL, NOVALID,
+     "relax language_fraction down to this while fewer than min_neurons are found"},
+    {"language_fraction_step", CONFIG_KNOB_FLOAT, "0.1", 0.001, 1, 0, 0, NULL, NOVALID,
+     "step of that relaxation"},
+    {"max_neurons", CONFIG_KNOB_INT, "32", 1, 1000000, 0, 0, NULL, NOVALID,
+     "cap on LAFNs per fact, ranked by mean score"},
+    {"min_neurons", CONFIG_KNOB_INT, "1", 0, 1000000, 0, 0, NULL, NOVALID,
+     "fewer than this after relaxing: the fact is recorded as 'no LAFN found'"},
+    {"edit_layers", CONFIG_KNOB_INT_LIST, "[]", 0, 1023, ANY_LEN, NULL, NOVALID,
+     "layers LAFNs may come from; [] = the probed layers from edit_from_depth on"},
+    {"edit_from_depth", CONFIG_KNOB_FLOAT, "0.5", 0, 0.99, 0, 0, NULL, NOVALID,
+     "edit_layers = []: LAFNs come from layers >= floor(edit_from_depth x layers); 0.5 = upper half"},
+    {"neuron_set", CONFIG_KNOB_STRING, "\"lafn\"", 0, 0, 0, 0, "lafn language_specific", NOVALID,
+     "neurons handed to edit: the LAFNs, or the language-specific sets (ablation)"},
+};
+
+static const config_knob edit_knobs[] = {
+    {"param", CONFIG_KNOB_STRING, "\"value_vector\"", 0, 0, 0, 0, "value_vector activation_offset",
+     NOVALID, "what is optimised: a delta on each neuron's value vector, or a scalar on a"},
+    {"lr", CONFIG_KNOB_FLOAT, "0.05", 1e-8, 100, 0, 0, NULL, NOVALID, "Adam learning rate"},
+    {"steps", CONFIG_KNOB_INT, "40", 1, 100000, 0, 0, NULL, NOVALID, "Adam steps (at most)"},
+    {"stop_nll", CONFIG_KNOB_FLOAT, "0.05", 0, 100, 0, 0, NULL, NOVALID,
+     "early stop when every language's NLL of the new answer is below this"},
+    {"kl_weight", CONFIG_KNOB_FLOAT, "0.1", 0, 1000, 0, 0, NULL, NOVALID,
+     "weight of the KL to the unedited model on neutral prompts"},
+    {"keep_best", CONFIG_KNOB_BOOL, "false", 0, 0, 0, 0, NULL, NOVALID,
+     "keep the lowest-loss delta seen while optimising instead of the last one"},
+    {"kl_other_facts", CONFIG_KNOB_BOOL, "false", 0, 0, 0, 0, NULL, NOVALID,
+     "KL neutral prompts: another fact's src in each language besides the subject; false = subject only"},
+    {"l2", CONFIG_KNOB_FLOAT, "0.0", 0, 1000, 0, 0, NULL, NOVALID, "weight of |delta|^2"},
+    {"norm_clamp", CONFIG_KNOB_FLOAT, "0.0", 0, 1000, 0, 0, NULL, NOVALID,
+     "if > 0: |delta_j| <= norm_clamp * |v_j| (original value vector)"},
+    {"gate", CONFIG_KNOB_FLOAT, "1.0", 0, 1, 0, 0, NULL, NOVALID,
+     "cached edit fires when >= this fraction of its LAFNs pass their threshold; 0 = always"},
+    {"mode", CONFIG_KNOB_STRING, "\"single\"", 0, 0, 0, 0, "single batch sequential", NOVALID,
+     "single: edit, evaluate, restore; batch: one delta set per batch; sequential: accumulate"},
+    {"batch_size", CONFIG_KNOB_INT, "1", 1, 1000000, 0, 0, NULL, NOVALID,
+     "facts per batch (mode = batch)"},
+};
+
+static const config_knob eval_knobs[] = {
+    {"edit_sets", CONFIG_KNOB_STRING, "\"all\"", 0, 0, 0, 0, "all each", NOVALID,
+     "all = edit in every language at once; each = edit in one, test in all (12x cost)"},
+    {"metrics", CONFIG_KNOB_STRING_LIST, "[\"token_em\", \"f1\", \"em\", \"f1_harmonic\"]", 0, 0, 1,
+     4, "token_em f1 em f1_harmonic", NOVALID,
+     "scores: token accuracy, benchmark F1 (P x R), exact match, harmonic F1"},
+    {"criteria", CONFIG_KNOB_STRING_LIST,
+     "[\"reliability\", \"generality\", \"locality\", \"portability\"]", 0, 0, 1, 4,
+     "reliability generality locality portability", NOVALID, "what is tested"},
+    {"each_max_facts", CONFIG_KNOB_INT, "100", 1, 1000000, 0, 0, NULL, NOVALID,
+     "edit_sets = each: number of facts used"},
+    {"bootstrap_samples", CONFIG_KNOB_INT, "1000", 0, 10000000, 0, 0, NULL, NOVALID,
+     "bootstrap resamples per confidence interval; 0 = no intervals"},
+    {"confidence", CONFIG_KNOB_FLOAT, "0.95", 0.5, 0.9999, 0, 0, NULL, NOVALID,
+     "confidence level of the intervals"},
+    {"seed", CONFIG_KNOB_INT, "4321", 0, 2147483647, 0, 0, NULL, NOVALID, "bootstrap seed"},
+};
+
+static const config_section sections[] = {
+    {"model", model_knobs, N(model_knobs), "the model"},
+    {"data", data_knobs, N(data_knobs), "facts to edit and their test questions"},
+    {"languages", languages_knobs, N(languages_knobs), "languages of the run"},
+    {"run", run_knobs, N(run_knobs), "where and how the stages run"},
+    {"probe", probe_knobs, N(probe_knobs), "per-prompt neuron scores"},
+    {"locate", locate_knobs, N(locate_knobs), "from scores to LAFNs"},
+    {"edit", edit_knobs, N(edit_knobs), "optimising the update values"},
+    {"eval", eval_knobs, N(eval_knobs), "scoring every language pair"},
+};
+
+const config_section *config_sections(size_t *n) {
+    *n = N(sections);
+    return sections;
+}
+
+/* The value of a knob known to exist (the relations below name only table keys). */
+static const config_value *val(const lafn_config *cfg, const char *path) {
+    return &cfg->vals[config_knob_index(path)];
+}
+
+/* err for a relation between two knobs, naming both with where they were set. */
+static int relation_err(const lafn_config *cfg, lafn_err *err, const char *a, const char *b,
+                        const char *what) {
+    return lafn_err_set(err, "%s: %s (set at %s) and %s (set at %s): %s", cfg->source, a,
+                        val(cfg, a)->where, b, val(cfg, b)->where, what);
+}
+
+/* Map cs -> cz and nl -> du, the data's codes. */
+static const char *language_canonical(const char *c) {
+    if (!strcmp(c, "cs")) return "cz";
+    if (!strcmp(c, "nl")) return "du";
+    return c;
+}
+
+static int check_languages(const lafn_config *cfg, lafn_err *err) {
+    const config_value *v = val(cfg, "languages.codes");
+    for (size_t i = 0; i < v->n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(language_canonical(v->sl[i]), language_canonical(v->sl[j])))
+                return lafn_err_set(err, "%s: languages.codes (set at %s): '%s' and '%s' are the "
+                                    "same language; list it once", cfg->source, v->where,
+                                    v->sl[j], v->sl[i]);
+    return 0;
+}
+
+int config_check_relations(const lafn_config *cfg, lafn_err *err) {
+    const config_value *range = val(cfg, "data.fact_range");
+    if (range->n == 1 || (range->n == 2 && range->il[0] >= range->il[1]))
+        return lafn_err_set(err, "%s: data.fact_range (set at %s): expected [] or [first, end) "
+                            "with first < end", cfg->source, range->where);
+    if (range->n && val(cfg, "data.facts")->n)
+        return relation_err(cfg, err, "data.fact_range", "data.facts", "set only one of them");
+    if (val(cfg, "probe.min_fraction")->f > val(cfg, "locate.threshold")->f)
+        return relation_err(cfg, err, "probe.min_fraction", "locate.threshold",
+                            "locate can only apply a threshold >= probe.min_fraction");
+    if (val(cfg, "locate.min_language_fraction")->f > val(cfg, "locate.language_fraction")->f)
+        return relation_err(cfg, err, "locate.min_language_fraction", "locate.language_fraction",
+                            "the relaxation goes down: min_language_fraction <= language_fraction");
+    if (val(cfg, "locate.min_neurons")->i > val(cfg, "locate.max_neurons")->i)
+        return relation_err(cfg, err, "locate.min_neurons", "locate.max_neurons",
+                            "min_neurons <= max_neurons");
+    const config_value *pl = val(cfg, "probe.layers"), *el = val(cfg, "locate.edit_layers");
+    for (size_t i = 0; pl->n && i < el->n; i++) {
+        size_t j = 0;
+        while (j < pl->n && pl->il[j] != el->il[i]) j++;
+        if (j == pl->n) {
+            char what[128];
+            snprintf(what, sizeof what, "edit layer %lld is not probed", (long long)el->il[i]);
+            return relation_err(cfg, err, "locate.edit_layers", "probe.layers", what);
+        }
+    }
+    return check_languages(cfg, err);
+}

@@ -1,0 +1,142 @@
+/* edit_cache: the gated cache — per sequence, does a cached edit fire — and the composition of the firing edits. */
+#include "edit/edit_cache.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 1 if entry e's gate passes on the token at global position pos. */
+static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const engine_run *r, int F, int pos) {
+    if (c->gate <= 0.0f) return 1;
+    if (e->n_gate == 0) return 0;
+    int pass = 0;
+    for (int g = 0; g < e->n_gate; g++) {
+        float a = engine_ffn_act(r, e->gate_layer[g])[(size_t)pos * (size_t)F + (size_t)e->gate_neuron[g]];
+        if (a * e->gate_sign[g] >= e->gate_threshold[g]) pass++;
+    }
+    return (double)pass >= (double)c->gate * (double)e->n_gate - 1e-9;
+}
+
+static int check_entry(const edit_cache_entry *e, size_t i, const model_config *cfg, lafn_err *err) {
+    for (int g = 0; g < e->n_gate; g++)
+        if (e->gate_layer[g] < 0 || e->gate_layer[g] >= cfg->n_layer || e->gate_neuron[g] < 0 ||
+            e->gate_neuron[g] >= cfg->d_ffn)
+            return lafn_err_set(err, "edit cache entry %zu: gate neuron %d is blk.%d neuron %d, outside %d layers x %d",
+                                i, g, e->gate_layer[g], e->gate_neuron[g], cfg->n_layer, cfg->d_ffn);
+    return 0;
+}
+
+int edit_cache_fires(const edit_cache *c, const engine_run *r, const model_config *cfg, const int *last_pos,
+                     int n_seq, size_t n_tokens, uint8_t *fires, lafn_err *err) {
+    size_t B = (size_t)n_seq;
+    memset(fires, 0, c->n_entries * B);
+    for (int b = 0; b < n_seq; b++)
+        if (last_pos[b] < 0 || (size_t)last_pos[b] >= n_tokens)
+            return lafn_err_set(err, "edit cache: last prompt position %d of sequence %d outside the batch's %zu tokens",
+                                last_pos[b], b, n_tokens);
+    for (size_t i = 0; i < c->n_entries; i++) {
+        const edit_cache_entry *e = &c->entries[i];
+        if (check_entry(e, i, cfg, err)) return -1;
+        size_t first = i; /* the group's first entry carries the flag */
+        for (size_t k = 0; k < i; k++)
+            if (c->entries[k].group == e->group) { first = k; break; }
+        for (int b = 0; b < n_seq; b++)
+            if (gate_passes(c, e, r, cfg->d_ffn, last_pos[b])) fires[first * B + (size_t)b] = 1;
+    }
+    return 0;
+}
+
+void edit_cache_edit_free(edit_cache_edit *e) {
+    free(e->layer);
+    free(e->neuron);
+    free(e->delta);
+    free(e->seq_mask);
+    memset(e, 0, sizeof *e);
+}
+
+int edit_cache_compose(const edit_cache *c, const uint8_t *fires, int n_seq, int n_layer, int D,
+                       edit_cache_edit *out, lafn_err *err) {
+    size_t B = (size_t)n_seq, width = c->kind == ENGINE_EDIT_VALUE_VECTOR ? (size_t)D : 1, n = 0;
+    memset(out, 0, sizeof *out);
+    out->min_layer = n_layer;
+    for (size_t i = 0; i < c->n_entries; i++)
+        for (size_t b = 0; b < B; b++)
+            if (fires[i * B + b]) { n += (size_t)c->entries[i].n; break; }
+    if (n > (size_t)INT32_MAX) return lafn_err_set(err, "edit cache: %zu edited entries exceed the engine's int count", n);
+    if (n > 0) {
+        out->layer = malloc(n * sizeof *out->layer);
+        out->neuron = malloc(n * sizeof *out->neuron);
+        out->delta = malloc(n * width * sizeof *out->delta);
+        out->seq_mask = malloc(n * B);
+        if (!out->layer || !out->neuron || !out->delta || !out->seq_mask) {
+            edit_cache_edit_free(out);
+            return lafn_err_set(err, "edit cache: out of memory composing %zu entries over %zu sequences", n, B);
+        }
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < c->n_entries; i++) {
+        const uint8_t *f = fires + i * B;
+        if (!memchr(f, 1, B)) continue;
+        const edit_cache_entry *e = &c->entries[i];
+        for (int j = 0; j < e->n; j++, k++) {
+            out->layer[k] = e->layer[j];
+            out->neuron[k] = e->neuron[j];
+            memcpy(out->delta + k * width, e->delta + (size_t)j * width, width * sizeof(float));
+            memcpy(out->seq_mask + k * B, f, B);
+            if (e->layer[j] < out->min_layer) out->min_layer = e->layer[j];
+        }
+    }
+    out->edit = (engine_edit){.kind = c->kind, .n = (int)n, .layer = out->layer, .neuron = out->neuron,
+                              .delta = out->delta, .seq_mask = out->seq_mask};
+    return 0;
+}
+
+int edit_cache_forward(engine_run *r, const model *m, const engine_batch *b, const int *last_pos,
+                       const edit_cache *c, const engine_forward_opts *opts, uint8_t *fires, lafn_err *err) {
+    size_t n_tokens = 0, B = (size_t)b->n_seq;
+    for (int s = 0; s < b->n_seq; s++) n_tokens += (size_t)b->seq_len[s];
+    engine_forward_opts plain = *opts;
+    plain.edit = NULL;
+    plain.from_layer = 0;
+    edit_cache_edit ce = {0};
+    uint8_t *f = fires ? fires : malloc(c->n_entries * B + 1);
+    if (!f) return lafn_err_set(err, "edit cache: out of memory for %zu x %zu gate flags", c->n_entries, B);
+    int rc = -1;
+    if (engine_forward(r, b, &plain, err)) goto fail;
+    if (edit_cache_fires(c, r, &m->cfg, last_pos, b->n_seq, n_tokens, f, err)) goto fail;
+    if (edit_cache_compose(c, f, b->n_seq, m->cfg.n_layer, m->cfg.d_model, &ce, err)) goto fail;
+    if (ce.edit.n > 0) {
+        engine_forward_opts edited = *opts;
+        edited.edit = &ce.edit;
+        edited.from_layer = ce.min_layer;
+        if (engine_forward(r, b, &edited, err)) goto fail;
+    }
+    rc = 0;
+fail:
+    edit_cache_edit_free(&ce);
+    if (f != fires) free(f);
+    return rc;
+}
+
+int edit_gate_calibrate(const engine_run *r, const model_config *cfg, const int *last_pos, int n_own, int n_seq,
+                        int n, const int *layer, const int *neuron, const float *sign, const float *threshold,
+                        uint8_t *keep, float *thr_out) {
+    size_t F = (size_t)cfg->d_ffn;
+    int kept = 0;
+    for (int k = 0; k < n; k++) {
+        const float *act = engine_ffn_act(r, layer[k]);
+        float own_min = INFINITY, ref_max = -INFINITY;
+        for (int b = 0; b < n_seq; b++) {
+            float x = act[(size_t)last_pos[b] * F + (size_t)neuron[k]] * sign[k];
+            if (b < n_own) own_min = x < own_min ? x : own_min;
+            else ref_max = x > ref_max ? x : ref_max;
+        }
+        keep[k] = own_min > ref_max && own_min >= threshold[k];
+        float mid = 0.5f * (own_min + ref_max);
+        float floor = own_min - EDIT_GATE_SLACK * fabsf(own_min);
+        thr_out[k] = keep[k] ? (mid > threshold[k] ? mid : threshold[k]) : floor;
+        kept += keep[k];
+    }
+    if (kept == 0) memset(keep, 1, (size_t)n);
+    return kept;
+}

@@ -1,0 +1,106 @@
+/* stage_edit_gate: calibrates each fact's cache gate on its own prompts against other facts' questions. */
+#include "edit/stage_edit_loop.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Packed prompts (no targets) of one calibration batch. */
+typedef struct {
+    int32_t *tokens;
+    int *seq_len, *last;
+    size_t N, B, cap_tokens, cap_seqs;
+} gate_batch;
+
+static void gate_batch_free(gate_batch *g) {
+    free(g->tokens);
+    free(g->seq_len);
+    free(g->last);
+    memset(g, 0, sizeof *g);
+}
+
+static int gate_add(gate_batch *g, const tokenizer *tok, const char *lang, const char *prompt, lafn_err *err) {
+    stage_sequence s = {0};
+    if (stage_sequence_build(tok, lang, prompt, NULL, &s, err)) return -1;
+    if (g->N + s.n_prompt > g->cap_tokens || g->B + 1 > g->cap_seqs) {
+        size_t ct = 2 * (g->N + s.n_prompt) + 64, cs = 2 * g->B + 16;
+        int32_t *t = realloc(g->tokens, ct * sizeof *t);
+        if (t) g->tokens = t;
+        int *l = realloc(g->seq_len, cs * sizeof *l);
+        if (l) g->seq_len = l;
+        int *p = realloc(g->last, cs * sizeof *p);
+        if (p) g->last = p;
+        if (!t || !l || !p) {
+            stage_sequence_free(&s);
+            return lafn_err_set(err, "edit gate: out of memory for %zu prompts", g->B + 1);
+        }
+        g->cap_tokens = ct;
+        g->cap_seqs = cs;
+    }
+    memcpy(g->tokens + g->N, s.ids, s.n_prompt * sizeof *s.ids);
+    g->seq_len[g->B] = (int)s.n_prompt;
+    g->N += s.n_prompt;
+    g->last[g->B++] = (int)g->N - 1;
+    stage_sequence_free(&s);
+    return 0;
+}
+
+/* Own prompts of fact i (every language), then the src of up to
+ * EDIT_GATE_REFS other facts per language; *n_own receives the count of the first. */
+static int gate_prompts(const edit_stage *S, size_t i, gate_batch *g, int *n_own, lafn_err *err) {
+    const facts_edit_view *v = &S->views[i];
+    size_t n = S->ctx.facts.n_facts;
+    for (size_t l = 0; l < v->n_langs; l++)
+        for (size_t p = 0; p < v->langs[l].n_prompts; p++)
+            if (gate_add(g, S->ctx.m->tok, v->langs[l].lang, v->langs[l].prompts[p], err)) return -1;
+    *n_own = (int)g->B;
+    for (size_t l = 0; l < v->n_langs; l++) {
+        size_t found = 0;
+        for (size_t k = 1; k < n && found < EDIT_GATE_REFS; k++) {
+            const facts_edit_view *o = &S->views[(i + k) % n];
+            for (size_t q = 0; q < o->n_langs; q++)
+                if (!strcmp(o->langs[q].lang, v->langs[l].lang) && o->langs[q].n_prompts) {
+                    if (gate_add(g, S->ctx.m->tok, o->langs[q].lang, o->langs[q].prompts[0], err)) return -1;
+                    found++;
+                }
+        }
+    }
+    return 0;
+}
+
+int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err *err) {
+    long r = S->row[i];
+    int64_t off = S->nr.offsets[r];
+    int n = (int)(S->nr.offsets[r + 1] - off), n_own = 0;
+    gate_batch g = {0};
+    engine_run *run = NULL;
+    uint8_t *keep = malloc((size_t)n + 1);
+    float *thr = malloc(((size_t)n + 1) * sizeof *thr);
+    int rc = keep && thr ? 0 : lafn_err_set(err, "edit gate: out of memory for %d neurons", n);
+    if (rc == 0) rc = gate_prompts(S, i, &g, &n_own, err);
+    if (rc == 0) rc = engine_run_init(&run, S->ctx.m, g.N, 1, err);
+    if (rc == 0) {
+        engine_batch b = {.n_seq = (int)g.B, .seq_len = g.seq_len, .tokens = g.tokens};
+        engine_forward_opts o = engine_forward_defaults();
+        rc = engine_forward(run, &b, &o, err);
+    }
+    if (rc == 0) {
+        int kept = edit_gate_calibrate(run, &S->ctx.m->cfg, g.last, n_own, (int)g.B, n, S->nr.layer + off,
+                                       S->nr.neuron + off, S->nr.sign + off, S->nr.threshold + off, keep, thr);
+        rec->gate_candidates = n;
+        rec->gate_specific = kept > 0;
+        rec->n_gate = 0;
+        for (int k = 0; k < n; k++) {
+            if (!keep[k]) continue;
+            int q = rec->n_gate++;
+            rec->gate_layer[q] = S->nr.layer[off + k];
+            rec->gate_neuron[q] = S->nr.neuron[off + k];
+            rec->gate_sign[q] = S->nr.sign[off + k];
+            rec->gate_threshold[q] = thr[k];
+        }
+    }
+    engine_run_free(run);
+    gate_batch_free(&g);
+    free(keep);
+    free(thr);
+    return rc ? lafn_err_wrap(err, "edit gate of fact %s", S->ctx.facts.facts[i].id) : 0;
+}

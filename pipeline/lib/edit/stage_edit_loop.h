@@ -1,0 +1,49 @@
+/* stage_edit_loop: the edit stage's state shared by its loop (stage_edit.c) and its units (stage_edit_unit.c). */
+#ifndef LAFN_STAGE_EDIT_LOOP_H
+#define LAFN_STAGE_EDIT_LOOP_H
+
+#include "stage/stage.h"
+#include "edit/stage_edit_int.h"
+
+typedef struct {
+    stage_context ctx;
+    edit_hparams h;
+    const char *mode;         /* edit.mode */
+    size_t batch_size, shard_facts;
+    int resume;
+    float gate;               /* edit.gate */
+    edit_neurons nr;          /* locate.h5's edit/ set */
+    int language_specific;    /* locate.neuron_set = language_specific: edit/ holds those, found or not */
+    facts_edit_view *views;   /* (ctx.facts.n_facts) */
+    long *row;                /* (ctx.facts.n_facts) row of each fact in nr */
+    uint8_t *done;            /* (ctx.facts.n_facts) already in a committed shard */
+    size_t n_done, next_seq;
+    edit_record *pending;     /* finished, not yet written */
+    size_t n_pending, cap_pending;
+    stage_progress prog;
+    long long counts[3];      /* records written by this rank, per EDIT_STATUS_* */
+    double wall_sum, steps_sum; /* over the optimised ones */
+} edit_stage;
+
+/* 1 if fact i of the set has neurons to edit: a non-empty edit/ list, and
+ * locate found LAFNs (unless the language-specific sets are edited). */
+int edit_fact_has_neurons(const edit_stage *S, size_t i);
+
+/* Optimises one unit — facts[0..n) (indices into the set) sharing one delta
+ * set — collectively over comm, with the earlier edits `fixed` (may be NULL)
+ * active where their gates fire. out[0..n) (zeroed by the caller; free with
+ * edit_record_free also on failure) receives the facts' records; facts
+ * without neurons get status EDIT_STATUS_NO_LAFN. Returns 0 or -1 with err
+ * (the same on every rank of comm). */
+/* Fills rec's gate (arrays allocated for every locate neuron of fact i):
+ * the neurons edit_gate_calibrate keeps, with their calibrated thresholds,
+ * on the fact's prompts against the src of up to EDIT_GATE_REFS other facts
+ * per language; if none separates them, every locate neuron with the
+ * own-prompt floor as threshold (gate_specific 0). Local to the rank. Returns 0 or -1 with err. */
+#define EDIT_GATE_REFS 8
+int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err *err);
+
+int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group, MPI_Comm comm,
+                  const edit_cache *fixed, edit_record *out, lafn_err *err);
+
+#endif

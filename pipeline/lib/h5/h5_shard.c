@@ -1,0 +1,195 @@
+/* h5_shard: one rank's batch of finished facts as a small HDF5 file committed by rename; listing shards; resume. */
+#include "h5/h5_int.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Writes facts and datasets into an open serial file. */
+static int shard_fill(hid_t file, const h5out_provenance *p, int rank, size_t seq,
+                      const int64_t *facts, size_t n, const h5out_dataset *ds, size_t n_ds,
+                      lafn_err *err) {
+    if (h5out_provenance_write(file, p, "shard", MPI_COMM_SELF, err)) return -1;
+    if (h5_attr_put_int(file, "lafn_shard_rank", rank, err)) return -1;
+    if (h5_attr_put_int(file, "lafn_shard_seq", (int64_t)seq, err)) return -1;
+    if (h5_write_rows(file, "facts", H5OUT_I64, n, 0, 0, n, facts, H5P_DEFAULT, "rows", err)) return -1;
+    for (size_t i = 0; i < n_ds; i++) {
+        const h5out_dataset *d = &ds[i];
+        int rc = d->layout == H5OUT_ROWS
+            ? h5_write_rows(file, d->name, d->dtype, n, d->row_len, 0, n, d->values, H5P_DEFAULT,
+                            "rows", err)
+            : h5_write_csr(file, d->name, d->dtype, n, 0, n, d->offsets, (size_t)d->offsets[n], 0,
+                           d->values, 1, H5P_DEFAULT, err);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+int h5out_shard_write(const char *dir, const h5out_provenance *p, int rank, size_t seq,
+                      const int64_t *facts, size_t n_facts, const h5out_dataset *ds, size_t n_ds,
+                      lafn_err *err) {
+    char path[4096], tmp[4200];
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    int rc = -1, created = 0;
+    if (!h5_stage_name_ok(p->stage) || !p->run_id || !p->run_id[0])
+        return lafn_err_set(err, "shard: stage '%s' must be [a-z0-9_]+ and run_id non-empty",
+                            p->stage ? p->stage : "(null)");
+    if (n_facts == 0 || rank < 0) return lafn_err_set(err, "shard: needs >= 1 fact and rank >= 0");
+    int n = snprintf(path, sizeof path, "%s/%s.shard-%d-%zu.h5", dir, p->stage, rank, seq);
+    if (n < 0 || (size_t)n >= sizeof path) return lafn_err_set(err, "shard: path too long in %s", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    for (size_t i = 0; i < n_ds; i++)
+        if (h5_check_batch(&ds[i], n_facts, err)) return lafn_err_wrap(err, "shard %s", path);
+    if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
+        lafn_err_set(err, "%s: cannot set up file access", tmp);
+        goto fail;
+    }
+    if ((file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0) {
+        lafn_err_set(err, "%s: cannot create (does the directory exist and is it writable?)", tmp);
+        goto fail;
+    }
+    created = 1;
+    if (shard_fill(file, p, rank, seq, facts, n_facts, ds, n_ds, err)) {
+        lafn_err_wrap(err, "%s", tmp);
+        goto fail;
+    }
+    hid_t f = file;
+    file = H5I_INVALID_HID;
+    if (H5Fclose(f) < 0 || h5_sync_path(tmp) || rename(tmp, path) || h5_sync_dir(dir)) {
+        lafn_err_set(err, "%s: cannot close, sync and rename to %s", tmp, path);
+        goto fail;
+    }
+    rc = 0;
+fail:
+    if (file >= 0) H5Fclose(file);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (rc && created) unlink(tmp);
+    return rc;
+}
+
+/* Parses "STAGE.shard-RANK-SEQ.h5" exactly; 0 if name is a committed shard of stage. */
+static int parse_shard_name(const char *name, const char *stage, int *rank, size_t *seq) {
+    size_t ls = strlen(stage);
+    if (strncmp(name, stage, ls) || strncmp(name + ls, ".shard-", 7)) return -1;
+    const char *p = name + ls + 7;
+    char *end;
+    if (*p < '0' || *p > '9') return -1;
+    unsigned long r = strtoul(p, &end, 10);
+    if (*end != '-' || r > 0x7fffffffUL || end[1] < '0' || end[1] > '9') return -1;
+    unsigned long long s = strtoull(end + 1, &end, 10);
+    if (strcmp(end, ".h5")) return -1;
+    *rank = (int)r;
+    *seq = (size_t)s;
+    return 0;
+}
+
+static int shard_cmp(const void *a, const void *b) {
+    const h5out_shard *x = a, *y = b;
+    if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+void h5out_shards_free(h5out_shard *s, size_t n) {
+    for (size_t i = 0; s && i < n; i++) free(s[i].path);
+    free(s);
+}
+
+int h5out_shard_list(const char *dir, const char *stage, h5out_shard **out, size_t *n,
+                     lafn_err *err) {
+    DIR *d = opendir(dir);
+    h5out_shard *list = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *e;
+    *out = NULL;
+    *n = 0;
+    if (!d) return lafn_err_set(err, "%s: cannot open directory", dir);
+    while ((e = readdir(d))) {
+        int rank;
+        size_t seq;
+        if (parse_shard_name(e->d_name, stage, &rank, &seq)) continue;
+        if (cnt == cap) {
+            cap = cap ? 2 * cap : 16;
+            h5out_shard *g = realloc(list, cap * sizeof *g);
+            if (!g) goto oom;
+            list = g;
+        }
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        if (!(list[cnt].path = malloc(len))) goto oom;
+        snprintf(list[cnt].path, len, "%s/%s", dir, e->d_name);
+        list[cnt].rank = rank;
+        list[cnt++].seq = seq;
+    }
+    closedir(d);
+    if (cnt) qsort(list, cnt, sizeof *list, shard_cmp);
+    *out = list;
+    *n = cnt;
+    return 0;
+oom:
+    closedir(d);
+    h5out_shards_free(list, cnt);
+    return lafn_err_set(err, "%s: out of memory listing shards", dir);
+}
+
+/* Opens a committed shard read-only (serial) and checks its identity. */
+int h5_shard_open(const char *path, const char *stage, const char *run_id, hid_t *file,
+                  lafn_err *err) {
+    hid_t f = H5I_INVALID_HID;
+    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    if (f < 0) return lafn_err_set(err, "%s: committed shard is not a readable HDF5 file", path);
+    if (h5out_check_identity(f, path, stage, run_id, err)) {
+        H5Fclose(f);
+        return -1;
+    }
+    *file = f;
+    return 0;
+}
+
+static int i64_cmp(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int h5out_resume(const char *dir, const char *stage, const char *run_id, int rank,
+                 int64_t **done, size_t *n_done, size_t *next_seq, lafn_err *err) {
+    h5out_shard *sh = NULL;
+    size_t n_sh = 0, cnt = 0;
+    int64_t *all = NULL;
+    *done = NULL;
+    *n_done = 0;
+    *next_seq = 0;
+    if (h5out_shard_list(dir, stage, &sh, &n_sh, err)) return -1;
+    for (size_t i = 0; i < n_sh; i++) {
+        hid_t f = H5I_INVALID_HID;
+        int64_t *facts = NULL;
+        size_t n = 0;
+        if (sh[i].rank == rank && sh[i].seq >= *next_seq) *next_seq = sh[i].seq + 1;
+        if (h5_shard_open(sh[i].path, stage, run_id, &f, err)) goto fail;
+        int rc = h5out_read_all(f, sh[i].path, "facts", H5OUT_I64, 0, (void **)&facts, &n, err);
+        if (H5Fclose(f) < 0 && !rc) rc = lafn_err_set(err, "%s: cannot close", sh[i].path);
+        int64_t *g = rc ? NULL : realloc(all, (cnt + n + 1) * sizeof *all);
+        if (!g) {
+            free(facts);
+            if (!rc) lafn_err_set(err, "%s: out of memory", sh[i].path);
+            goto fail;
+        }
+        all = g;
+        memcpy(all + cnt, facts, n * sizeof *all);
+        cnt += n;
+        free(facts);
+    }
+    if (cnt) qsort(all, cnt, sizeof *all, i64_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < cnt; i++)
+        if (u == 0 || all[i] != all[u - 1]) all[u++] = all[i];
+    h5out_shards_free(sh, n_sh);
+    *done = all;
+    *n_done = u;
+    return 0;
+fail:
+    free(all);
+    h5out_shards_free(sh, n_sh);
+    return -1;
+}

@@ -1,0 +1,133 @@
+/* stage: what every pipeline stage shares — work assignment, collective status, progress, prompt tokenization. */
+#ifndef LAFN_STAGE_H
+#define LAFN_STAGE_H
+
+#include <limits.h>
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config/config.h"
+#include "facts/facts.h"
+#include "h5/h5out.h"
+#include "base/lafn_err.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+/* ---- the context every stage starts from (stage_context.c) ---- */
+
+#define STAGE_RUN_ID_LEN 16
+
+typedef struct {
+    const char *stage;          /* "probe", "locate", "edit" or "eval" */
+    MPI_Comm comm;              /* the stage's ranks */
+    MPI_Comm node_comm;         /* ranks sharing this node's copy of the weights */
+    int rank, size;
+    FILE *log;                  /* progress and messages (every rank may write) */
+    lafn_config cfg;            /* the checked pipeline file with overrides applied */
+    model *m;                   /* node-shared weights */
+    facts_set facts;            /* the selected facts and languages, paraphrases added */
+    const char *out_dir;        /* run.output_dir (owned by cfg), created */
+    char run_id[STAGE_RUN_ID_LEN + 1]; /* identity of this stage's output */
+    char *model_size, *command_line, *config_text;
+    h5out_provenance prov;      /* for every file the stage writes */
+} stage_context;
+
+/* Collective over comm: loads and checks the pipeline file, applies the
+ * "section.key=value" overrides, sets the OpenBLAS threads, creates the output
+ * folder, loads the facts and the model (node-shared), and fills the
+ * provenance. Every rank returns the same status; on failure err names the
+ * file, key or record, and nothing is left allocated. Free with
+ * stage_context_free (collective). */
+int stage_context_init(stage_context *ctx, const char *stage, const char *cfg_path, char *const *overrides,
+                       int n_overrides, const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err);
+void stage_context_free(stage_context *ctx);
+
+/* The identity of a stage's output under cfg: the first STAGE_RUN_ID_LEN hex
+ * digits of the SHA-256 of the model's digest and of the pipeline sections the
+ * stage depends on (model, data, languages and the stages up to it), so a
+ * later stage recognises an earlier stage's file as its own input and changing
+ * only eval knobs keeps probe's output valid; edit.gate belongs to eval's
+ * identity, not to edit's (except in sequential mode), since it only decides
+ * where a stored edit applies. Returns 0, or -1 for an unknown stage. */
+int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *stage, char out[STAGE_RUN_ID_LEN + 1],
+                 lafn_err *err);
+
+/* ---- the stage programs' main (stage_main.c) ---- */
+
+/* A stage's library entry point: runs it collectively over comm with the
+ * pipeline file and its "section.key=value" overrides; 0, or -1 with err on
+ * every rank. */
+typedef int (*stage_run_fn)(const char *cfg_path, char *const *overrides, int n_overrides,
+                            const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err);
+
+/* The whole main of `program FILE.cfg [section.key=value ...]`: MPI_Init, run
+ * on MPI_COMM_WORLD with stdout as log, MPI_Finalize. On failure "program:
+ * message" is printed once (by rank 0, or by the failed rank when rank 0 did
+ * not fail) and every rank exits with status 1; if a failed rank's peers have
+ * not reached the exit within 10 s (stuck in a collective it never joins), it
+ * prints its message and ends the job with MPI_Abort(1). Returns the exit
+ * status (2 for a usage error). */
+int stage_main(int argc, char **argv, const char *program, stage_run_fn run);
+
+/* ---- work assignment (stage_assign.c) ---- */
+
+/* Deals n facts with the given costs (tokens) to n_ranks ranks: largest cost
+ * first, each to the least-loaded rank (ties: lowest rank; equal costs: lowest
+ * index first). owner[i] receives fact i's rank. The result depends only on
+ * (cost, n, n_ranks). Returns 0, or -1 with err. */
+int stage_assign(const size_t *cost, size_t n, int n_ranks, int *owner, lafn_err *err);
+
+/* ---- collective status (stage_sync.c) ---- */
+
+/* Collective over comm: every rank passes its local status (0 or -1, with its
+ * message in err). Returns 0 on every rank if all succeeded; otherwise -1 on
+ * every rank, err holding the lowest failing rank's message (prefixed "rank N
+ * failed: " on the other ranks). Call it after each local step that may fail
+ * and before the next collective one. */
+int stage_sync_status(MPI_Comm comm, int status, lafn_err *err);
+
+/* ---- progress (stage_progress.c) ---- */
+
+#define STAGE_PROGRESS_SECONDS 2.0
+
+typedef struct {
+    MPI_Win win;
+    long long *counter;  /* facts done by all ranks (on rank 0 of the window) */
+    const char *stage;
+    size_t total;        /* facts of the stage, including resumed ones */
+    size_t resumed;      /* facts already done before this start (not counted in the rate) */
+    double start, last_print;
+    FILE *log;           /* NULL: count silently */
+} stage_progress;
+
+/* Collective over comm: creates the shared counter, starting at already_done. */
+int stage_progress_init(stage_progress *p, MPI_Comm comm, const char *stage, size_t total, size_t already_done,
+                        FILE *log, lafn_err *err);
+/* Any rank, any time: adds n_facts and, at most every STAGE_PROGRESS_SECONDS
+ * per rank (and at the end), prints "STAGE: done/total facts, rate, ETA". */
+void stage_progress_step(stage_progress *p, size_t n_facts);
+/* Collective: releases the counter. */
+void stage_progress_free(stage_progress *p);
+
+/* ---- prompt + target tokens (stage_prompts.c) ---- */
+
+/* A prompt followed by its target: ids = prompt ids (BOS first when the
+ * model's convention adds one) then the ids of sep + target, encoded without
+ * BOS, where sep is the language's separator (" ", or "" for zh, ja, th).
+ * Teacher forcing predicts ids[n_prompt + k] from the prefix ids[0 .. n_prompt + k). */
+typedef struct {
+    int32_t *ids;     /* (n_prompt + n_target) */
+    size_t n_prompt;
+    size_t n_target;  /* 0 when built without a target */
+} stage_sequence;
+
+/* Tokenizes prompt (and target unless NULL) in language lang (a code or alias
+ * known to facts_lang_find). Returns 0 and *out (free with
+ * stage_sequence_free), or -1 with err. */
+int stage_sequence_build(const tokenizer *t, const char *lang, const char *prompt, const char *target,
+                         stage_sequence *out, lafn_err *err);
+void stage_sequence_free(stage_sequence *s);
+
+#endif

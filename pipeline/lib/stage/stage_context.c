@@ -1,0 +1,173 @@
+/* stage_context: what a stage starts from — the checked pipeline file, the node-shared model, the selected facts, the output folder. */
+#include "stage/stage.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/sha256.h"
+
+void openblas_set_num_threads(int n);
+
+/* Sections each stage's output depends on, in pipeline order. */
+static const char *stage_sections(const char *stage) {
+    if (!strcmp(stage, "probe")) return "model data languages probe";
+    if (!strcmp(stage, "locate")) return "model data languages probe locate";
+    if (!strcmp(stage, "edit")) return "model data languages probe locate edit";
+    if (!strcmp(stage, "eval")) return "model data languages probe locate edit eval";
+    return NULL;
+}
+
+/* Knobs of those sections the stage's output does not depend on: the gate only
+ * decides where a stored edit applies (eval, lafn ask), except in sequential
+ * mode, where earlier edits are applied through it while optimising. */
+static const char *stage_skipped_keys(const lafn_config *cfg, const char *stage) {
+    const char *mode = "";
+    lafn_err ignored;
+    if (strcmp(stage, "edit") != 0) return NULL;
+    config_get_string(cfg, "edit.mode", &mode, &ignored);
+    return strcmp(mode, "sequential") == 0 ? NULL : "edit.gate";
+}
+
+int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *stage, char out[STAGE_RUN_ID_LEN + 1],
+                 lafn_err *err) {
+    const char *sections = stage_sections(stage);
+    if (!sections) return lafn_err_set(err, "unknown stage '%s'", stage);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return lafn_err_set(err, "%s: out of memory for the run identity", stage);
+    fprintf(f, "model_sha256 = \"%s\";\n", model_sha256);
+    int rc = config_print_sections(cfg, sections, stage_skipped_keys(cfg, stage), f);
+    if (fclose(f) != 0 || rc != 0) { free(text); return lafn_err_set(err, "%s: cannot print the run identity", stage); }
+    sha256_ctx h;
+    uint8_t digest[32];
+    char hex[65];
+    sha256_init(&h);
+    sha256_update(&h, text, len);
+    sha256_final(&h, digest);
+    sha256_hex(digest, hex);
+    free(text);
+    memcpy(out, hex, STAGE_RUN_ID_LEN);
+    out[STAGE_RUN_ID_LEN] = '\0';
+    return 0;
+}
+
+/* Creates dir and its parents (mode 0755); existing folders are fine. */
+static int make_dirs(const char *dir, lafn_err *err) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return lafn_err_set(err, "run.output_dir: path too long: %.80s…", dir);
+    for (char *p = path + 1; ; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return lafn_err_set(err, "run.output_dir: cannot create '%s': %s", path, strerror(errno));
+        *p = c;
+        if (c == '\0') break;
+    }
+    if (access(dir, W_OK) != 0)
+        return lafn_err_set(err, "run.output_dir: '%s' is not writable: %s", dir, strerror(errno));
+    return 0;
+}
+
+static int load_config(stage_context *ctx, const char *cfg_path, char *const *overrides, int n_overrides,
+                       lafn_err *err) {
+    if (config_load(&ctx->cfg, cfg_path, err) != 0) return -1;
+    return config_override_all(&ctx->cfg, overrides, (size_t)n_overrides, err);
+}
+
+/* Loads the configured facts (data.*, languages.codes) and their paraphrases. */
+static int load_facts(stage_context *ctx, lafn_err *err) {
+    const char *format, *path, *paraphrases, *on_bad;
+    char *const *codes;
+    const int64_t *range, *indices;
+    size_t n_codes, n_range, n_indices;
+    if (config_get_string(&ctx->cfg, "data.format", &format, err) ||
+        config_get_string(&ctx->cfg, "data.path", &path, err) ||
+        config_get_string(&ctx->cfg, "data.paraphrases", &paraphrases, err) ||
+        config_get_string(&ctx->cfg, "data.on_bad_record", &on_bad, err) ||
+        config_get_string_list(&ctx->cfg, "languages.codes", &codes, &n_codes, err) ||
+        config_get_int_list(&ctx->cfg, "data.fact_range", &range, &n_range, err) ||
+        config_get_int_list(&ctx->cfg, "data.facts", &indices, &n_indices, err))
+        return -1;
+    size_t *index_list = NULL;
+    if (n_indices && !(index_list = malloc(n_indices * sizeof *index_list)))
+        return lafn_err_set(err, "out of memory for %zu fact indices", n_indices);
+    for (size_t i = 0; i < n_indices; i++) index_list[i] = (size_t)indices[i];
+    facts_opts opts = {
+        .lang_codes = (const char *const *)codes, .n_lang_codes = n_codes,
+        .first = n_range == 2 ? (size_t)range[0] : 0,
+        .count = n_range == 2 ? (size_t)(range[1] - range[0]) : 0,
+        .indices = index_list, .n_indices = n_indices,
+        .on_error = strcmp(on_bad, "skip") == 0 ? FACTS_ON_ERROR_SKIP : FACTS_ON_ERROR_FATAL,
+        .log = ctx->rank == 0 ? ctx->log : NULL,
+    };
+    int rc = strcmp(format, "mzsre") == 0 ? facts_load_mzsre(path, &opts, &ctx->facts, err)
+                                          : facts_load_jsonl(path, &opts, &ctx->facts, err);
+    if (rc == 0 && paraphrases[0])
+        rc = facts_load_paraphrases(paraphrases, &ctx->facts, &opts, NULL, err);
+    if (rc == 0 && ctx->facts.n_facts == 0)
+        rc = lafn_err_set(err, "data.path: '%s' gives no facts for the selected languages and range", path);
+    free(index_list);
+    return rc;
+}
+
+static int fill_provenance(stage_context *ctx, const char *command_line, lafn_err *err) {
+    char size_text[32];
+    snprintf(size_text, sizeof size_text, "%llu", (unsigned long long)ctx->m->file_bytes);
+    ctx->model_size = strdup(size_text);
+    ctx->command_line = strdup(command_line ? command_line : "");
+    ctx->config_text = config_print_string(&ctx->cfg);
+    if (!ctx->model_size || !ctx->command_line || !ctx->config_text)
+        return lafn_err_set(err, "%s: out of memory for the provenance", ctx->stage);
+    if (stage_run_id(&ctx->cfg, ctx->m->sha256, ctx->stage, ctx->run_id, err) != 0) return -1;
+    ctx->prov = (h5out_provenance){
+        .stage = ctx->stage, .run_id = ctx->run_id, .pipeline_text = ctx->cfg.text,
+        .config_resolved = ctx->config_text, .model_path = ctx->m->path, .model_size = ctx->model_size,
+        .model_sha256 = ctx->m->sha256, .command_line = ctx->command_line,
+    };
+    return 0;
+}
+
+int stage_context_init(stage_context *ctx, const char *stage, const char *cfg_path, char *const *overrides,
+                       int n_overrides, const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err) {
+    *ctx = (stage_context){.stage = stage, .comm = comm, .node_comm = MPI_COMM_NULL, .log = log};
+    MPI_Comm_rank(comm, &ctx->rank);
+    MPI_Comm_size(comm, &ctx->size);
+    if (stage_sync_status(comm, load_config(ctx, cfg_path, overrides, n_overrides, err), err) != 0) goto fail;
+    int64_t threads = 1;
+    config_get_int(&ctx->cfg, "run.threads_per_rank", &threads, err);
+    openblas_set_num_threads((int)threads);
+    if (config_get_string(&ctx->cfg, "run.output_dir", &ctx->out_dir, err) != 0) goto fail;
+    int status = ctx->rank == 0 ? make_dirs(ctx->out_dir, err) : 0;
+    if (stage_sync_status(comm, status, err) != 0) goto fail;
+    if (stage_sync_status(comm, load_facts(ctx, err), err) != 0) goto fail;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, ctx->rank, MPI_INFO_NULL, &ctx->node_comm) != MPI_SUCCESS) {
+        lafn_err_set(err, "%s: MPI_Comm_split_type failed", stage);
+        goto fail;
+    }
+    const char *model_path;
+    if (config_get_string(&ctx->cfg, "model.path", &model_path, err) != 0) goto fail;
+    if (stage_sync_status(comm, model_load(&ctx->m, model_path, ctx->node_comm, err), err) != 0) goto fail;
+    if (stage_sync_status(comm, fill_provenance(ctx, command_line, err), err) != 0) goto fail;
+    return 0;
+fail:
+    lafn_err_wrap(err, "%s", stage);
+    stage_context_free(ctx);
+    return -1;
+}
+
+void stage_context_free(stage_context *ctx) {
+    if (ctx->m) model_free(ctx->m);
+    if (ctx->node_comm != MPI_COMM_NULL) MPI_Comm_free(&ctx->node_comm);
+    facts_set_free(&ctx->facts);
+    config_free(&ctx->cfg);
+    free(ctx->model_size);
+    free(ctx->command_line);
+    free(ctx->config_text);
+    *ctx = (stage_context){.node_comm = MPI_COMM_NULL};
+}
