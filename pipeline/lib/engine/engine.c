@@ -114,25 +114,10 @@ static int run_alloc_block(engine_run *r, lafn_err *err) {
     return 0;
 }
 
-static int config_check(const model_config *c, lafn_err *err) {
-    if (c->n_layer <= 0 || c->d_model <= 0 || c->d_ffn <= 0 || c->n_head <= 0 ||
-        c->n_head_kv <= 0 || c->head_dim <= 0 || c->vocab <= 0)
-        return lafn_err_set(err, "engine_run_init: model config has a non-positive dimension "
-                                 "(L %d D %d F %d H %d K %d E %d V %d)",
-                            c->n_layer, c->d_model, c->d_ffn, c->n_head, c->n_head_kv, c->head_dim,
-                            c->vocab);
-    if (c->n_head % c->n_head_kv != 0)
-        return lafn_err_set(err, "engine_run_init: n_head %d is not a multiple of n_head_kv %d",
-                            c->n_head, c->n_head_kv);
-    if (c->head_dim % 2 != 0)
-        return lafn_err_set(err, "engine_run_init: head_dim %d is odd; RoPE needs pairs", c->head_dim);
-    return 0;
-}
-
 int engine_run_init(engine_run **out, const model *m, size_t max_tokens, size_t max_logit_pos,
                     lafn_err *err) {
     *out = NULL;
-    if (config_check(&m->cfg, err)) return -1;
+    if (model_config_check(&m->cfg, m->path ? m->path : "model", err)) return lafn_err_wrap(err, "engine_run_init");
     if (max_tokens == 0 || max_tokens > (size_t)INT_MAX || max_logit_pos > (size_t)INT_MAX)
         return lafn_err_set(err, "engine_run_init: max_tokens %zu must be in [1, %d] and "
                                  "max_logit_pos %zu at most %d (BLAS takes int dimensions)",

@@ -114,4 +114,9 @@ void model_free(model *m);
 /* Returns 1 if layer i uses sliding-window attention and the local RoPE base. */
 int model_layer_is_local(const model_config *cfg, int i);
 
+/* Checks a model config: every size in 1..2^24, head_dim even, n_head a
+ * multiple of n_head_kv, norm_eps and rope_base > 0, sliding-window fields
+ * >= 0. Returns 0, or -1 with err naming `path` and the field. */
+int model_config_check(const model_config *c, const char *path, lafn_err *err);
+
 #endif

@@ -44,8 +44,6 @@ uint64_t model_slot_dst_row(const model_slot *s, uint64_t r);
 /* Finds the pattern P (layer i global iff (i + 1) % P == 0) matching per-layer flags
  * is_local (n_layer); tries hint first. Returns 0, or -1 if no P fits. */
 int model_pattern_from_flags(const unsigned char *is_local, int n_layer, int hint, int *pattern);
-/* Checks the derived config (positive sizes, head_dim even, …); err names path. */
-int model_config_check(const model_config *c, const char *path, lafn_err *err);
 
 /* GGUF: config and name from metadata; checks every planned tensor exists with
  * its shape; fills the block (rank 0 only). */
