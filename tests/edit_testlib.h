@@ -111,7 +111,7 @@ static inline int etl_write_locate(const char *dir, const h5out_provenance *prov
         {"status", H5OUT_ROWS, H5OUT_I32, LOCATE_STATUS_LEN, status, NULL},
     };
     if (rank == 0) rc = h5out_shard_write(dir, prov, 0, 0, facts, n, ds, 5, err);
-    if (stage_sync_status(comm, rc, err) == 0) rc = h5out_merge(dir, prov, ds, 5, comm, err);
+    if (mpi_status_agree(comm, rc, err) == 0) rc = h5out_merge(dir, prov, ds, 5, comm, err);
     else rc = -1;
     free(facts), free(off), free(status), free(layer), free(neuron), free(act), free(thr);
     return rc;

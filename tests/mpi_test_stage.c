@@ -40,10 +40,10 @@ static void test_assign(void) {
 /* A failure on rank 1 reaches rank 0 with rank 1's message; success stays success. */
 static void test_sync(int rank) {
     lafn_err err = {{0}};
-    CHECK(stage_sync_status(MPI_COMM_WORLD, 0, &err) == 0, "all succeeded but got: %s", err.msg);
+    CHECK(mpi_status_agree(MPI_COMM_WORLD, 0, &err) == 0, "all succeeded but got: %s", err.msg);
     int local = 0;
     if (rank == 1) local = lafn_err_set(&err, "data/x.jsonl:3: missing 'src'");
-    int rc = stage_sync_status(MPI_COMM_WORLD, local, &err);
+    int rc = mpi_status_agree(MPI_COMM_WORLD, local, &err);
     CHECK(rc == -1, "rank %d: a failure on rank 1 must fail every rank", rank);
     CHECK(strstr(err.msg, "data/x.jsonl:3: missing 'src'") != NULL, "rank %d got message '%s'", rank, err.msg);
     if (rank == 0) CHECK(strstr(err.msg, "rank 1 failed") != NULL, "rank 0 is told which rank failed: %s", err.msg);

@@ -257,7 +257,7 @@ static int adam_step(opt_state *st, const edit_problem *p, const edit_hparams *h
         rc = engine_backward(st->run, st->dlogits, st->lowest, st->d_delta, err);
         for (size_t i = 0; rc == 0 && i < st->nd; i++) st->grad[i] = (double)st->d_delta[i];
     }
-    if (stage_sync_status(comm, rc, err)) return -1;
+    if (mpi_status_agree(comm, rc, err)) return -1;
     MPI_Allreduce(MPI_IN_PLACE, st->grad, (int)st->nd, MPI_DOUBLE, MPI_SUM, comm);
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     double c1 = 1.0 - pow(b1, t), c2 = 1.0 - pow(b2, t);
@@ -300,11 +300,11 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
     res->nll_before = malloc(slots * sizeof *res->nll_before);
     res->nll_after = malloc(slots * sizeof *res->nll_after);
     if (rc == 0 && (!res->nll_before || !res->nll_after)) rc = lafn_err_set(err, "edit: out of memory for results");
-    if (stage_sync_status(comm, rc, err)) goto fail;
+    if (mpi_status_agree(comm, rc, err)) goto fail;
     memcpy(st.delta, delta, st.nd * sizeof *delta);
     for (int t = 0;; t++) {
         double kl, l2;
-        if (stage_sync_status(comm, loss_local(&st, m, p, h, err), err)) goto fail;
+        if (mpi_status_agree(comm, loss_local(&st, m, p, h, err), err)) goto fail;
         double loss = loss_reduce(&st, p, h, comm, &kl, &l2);
         if (t == 0) {
             res->loss_first = loss;

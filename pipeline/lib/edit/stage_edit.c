@@ -249,7 +249,7 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
     edit_cache_entry *entries = NULL;
     edit_record *hist = calloc(n + 1, sizeof *hist);
     int rc = hist ? 0 : lafn_err_set(err, "edit: out of memory for %zu records", n);
-    if (stage_sync_status(S->ctx.comm, rc ? rc : read_shard_stores(S, &st, &n_st, err), err)) rc = -1;
+    if (mpi_status_agree(S->ctx.comm, rc ? rc : read_shard_stores(S, &st, &n_st, err), err)) rc = -1;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (S->done[i]) continue;
         if ((rc = history_cache(&entries, st, n_st, hist, n_hist, err)) != 0) break;
@@ -270,7 +270,7 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
                                     S->ctx.facts.n_langs, (size_t)S->ctx.m->cfg.d_model, err);
             written = n_hist;
         }
-        rc = stage_sync_status(S->ctx.comm, rc, err);
+        rc = mpi_status_agree(S->ctx.comm, rc, err);
     }
     if (rc == 0 && S->ctx.rank == 0 && n_hist > written) {
         count_records(S, hist + written, n_hist - written);
@@ -329,8 +329,8 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
     if (stage_context_init(&S.ctx, "edit", cfg_path, overrides, n_overrides, command_line, comm, log, err)) return -1;
     int rc = read_knobs(&S, err);
     if (rc == 0) rc = read_inputs(&S, err);
-    if (stage_sync_status(comm, rc, err)) goto fail;
-    if (stage_sync_status(comm, read_resume(&S, err), err)) goto fail;
+    if (mpi_status_agree(comm, rc, err)) goto fail;
+    if (mpi_status_agree(comm, read_resume(&S, err), err)) goto fail;
     long long local = (long long)S.n_done, n_done = 0;
     MPI_Allreduce(&local, &n_done, 1, MPI_LONG_LONG, MPI_MAX, comm);
     if (stage_progress_init(&S.prog, comm, "edit", S.ctx.facts.n_facts, (size_t)n_done, log, err)) goto fail;
@@ -338,7 +338,7 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
     else if (!strcmp(S.mode, "batch")) rc = run_batch(&S, err);
     else rc = run_sequential(&S, err);
     stage_progress_free(&S.prog);
-    if (stage_sync_status(comm, rc, err)) goto fail;
+    if (mpi_status_agree(comm, rc, err)) goto fail;
     h5out_dataset schema[EDIT_SCHEMA_MAX];
     size_t n_schema = edit_schema(schema, S.ctx.facts.n_langs);
     if (h5out_merge(S.ctx.out_dir, &S.ctx.prov, schema, n_schema, comm, err)) goto fail;

@@ -149,13 +149,13 @@ int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group,
     size_t width = S->h.kind == ENGINE_EDIT_VALUE_VECTOR ? (size_t)S->ctx.m->cfg.d_model : 1;
     int local = slot ? neuron_union(S, facts, n, &layer, &neuron, &n_neurons, err)
                      : lafn_err_set(err, "edit: out of memory for %zu slots", n);
-    if (stage_sync_status(comm, local, err)) goto fail;
+    if (mpi_status_agree(comm, local, err)) goto fail;
     if (n_neurons > 0) {
         if (!(delta = calloc((size_t)n_neurons * width, sizeof *delta))) {
             lafn_err_set(err, "edit: out of memory for %d deltas", n_neurons);
             goto fail;
         }
-        if (stage_sync_status(comm, build_problem(S, facts, n, comm, &p, slot, err), err)) goto fail;
+        if (mpi_status_agree(comm, build_problem(S, facts, n, comm, &p, slot, err), err)) goto fail;
         if (edit_optimise(S->ctx.m, &p, n_neurons, layer, neuron, delta, fixed, &S->h, comm, &res, err)) goto fail;
         have_res = 1;
     }
@@ -171,7 +171,7 @@ int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group,
         out[k].peak_rss_kb = peak;
         out[k].pss_kb = pss;
     }
-    rc = stage_sync_status(comm, local, err);
+    rc = mpi_status_agree(comm, local, err);
 fail:
     edit_result_free(&res);
     edit_problem_free(&p);

@@ -202,20 +202,20 @@ int stage_eval_execute(stage_context *ctx, const eval_edit_table *t, lafn_err *e
         cost[f] = fact_cost(ctx->m->tok, &ctx->facts.facts[f], ctx->facts.langs, ctx->facts.n_langs);
     if (!status) status = stage_assign(cost, n, ctx->size, owner, err);
     if (!status && !resume && ctx->rank == 0) status = remove_shards(ctx->out_dir, err);
-    if (stage_sync_status(ctx->comm, status, err) != 0) goto fail;
+    if (mpi_status_agree(ctx->comm, status, err) != 0) goto fail;
     if (resume) status = h5out_resume(ctx->out_dir, "eval", ctx->run_id, ctx->rank, &done, &n_done, &seq, err);
-    if (stage_sync_status(ctx->comm, status, err) != 0) goto fail;
+    if (mpi_status_agree(ctx->comm, status, err) != 0) goto fail;
     if (stage_progress_init(&prog, ctx->comm, "eval", n, n_done, ctx->rank == 0 ? ctx->log : NULL, err) != 0) goto fail;
     have_prog = 1;
     status = eval_loop(ctx, t, owner, done, n_done, seq, &prog, (size_t)shard_facts, err);
-    if (stage_sync_status(ctx->comm, status, err) != 0) goto fail;
+    if (mpi_status_agree(ctx->comm, status, err) != 0) goto fail;
     eval_rows schema_rows = {.n_langs = ctx->facts.n_langs, .each = t->each != NULL};
     h5out_dataset schema[EVAL_MAX_DS];
     size_t n_schema = rows_datasets(&schema_rows, schema);
     if (h5out_merge(ctx->out_dir, &ctx->prov, schema, n_schema, ctx->comm, err) != 0) goto fail;
     status = ctx->rank == 0 ? eval_cells_write(ctx, err) : 0;
     if (!status && ctx->rank == 0) status = eval_summary_write(ctx, err);
-    if (stage_sync_status(ctx->comm, status, err) != 0) goto fail;
+    if (mpi_status_agree(ctx->comm, status, err) != 0) goto fail;
     if (ctx->rank == 0 && ctx->log)
         fprintf(ctx->log, "eval: %s/eval.h5, summary.json, summary.csv: %zu facts x %zu languages (%zu resumed), "
                 "edit sets all%s\n", ctx->out_dir, n, ctx->facts.n_langs, n_done, t->each ? " + each" : "");

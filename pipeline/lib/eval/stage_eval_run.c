@@ -105,7 +105,7 @@ int stage_eval_run(const char *cfg_path, char *const *overrides, int n_overrides
     if (stage_context_init(&ctx, "eval", cfg_path, overrides, n_overrides, command_line, comm, log, err) != 0)
         return -1;
     int status = load_inputs(&ctx, &in, err);
-    if (stage_sync_status(comm, status, err) == 0) {
+    if (mpi_status_agree(comm, status, err) == 0) {
         eval_edit_table t = {.n_facts = in.store.n_facts, .facts = in.store.facts, .caches = in.caches,
                              .status = in.store.status, .wall_seconds = in.wall, .memory_kb = in.mem,
                              .each = in.have_each ? &in.each : NULL};

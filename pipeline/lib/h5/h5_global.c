@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "h5/h5_int.h"
-#include "stage/stage.h"
+#include "base/mpi_status.h"
 
 /* Copies file src to dst (created or truncated). Returns 0 or -1 with err. */
 static int copy_file(const char *src, const char *dst, lafn_err *err) {
@@ -83,7 +83,7 @@ int h5global_add(const char *dir, const char *stage, const h5global_dataset *ds,
     MPI_Comm_rank(comm, &rank);
     global_items g = {ds, n_ds, attrs, n_attrs};
     int rc = rank == 0 ? h5global_amend(dir, stage, write_global_items, &g, err) : 0;
-    return stage_sync_status(comm, rc, err);
+    return mpi_status_agree(comm, rc, err);
 }
 
 int h5global_check(hid_t file, const char *path, lafn_err *err) {

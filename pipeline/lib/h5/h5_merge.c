@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/mpi_status.h"
+
 /* One schema dataset's rows held by this rank (the concatenation of its shards). */
 typedef struct {
     char *values;     /* ROWS: (n, row_len); CSR: off[n] elements */
@@ -29,20 +31,6 @@ static void held_free(held *h) {
     free(h->parts);
     free(h->facts);
     memset(h, 0, sizeof *h);
-}
-
-/* Every rank returns -1 if any rank's rc is nonzero, with the first failing rank's message. */
-static int agree(MPI_Comm comm, int rc, lafn_err *err) {
-    int rank, size, mine, first;
-    lafn_err local = {{0}};
-    lafn_err *e = err ? err : &local;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    mine = rc ? rank : size;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-    if (first == size) return 0;
-    MPI_Bcast(e->msg, (int)sizeof e->msg, MPI_CHAR, first, comm);
-    return -1;
 }
 
 /* Appends n elements of size es from src to *dst (holding *len elements). */
@@ -127,12 +115,12 @@ static int shared_list(const char *dir, const char *stage, MPI_Comm comm, char *
         counts[0] = rc ? 0 : n;
         h5out_shards_free(sh, n);
     }
-    if (agree(comm, rc, err)) return -1;
+    if (mpi_status_agree(comm, rc, err)) return -1;
     MPI_Bcast(counts, 2, MPI_UNSIGNED_LONG_LONG, 0, comm);
     if (counts[1] > INT_MAX) return lafn_err_set(err, "merge: shard list too long");
     if (rank != 0) blob = malloc(counts[1] + 1);
     *paths = calloc(counts[0] + 1, sizeof **paths);
-    if (agree(comm, !blob || !*paths, err)) {
+    if (mpi_status_agree(comm, !blob || !*paths, err)) {
         free(blob);
         free(*paths);
         return lafn_err_set(err, "merge: out of memory");
@@ -169,7 +157,7 @@ static int check_distinct(MPI_Comm comm, const held *h, lafn_err *err) {
     if (total > INT_MAX) return lafn_err_set(err, "merge: %zu facts, more than one merge handles", total);
     int *counts = malloc((size_t)size * sizeof *counts), *displs = malloc((size_t)size * sizeof *displs);
     int64_t *all = malloc((total ? total : 1) * sizeof *all);
-    if (agree(comm, !counts || !displs || !all, err)) {
+    if (mpi_status_agree(comm, !counts || !displs || !all, err)) {
         rc = lafn_err_set(err, "merge: out of memory checking fact indices");
         goto done;
     }
@@ -197,7 +185,7 @@ static int write_all(hid_t file, const held *h, const h5out_dataset *schema, siz
     MPI_Comm_size(comm, &size);
     scan_counts(comm, h->n, &row0, &n_total);
     int rc = h5_write_rows(file, "facts", H5OUT_I64, n_total, 0, row0, h->n, h->facts, dxpl, "rows", err);
-    if (agree(comm, rc, err)) return -1;
+    if (mpi_status_agree(comm, rc, err)) return -1;
     for (size_t s = 0; s < n_schema; s++) {
         const h5out_dataset *d = &schema[s];
         const part *pt = &h->parts[s];
@@ -210,7 +198,7 @@ static int write_all(hid_t file, const held *h, const h5out_dataset *schema, siz
             rc = h5_write_csr(file, d->name, d->dtype, n_total, row0, h->n, pt->off, v_total, v0,
                               pt->values, rank == size - 1, dxpl, err);
         }
-        if (agree(comm, rc, err)) return -1;
+        if (mpi_status_agree(comm, rc, err)) return -1;
     }
     return 0;
 }
@@ -227,8 +215,8 @@ static int write_stage(const char *tmp, const h5out_provenance *p, const held *h
         goto fail;
     }
     file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (agree(comm, file < 0 ? lafn_err_set(err, "%s: cannot create", tmp) : 0, err)) goto fail;
-    if (agree(comm, h5out_provenance_write(file, p, "stage", comm, err), err)) goto fail;
+    if (mpi_status_agree(comm, file < 0 ? lafn_err_set(err, "%s: cannot create", tmp) : 0, err)) goto fail;
+    if (mpi_status_agree(comm, h5out_provenance_write(file, p, "stage", comm, err), err)) goto fail;
     if (write_all(file, h, schema, n_schema, comm, dxpl, err)) goto fail;
     hid_t f = file;
     file = H5I_INVALID_HID;
@@ -237,7 +225,7 @@ fail:
     if (file >= 0) H5Fclose(file);
     if (dxpl >= 0) H5Pclose(dxpl);
     if (fapl >= 0) H5Pclose(fapl);
-    return agree(comm, rc, err);
+    return mpi_status_agree(comm, rc, err);
 }
 
 int h5out_merge(const char *dir, const h5out_provenance *p, const h5out_dataset *schema,
@@ -256,15 +244,15 @@ int h5out_merge(const char *dir, const h5out_provenance *p, const h5out_dataset 
         if (!schema[s].name || !schema[s].name[0] || !strcmp(schema[s].name, "facts") ||
             (schema[s].layout == H5OUT_ROWS && schema[s].row_len == 0))
             bad = lafn_err_set(err, "merge: schema dataset %zu: bad name or row_len", s);
-    if (agree(comm, bad, err)) return -1;
+    if (mpi_status_agree(comm, bad, err)) return -1;
     if (shared_list(dir, p->stage, comm, &paths, &n_paths, &blob, err)) return -1;
     int loaded = load_mine(paths, n_paths, rank, size, p, schema, n_schema, &h, err);
-    if (agree(comm, loaded, err) || agree(comm, check_distinct(comm, &h, err), err)) goto done;
+    if (mpi_status_agree(comm, loaded, err) || mpi_status_agree(comm, check_distinct(comm, &h, err), err)) goto done;
     if (write_stage(tmp, p, &h, schema, n_schema, comm, err)) goto fail_tmp;
     int moved = 0;
     if (rank == 0 && (h5_sync_path(tmp) || rename(tmp, path) || h5_sync_dir(dir)))
         moved = lafn_err_set(err, "%s: cannot sync and rename to %s", tmp, path);
-    if (agree(comm, moved, err)) goto fail_tmp;
+    if (mpi_status_agree(comm, moved, err)) goto fail_tmp;
     rc = 0;
     goto done;
 fail_tmp:

@@ -223,7 +223,7 @@ static int write_totals(locate_state *s, const locate_totals *t, lafn_err *err) 
     double *jac = calloc(NL * NL, sizeof *jac);
     char langs[FACTS_MAX_LANGS * 4 + 1];
     int local = ints && jac ? 0 : lafn_err_set(err, "locate: out of memory");
-    if (stage_sync_status(s->ctx->comm, local, err) != 0) { free(ints); free(jac); return -1; }
+    if (mpi_status_agree(s->ctx->comm, local, err) != 0) { free(ints); free(jac); return -1; }
     int64_t *hist = ints + 6, *jn = hist + L;
     for (size_t k = 0; k < 6; k++) ints[k] = (int64_t)t->counts[k];
     for (size_t l = 0; l < L; l++) hist[l] = (int64_t)t->hist[l];
@@ -254,13 +254,13 @@ static int locate_globals(locate_state *s, lafn_err *err) {
     snprintf(path, sizeof path, "%s/locate.h5", s->ctx->out_dir);
     size_t n = 6 + L + 2 * NL * NL;
     double *buf = calloc(n, sizeof *buf);
-    if (stage_sync_status(s->ctx->comm, buf ? 0 : lafn_err_set(err, "locate: out of memory"), err) != 0) {
+    if (mpi_status_agree(s->ctx->comm, buf ? 0 : lafn_err_set(err, "locate: out of memory"), err) != 0) {
         free(buf);
         return -1;
     }
     size_t LF = L * (size_t)s->ctx->m->cfg.d_ffn;
     int32_t *per_neuron = calloc(LF, sizeof *per_neuron);
-    if (stage_sync_status(s->ctx->comm, per_neuron ? 0 : lafn_err_set(err, "locate: out of memory"), err) != 0) {
+    if (mpi_status_agree(s->ctx->comm, per_neuron ? 0 : lafn_err_set(err, "locate: out of memory"), err) != 0) {
         free(buf);
         return -1;
     }
@@ -271,7 +271,7 @@ static int locate_globals(locate_state *s, lafn_err *err) {
         rc = read_totals(s, file, path, &t, err);
         H5Fclose(file);
     }
-    if (stage_sync_status(s->ctx->comm, rc, err) != 0) { free(buf); free(per_neuron); return -1; }
+    if (mpi_status_agree(s->ctx->comm, rc, err) != 0) { free(buf); free(per_neuron); return -1; }
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, s->ctx->comm);
     MPI_Allreduce(MPI_IN_PLACE, per_neuron, (int)LF, MPI_INT32_T, MPI_SUM, s->ctx->comm);
     log_totals(s, &t);
@@ -289,7 +289,7 @@ static int locate_body(locate_state *s, lafn_err *err) {
     if (rc == 0) rc = config_get_int(&ctx->cfg, "probe.keep_max", &keep_max, err);
     if (rc == 0) rc = open_probe(s, err);
     if (rc == 0) rc = locate_batch_init(&s->b, (size_t)shard_facts, ctx->facts.n_langs, (size_t)ctx->m->cfg.n_layer, err);
-    if (stage_sync_status(ctx->comm, rc, err) != 0) return -1;
+    if (mpi_status_agree(ctx->comm, rc, err) != 0) return -1;
     if (ctx->rank == 0 && ctx->log && s->o.top_k > (size_t)keep_max)
         fprintf(ctx->log, "locate: warning: locate.top_k = %zu > probe.keep_max = %lld: at most keep_max neurons "
                 "per prompt and layer are available\n", s->o.top_k, (long long)keep_max);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/mpi_status.h"
 #include "base/sha256.h"
 #include "tokenizer/tokenizer.h"
 
@@ -64,21 +65,6 @@ static int fill_block(model *m, model_source *src, const model_plan *plan, lafn_
     return 0;
 }
 
-/* Agrees on success across comm: returns 0 if every rank had rc == 0; otherwise
- * copies the message of the lowest failing rank into every rank's err and returns -1. */
-static int agree(int rc, MPI_Comm comm, lafn_err *err) {
-    int rank, failing;
-    MPI_Comm_rank(comm, &rank);
-    int mine = rc ? rank : INT32_MAX;
-    MPI_Allreduce(&mine, &failing, 1, MPI_INT, MPI_MIN, comm);
-    if (failing == INT32_MAX) return 0;
-    lafn_err tmp = {{0}};
-    if (rank == failing && err) tmp = *err;
-    MPI_Bcast(tmp.msg, (int)sizeof tmp.msg, MPI_CHAR, failing, comm);
-    if (rank != failing) lafn_err_set(err, "node rank %d: %s", failing, tmp.msg);
-    return -1;
-}
-
 /* Allocates the block: private, or a shared window owned by node rank 0. */
 static int alloc_block(model *m, MPI_Comm comm, int rank, lafn_err *err) {
     size_t bytes = m->block_floats * sizeof(float);
@@ -92,11 +78,9 @@ static int alloc_block(model *m, MPI_Comm comm, int rank, lafn_err *err) {
     void *base = NULL;
     MPI_Aint size = rank == 0 ? (MPI_Aint)bytes : 0, qsize;
     int disp;
-    if (MPI_Win_allocate_shared(size, sizeof(float), MPI_INFO_NULL, comm, &base, &m->win) != MPI_SUCCESS) {
-        m->win = MPI_WIN_NULL;
-        return lafn_err_set(err, "%s: MPI_Win_allocate_shared of %zu bytes failed", m->path, bytes);
-    }
-    if (MPI_Win_shared_query(m->win, 0, &qsize, &disp, &base) != MPI_SUCCESS || (size_t)qsize < bytes)
+    MPI_Win_allocate_shared(size, sizeof(float), MPI_INFO_NULL, comm, &base, &m->win);
+    MPI_Win_shared_query(m->win, 0, &qsize, &disp, &base);
+    if ((size_t)qsize < bytes)
         return lafn_err_set(err, "%s: MPI_Win_shared_query gave %zu bytes; expected %zu", m->path, (size_t)qsize, bytes);
     m->block = base;
     return 0;
@@ -106,14 +90,14 @@ static int alloc_block(model *m, MPI_Comm comm, int rank, lafn_err *err) {
 static int load_shared(model *m, model_source *src, const model_plan *plan, MPI_Comm comm, lafn_err *err) {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    if (agree(alloc_block(m, comm, rank, err), comm, err)) return -1;
+    if (mpi_status_agree(comm, alloc_block(m, comm, rank, err), err)) return -1;
     MPI_Win_lock_all(MPI_MODE_NOCHECK, m->win);
     int rc = rank == 0 ? fill_block(m, src, plan, err) : 0;
     MPI_Win_sync(m->win);
     MPI_Barrier(comm);
     MPI_Win_sync(m->win);
     MPI_Win_unlock_all(m->win);
-    if (agree(rc, comm, err)) return -1;
+    if (mpi_status_agree(comm, rc, err)) return -1;
     char hex[65] = {0};
     uint64_t bytes = m->file_bytes;
     if (rank == 0) memcpy(hex, m->sha256, 65);
@@ -123,7 +107,7 @@ static int load_shared(model *m, model_source *src, const model_plan *plan, MPI_
         m->file_bytes = bytes;
         m->sha256 = strdup(hex);
     }
-    return agree(m->sha256 ? 0 : lafn_err_set(err, "%s: out of memory", m->path), comm, err);
+    return mpi_status_agree(comm, m->sha256 ? 0 : lafn_err_set(err, "%s: out of memory", m->path), err);
 }
 
 int model_load(model **out, const char *path, MPI_Comm node_comm, lafn_err *err) {
@@ -139,7 +123,7 @@ int model_load(model **out, const char *path, MPI_Comm node_comm, lafn_err *err)
         if (rc == 0) rc = alloc_block(m, node_comm, 0, err);
         if (rc == 0) rc = fill_block(m, &src, &plan, err);
     } else {
-        if (agree(rc, node_comm, err) == 0) rc = load_shared(m, &src, &plan, node_comm, err);
+        if (mpi_status_agree(node_comm, rc, err) == 0) rc = load_shared(m, &src, &plan, node_comm, err);
         else rc = -1;
     }
     if (rc) goto fail;

@@ -126,7 +126,7 @@ static int write_totals(probe_state *s, const probe_totals *t, lafn_err *err) {
     int64_t *cnt = calloc(Y + 2 * NL + 1, sizeof *cnt);
     char langs[FACTS_MAX_LANGS * 4 + 1] = "";
     int local = mean && cnt ? 0 : lafn_err_set(err, "probe: out of memory");
-    if (stage_sync_status(s->ctx->comm, local, err) != 0) { free(mean); free(cnt); return -1; }
+    if (mpi_status_agree(s->ctx->comm, local, err) != 0) { free(mean); free(cnt); return -1; }
     int64_t *lp = cnt + Y, *lf = cnt + Y + NL;
     for (size_t y = 0; y < Y; y++) {
         mean[y] = t->count[y] > 0 ? t->sum[y] / t->count[y] : 0.0;
@@ -166,7 +166,7 @@ static int probe_globals(probe_state *s, lafn_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/probe.h5", s->ctx->out_dir);
     double *buf = calloc(3 * Y + 2 * NL + 1, sizeof *buf);
-    if (stage_sync_status(s->ctx->comm, buf ? 0 : lafn_err_set(err, "probe: out of memory"), err) != 0) {
+    if (mpi_status_agree(s->ctx->comm, buf ? 0 : lafn_err_set(err, "probe: out of memory"), err) != 0) {
         free(buf);
         return -1;
     }
@@ -177,7 +177,7 @@ static int probe_globals(probe_state *s, lafn_err *err) {
         rc = read_totals(s, file, path, &t, err);
         H5Fclose(file);
     }
-    if (stage_sync_status(s->ctx->comm, rc, err) != 0) { free(buf); return -1; }
+    if (mpi_status_agree(s->ctx->comm, rc, err) != 0) { free(buf); return -1; }
     MPI_Allreduce(MPI_IN_PLACE, t.sum, (int)Y, MPI_DOUBLE, MPI_SUM, s->ctx->comm);
     MPI_Allreduce(MPI_IN_PLACE, t.max, (int)Y, MPI_DOUBLE, MPI_MAX, s->ctx->comm);
     MPI_Allreduce(MPI_IN_PLACE, t.count, (int)Y, MPI_DOUBLE, MPI_SUM, s->ctx->comm);
@@ -198,7 +198,7 @@ static int probe_body(probe_state *s, lafn_err *err) {
     if (rc == 0) rc = fact_sizes(s, cost, &mt, &mq, &mp, err);
     if (rc == 0) rc = probe_work_init(&s->w, ctx->m, &s->o, mt, mq, mp, err);
     if (rc == 0) rc = probe_batch_init(&s->b, (size_t)shard_facts, s->o.n_layers, ctx->facts.n_langs, err);
-    if (stage_sync_status(ctx->comm, rc, err) != 0) { free(cost); return -1; }
+    if (mpi_status_agree(ctx->comm, rc, err) != 0) { free(cost); return -1; }
     stage_loop_fns fns = {process, commit, s};
     double t0 = MPI_Wtime();
     rc = stage_loop_run(ctx, cost, &fns, &n_mine, err);

@@ -12,6 +12,7 @@
 #include "facts/facts.h"
 #include "h5/h5out.h"
 #include "base/lafn_err.h"
+#include "base/mpi_status.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -81,12 +82,6 @@ int stage_assign(const size_t *cost, size_t n, int n_ranks, int *owner, lafn_err
 
 /* ---- collective status (stage_sync.c) ---- */
 
-/* Collective over comm: every rank passes its local status (0 or -1, with its
- * message in err). Returns 0 on every rank if all succeeded; otherwise -1 on
- * every rank, err holding the lowest failing rank's message (prefixed "rank N
- * failed: " on the other ranks). Call it after each local step that may fail
- * and before the next collective one. */
-int stage_sync_status(MPI_Comm comm, int status, lafn_err *err);
 
 /* ---- progress (stage_progress.c) ---- */
 

@@ -138,22 +138,19 @@ int stage_context_init(stage_context *ctx, const char *stage, const char *cfg_pa
     *ctx = (stage_context){.stage = stage, .comm = comm, .node_comm = MPI_COMM_NULL, .log = log};
     MPI_Comm_rank(comm, &ctx->rank);
     MPI_Comm_size(comm, &ctx->size);
-    if (stage_sync_status(comm, load_config(ctx, cfg_path, overrides, n_overrides, err), err) != 0) goto fail;
+    if (mpi_status_agree(comm, load_config(ctx, cfg_path, overrides, n_overrides, err), err) != 0) goto fail;
     int64_t threads = 1;
     config_get_int(&ctx->cfg, "run.threads_per_rank", &threads, err);
     openblas_set_num_threads((int)threads);
     if (config_get_string(&ctx->cfg, "run.output_dir", &ctx->out_dir, err) != 0) goto fail;
     int status = ctx->rank == 0 ? make_dirs(ctx->out_dir, err) : 0;
-    if (stage_sync_status(comm, status, err) != 0) goto fail;
-    if (stage_sync_status(comm, load_facts(ctx, err), err) != 0) goto fail;
-    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, ctx->rank, MPI_INFO_NULL, &ctx->node_comm) != MPI_SUCCESS) {
-        lafn_err_set(err, "%s: MPI_Comm_split_type failed", stage);
-        goto fail;
-    }
+    if (mpi_status_agree(comm, status, err) != 0) goto fail;
+    if (mpi_status_agree(comm, load_facts(ctx, err), err) != 0) goto fail;
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, ctx->rank, MPI_INFO_NULL, &ctx->node_comm);
     const char *model_path;
     if (config_get_string(&ctx->cfg, "model.path", &model_path, err) != 0) goto fail;
-    if (stage_sync_status(comm, model_load(&ctx->m, model_path, ctx->node_comm, err), err) != 0) goto fail;
-    if (stage_sync_status(comm, fill_provenance(ctx, command_line, err), err) != 0) goto fail;
+    if (mpi_status_agree(comm, model_load(&ctx->m, model_path, ctx->node_comm, err), err) != 0) goto fail;
+    if (mpi_status_agree(comm, fill_provenance(ctx, command_line, err), err) != 0) goto fail;
     return 0;
 fail:
     lafn_err_wrap(err, "%s", stage);

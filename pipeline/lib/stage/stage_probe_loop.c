@@ -91,23 +91,23 @@ int stage_loop_run(stage_context *ctx, const size_t *cost, const stage_loop_fns 
     *n_mine = 0;
     rc = config_get_bool(&ctx->cfg, "run.resume", &resume, err);
     if (rc == 0 && !resume && ctx->rank == 0) rc = remove_shards(ctx, err);
-    if (stage_sync_status(ctx->comm, rc, err) != 0) return -1;
+    if (mpi_status_agree(ctx->comm, rc, err) != 0) return -1;
     rc = resume ? h5out_resume(ctx->out_dir, ctx->stage, ctx->run_id, ctx->rank, &done, &n_done, &seq, err) : 0;
     if (rc == 0) rc = stage_loop_mine(ctx, cost, &mine, &n_own, err);
-    if (stage_sync_status(ctx->comm, rc, err) != 0) {
+    if (mpi_status_agree(ctx->comm, rc, err) != 0) {
         rc = -1;
         goto done;
     }
     if (ctx->rank == 0 && ctx->log)
         fprintf(ctx->log, "%s: %zu facts on %d ranks, %zu already in shards (resumed)\n", ctx->stage,
                 ctx->facts.n_facts, ctx->size, n_done);
-    if (stage_sync_status(ctx->comm, stage_progress_init(&p, ctx->comm, ctx->stage, ctx->facts.n_facts, n_done,
+    if (mpi_status_agree(ctx->comm, stage_progress_init(&p, ctx->comm, ctx->stage, ctx->facts.n_facts, n_done,
                                                          ctx->rank == 0 ? ctx->log : NULL, err), err) != 0) {
         rc = -1;
         goto done;
     }
     rc = loop_local(ctx, mine, n_own, done, n_done, seq, fns, &p, n_mine, err);
-    rc = stage_sync_status(ctx->comm, rc, err);
+    rc = mpi_status_agree(ctx->comm, rc, err);
 done:
     stage_progress_free(&p);
     free(done);
