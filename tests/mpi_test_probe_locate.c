@@ -737,7 +737,7 @@ static void test_resume(const char *ref_dir, const char *dir) {
     if (log) fclose(log);
     if (rank == 0) {
         char want[64];
-        snprintf(want, sizeof want, "%d already in shards", N_FACTS - 1);
+        snprintf(want, sizeof want, "(%d resumed)", N_FACTS - 1);
         CHECK(text && strstr(text, want), "the resumed run should report '%s'; log:\n%s", want, text ? text : "");
         h5out_shard *s2 = NULL;
         size_t n2 = 0;

@@ -14,7 +14,7 @@ static int read_knobs(edit_stage *S, lafn_err *err) {
     const char *set;
     if (edit_hparams_from_config(c, &S->h, err) || config_get_float(c, "edit.gate", &gate, err) ||
         config_get_string(c, "edit.mode", &S->mode, err) || config_get_int(c, "edit.batch_size", &bs, err) ||
-        config_get_int(c, "run.shard_facts", &sf, err) || config_get_bool(c, "run.resume", &S->resume, err) ||
+        config_get_int(c, "run.shard_facts", &sf, err) ||
         config_get_string(c, "locate.neuron_set", &set, err))
         return -1;
     S->language_specific = strcmp(set, "language_specific") == 0;
@@ -36,8 +36,7 @@ static int read_inputs(edit_stage *S, lafn_err *err) {
     size_t n = S->ctx.facts.n_facts;
     S->views = calloc(n, sizeof *S->views);
     S->row = malloc(n * sizeof *S->row);
-    S->done = calloc(n, 1);
-    if (!S->views || !S->row || !S->done) return lafn_err_set(err, "edit: out of memory for %zu facts", n);
+    if (!S->views || !S->row) return lafn_err_set(err, "edit: out of memory for %zu facts", n);
     for (size_t i = 0; i < n; i++) {
         const facts_record *f = &S->ctx.facts.facts[i];
         if ((S->row[i] = edit_neurons_find(&S->nr, (int64_t)f->index)) < 0)
@@ -45,34 +44,6 @@ static int read_inputs(edit_stage *S, lafn_err *err) {
                                 f->index);
         if (facts_edit_view_build(f, &S->views[i], err)) return -1;
     }
-    return 0;
-}
-
-/* run.resume = false: rank 0 removes the committed edit shards of any earlier run. */
-static int remove_shards(edit_stage *S, lafn_err *err) {
-    h5out_shard *sh = NULL;
-    size_t n = 0;
-    if (S->ctx.rank != 0) return 0;
-    if (h5out_shard_list(S->ctx.out_dir, "edit", &sh, &n, err)) return -1;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (remove(sh[i].path) != 0) rc = lafn_err_set(err, "run.resume = false: cannot remove old shard %s", sh[i].path);
-    if (rc == 0 && n && S->ctx.log) fprintf(S->ctx.log, "edit: run.resume = false: removed %zu old shards\n", n);
-    h5out_shards_free(sh, n);
-    return rc;
-}
-
-/* Marks the facts already in committed shards (run.resume), or removes them. */
-static int read_resume(edit_stage *S, lafn_err *err) {
-    int64_t *done = NULL;
-    size_t n_done = 0;
-    if (!S->resume) return remove_shards(S, err);
-    if (h5out_resume(S->ctx.out_dir, "edit", S->ctx.run_id, S->ctx.rank, &done, &n_done, &S->next_seq, err))
-        return -1;
-    for (size_t k = 0; k < n_done; k++)
-        for (size_t i = 0; i < S->ctx.facts.n_facts; i++)
-            if ((int64_t)S->ctx.facts.facts[i].index == done[k] && !S->done[i]) { S->done[i] = 1; S->n_done++; }
-    free(done);
     return 0;
 }
 
@@ -93,15 +64,14 @@ static void log_record(const edit_stage *S, const edit_record *r) {
     fflush(S->ctx.log);
 }
 
-/* Writes the pending records as one shard of this rank. */
-static int flush(edit_stage *S, lafn_err *err) {
+/* Writes the pending records as this rank's shard number seq. */
+static int flush(edit_stage *S, size_t seq, lafn_err *err) {
     if (!S->n_pending) return 0;
     count_records(S, S->pending, S->n_pending);
-    int rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, S->ctx.rank, S->next_seq, S->pending, S->n_pending,
+    int rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, S->ctx.rank, seq, S->pending, S->n_pending,
                                 S->ctx.facts.n_langs, (size_t)S->ctx.m->cfg.d_model, err);
     for (size_t i = 0; i < S->n_pending; i++) edit_record_free(&S->pending[i]);
     S->n_pending = 0;
-    S->next_seq++;
     return rc;
 }
 
@@ -134,30 +104,34 @@ static size_t fact_cost(const edit_stage *S, size_t i) {
     return cost;
 }
 
-/* single: facts dealt to ranks by token count, each optimised alone on its rank. */
+/* single mode, one fact: optimised alone on this rank. */
+static int single_process(void *user, size_t i, lafn_err *err) {
+    edit_stage *S = user;
+    edit_record *rec = pending_grow(S, 1, err);
+    if (!rec) return -1;
+    S->n_pending++;
+    if (edit_unit_run(S, &i, 1, (long long)i, MPI_COMM_SELF, NULL, rec, err)) return -1;
+    log_record(S, rec);
+    return 0;
+}
+
+static int single_commit(void *user, size_t seq, lafn_err *err) {
+    return flush(user, seq, err);
+}
+
+/* single: the fact loop — facts dealt to ranks by token count, each optimised alone on its rank. */
 static int run_single(edit_stage *S, lafn_err *err) {
-    size_t n = S->ctx.facts.n_facts, n_todo = 0;
-    size_t *todo = malloc((n + 1) * sizeof *todo), *cost = malloc((n + 1) * sizeof *cost);
-    int *owner = malloc((n + 1) * sizeof *owner), rc = -1;
-    if (!todo || !cost || !owner) { lafn_err_set(err, "edit: out of memory for %zu facts", n); goto out; }
-    for (size_t i = 0; i < n; i++)
-        if (!S->done[i]) { cost[n_todo] = edit_fact_has_neurons(S, i) ? fact_cost(S, i) : 1; todo[n_todo++] = i; }
-    if (stage_assign(cost, n_todo, S->ctx.size, owner, err)) goto out;
-    for (size_t t = 0; t < n_todo; t++) {
-        if (owner[t] != S->ctx.rank) continue;
-        edit_record *rec = pending_grow(S, 1, err);
-        if (!rec) goto out;
-        S->n_pending++;
-        if (edit_unit_run(S, &todo[t], 1, (long long)todo[t], MPI_COMM_SELF, NULL, rec, err)) goto out;
-        log_record(S, rec);
-        stage_progress_step(&S->prog, 1);
-        if (S->n_pending >= S->shard_facts && flush(S, err)) goto out;
+    size_t n = S->ctx.facts.n_facts, n_mine = 0;
+    size_t *cost = malloc((n + 1) * sizeof *cost);
+    int rc = cost ? 0 : lafn_err_set(err, "edit: out of memory for %zu facts", n);
+    for (size_t i = 0; rc == 0 && i < n; i++) cost[i] = edit_fact_has_neurons(S, i) ? fact_cost(S, i) : 1;
+    if (mpi_status_agree(S->ctx.comm, rc, err) == 0) {
+        stage_loop_fns fns = {single_process, single_commit, S};
+        rc = stage_loop_run(&S->ctx, cost, &fns, &n_mine, err);
+    } else {
+        rc = -1;
     }
-    rc = flush(S, err);
-out:
-    free(todo);
     free(cost);
-    free(owner);
     return rc;
 }
 
@@ -176,7 +150,7 @@ static int run_batch(edit_stage *S, lafn_err *err) {
     for (size_t k = 0; rc == 0 && gcomm != MPI_COMM_NULL && k * bs < n; k++) {
         if ((int)(k % (size_t)n_groups) != color) continue;
         size_t m = 0, n_done = 0;
-        for (size_t i = k * bs; i < n && i < (k + 1) * bs; i++) { members[m++] = i; n_done += S->done[i]; }
+        for (size_t i = k * bs; i < n && i < (k + 1) * bs; i++) { members[m++] = i; n_done += S->res.done[i]; }
         if (n_done == m) continue;
         if (n_done) { rc = lafn_err_set(err, "edit: batch %zu is only partly in the committed shards", k); break; }
         edit_record *rec = pending_grow(S, m, err);
@@ -189,10 +163,10 @@ static int run_batch(edit_stage *S, lafn_err *err) {
         } else if (rc == 0) {
             for (size_t i = 0; i < m; i++) log_record(S, &rec[i]);
             stage_progress_step(&S->prog, m);
-            if (S->n_pending >= S->shard_facts) rc = flush(S, err);
+            if (S->n_pending >= S->shard_facts) rc = flush(S, S->res.next_seq++, err);
         }
     }
-    if (rc == 0) rc = flush(S, err);
+    if (rc == 0) rc = flush(S, S->res.next_seq++, err);
     free(members);
     if (gcomm != MPI_COMM_NULL) MPI_Comm_free(&gcomm);
     return rc;
@@ -204,7 +178,7 @@ static int read_shard_stores(edit_stage *S, edit_store **out, size_t *n_out, laf
     size_t n_sh = 0;
     *out = NULL;
     *n_out = 0;
-    if (!S->n_done) return 0;
+    if (!S->res.n_done) return 0;
     if (h5out_shard_list(S->ctx.out_dir, "edit", &sh, &n_sh, err)) return -1;
     int rc = 0;
     if (!(*out = calloc(n_sh + 1, sizeof **out))) rc = lafn_err_set(err, "edit: out of memory for %zu shards", n_sh);
@@ -251,7 +225,7 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
     int rc = hist ? 0 : lafn_err_set(err, "edit: out of memory for %zu records", n);
     if (mpi_status_agree(S->ctx.comm, rc ? rc : read_shard_stores(S, &st, &n_st, err), err)) rc = -1;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (S->done[i]) continue;
+        if (S->res.done[i]) continue;
         if ((rc = history_cache(&entries, st, n_st, hist, n_hist, err)) != 0) break;
         size_t n_entries = n_hist;
         for (size_t s = 0; s < n_st; s++) n_entries += st[s].n_facts;
@@ -266,7 +240,7 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
         }
         if (S->ctx.rank == 0 && n_hist - written >= S->shard_facts) {
             count_records(S, hist + written, n_hist - written);
-            rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, 0, S->next_seq++, hist + written, n_hist - written,
+            rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, 0, S->res.next_seq++, hist + written, n_hist - written,
                                     S->ctx.facts.n_langs, (size_t)S->ctx.m->cfg.d_model, err);
             written = n_hist;
         }
@@ -274,7 +248,7 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
     }
     if (rc == 0 && S->ctx.rank == 0 && n_hist > written) {
         count_records(S, hist + written, n_hist - written);
-        rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, 0, S->next_seq++, hist + written, n_hist - written,
+        rc = edit_records_write(S->ctx.out_dir, &S->ctx.prov, 0, S->res.next_seq++, hist + written, n_hist - written,
                                 S->ctx.facts.n_langs, (size_t)S->ctx.m->cfg.d_model, err);
     }
     for (size_t i = 0; hist && i <= n_hist && i < n; i++) edit_record_free(&hist[i]);
@@ -282,6 +256,17 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
     free(st);
     free(hist);
     free(entries);
+    return rc;
+}
+
+/* batch and sequential modes: resume, progress and the mode's own order over the facts. */
+static int run_grouped(edit_stage *S, lafn_err *err) {
+    if (stage_resume_init(&S->res, &S->ctx, err)) return -1;
+    stage_progress_init(&S->prog, S->ctx.comm, "edit", S->ctx.facts.n_facts, S->res.n_done,
+                        S->ctx.rank == 0 ? S->ctx.log : NULL);
+    int rc = !strcmp(S->mode, "batch") ? run_batch(S, err) : run_sequential(S, err);
+    rc = mpi_status_agree(S->ctx.comm, rc, err);
+    stage_progress_free(&S->prog);
     return rc;
 }
 
@@ -318,7 +303,7 @@ static void stage_free(edit_stage *S) {
     free(S->pending);
     free(S->views);
     free(S->row);
-    free(S->done);
+    stage_resume_free(&S->res);
     edit_neurons_free(&S->nr);
     stage_context_free(&S->ctx);
 }
@@ -330,14 +315,8 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
     int rc = read_knobs(&S, err);
     if (rc == 0) rc = read_inputs(&S, err);
     if (mpi_status_agree(comm, rc, err)) goto fail;
-    if (mpi_status_agree(comm, read_resume(&S, err), err)) goto fail;
-    long long local = (long long)S.n_done, n_done = 0;
-    MPI_Allreduce(&local, &n_done, 1, MPI_LONG_LONG, MPI_MAX, comm);
-    if (stage_progress_init(&S.prog, comm, "edit", S.ctx.facts.n_facts, (size_t)n_done, log, err)) goto fail;
     if (!strcmp(S.mode, "single")) rc = run_single(&S, err);
-    else if (!strcmp(S.mode, "batch")) rc = run_batch(&S, err);
-    else rc = run_sequential(&S, err);
-    stage_progress_free(&S.prog);
+    else rc = run_grouped(&S, err);
     if (mpi_status_agree(comm, rc, err)) goto fail;
     h5out_dataset schema[EDIT_SCHEMA_MAX];
     size_t n_schema = edit_schema(schema, S.ctx.facts.n_langs);

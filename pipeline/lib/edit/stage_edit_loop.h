@@ -2,25 +2,24 @@
 #ifndef LAFN_STAGE_EDIT_LOOP_H
 #define LAFN_STAGE_EDIT_LOOP_H
 
-#include "stage/stage.h"
 #include "edit/stage_edit_int.h"
+#include "stage/fact_loop.h"
+#include "stage/stage.h"
 
 typedef struct {
     stage_context ctx;
     edit_hparams h;
     const char *mode;         /* edit.mode */
     size_t batch_size, shard_facts;
-    int resume;
     float gate;               /* edit.gate */
     edit_neurons nr;          /* locate.h5's edit/ set */
     int language_specific;    /* locate.neuron_set = language_specific: edit/ holds those, found or not */
     facts_edit_view *views;   /* (ctx.facts.n_facts) */
     long *row;                /* (ctx.facts.n_facts) row of each fact in nr */
-    uint8_t *done;            /* (ctx.facts.n_facts) already in a committed shard */
-    size_t n_done, next_seq;
+    stage_resume res;         /* facts already in committed shards; batch and sequential modes */
+    stage_progress prog;      /* batch and sequential modes (single runs stage_loop_run) */
     edit_record *pending;     /* finished, not yet written */
     size_t n_pending, cap_pending;
-    stage_progress prog;
     long long counts[3];      /* records written by this rank, per EDIT_STATUS_* */
     double wall_sum, steps_sum; /* over the optimised ones */
 } edit_stage;

@@ -4,9 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "eval/stage_eval_int.h"
+#include "stage/fact_loop.h"
 
 /* Per-fact rows of a batch (k facts): see docs/stage_eval.md for the layout. */
 typedef struct {
@@ -130,85 +130,62 @@ static size_t fact_cost(const tokenizer *tok, const facts_record *rec, const cha
     return cost;
 }
 
-/* Removes this stage's committed shards (a run without resume starts clean). Rank 0 only. */
-static int remove_shards(const char *dir, lafn_err *err) {
-    h5out_shard *sh = NULL;
-    size_t n = 0;
-    if (h5out_shard_list(dir, "eval", &sh, &n, err) != 0) return -1;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (unlink(sh[i].path) != 0) rc = lafn_err_set(err, "cannot remove the old shard %s", sh[i].path);
-    h5out_shards_free(sh, n);
-    return rc;
-}
+/* The loop's state: the scorer and the rows of the shard being filled. */
+typedef struct {
+    stage_context *ctx;
+    const eval_edit_table *t;
+    eval_scorer s;
+    eval_rows r;
+} eval_state;
 
-static int is_done(const int64_t *done, size_t n_done, int64_t fact) {
-    for (size_t i = 0; i < n_done; i++)
-        if (done[i] == fact) return 1;
+static int process(void *user, size_t f, lafn_err *err) {
+    eval_state *e = user;
+    if (score_fact(&e->s, &e->ctx->facts, f, e->t, &e->r, err) != 0) return -1;
+    e->r.k++;
     return 0;
 }
 
-/* The facts of this rank not yet done, scored and written shard by shard. */
-static int eval_loop(stage_context *ctx, const eval_edit_table *t, const int *owner, const int64_t *done,
-                     size_t n_done, size_t seq, stage_progress *prog, size_t shard_facts, lafn_err *err) {
-    eval_scorer s = {0};
-    eval_rows r = {0};
+static int commit(void *user, size_t seq, lafn_err *err) {
+    eval_state *e = user;
     h5out_dataset ds[EVAL_MAX_DS];
-    int rc = -1;
-    char *const *crit;
-    size_t n_crit;
-    if (config_get_string_list(&ctx->cfg, "eval.criteria", &crit, &n_crit, err) != 0) return -1;
-    if (eval_scorer_init(&s, ctx->m, err) != 0) return -1;
-    for (int c = 0; c < EVAL_N_CRIT; c++) {
-        s.criteria[c] = 0;
-        for (size_t k = 0; k < n_crit; k++) s.criteria[c] |= !strcmp(crit[k], eval_criterion_names[c]);
-    }
-    if (rows_init(&r, shard_facts, ctx->facts.n_langs, t->each != NULL, err) != 0) goto fail;
-    for (size_t f = 0; f < ctx->facts.n_facts; f++) {
-        if (owner[f] != ctx->rank || is_done(done, n_done, (int64_t)ctx->facts.facts[f].index)) continue;
-        if (score_fact(&s, &ctx->facts, f, t, &r, err) != 0) goto fail;
-        r.k++;
-        stage_progress_step(prog, 1);
-        if (r.k == r.cap) {
-            size_t n_ds = rows_datasets(&r, ds);
-            if (h5out_shard_write(ctx->out_dir, &ctx->prov, ctx->rank, seq++, r.facts, r.k, ds, n_ds, err)) goto fail;
-            r.k = 0;
-        }
-    }
-    if (r.k > 0) {
-        size_t n_ds = rows_datasets(&r, ds);
-        if (h5out_shard_write(ctx->out_dir, &ctx->prov, ctx->rank, seq, r.facts, r.k, ds, n_ds, err)) goto fail;
-    }
-    rc = 0;
-fail:
-    rows_free(&r);
-    eval_scorer_free(&s);
+    size_t n_ds = rows_datasets(&e->r, ds);
+    int rc = h5out_shard_write(e->ctx->out_dir, &e->ctx->prov, e->ctx->rank, seq, e->r.facts, e->r.k, ds, n_ds, err);
+    e->r.k = 0;
     return rc;
 }
 
+/* The scorer with eval.criteria and rows for run.shard_facts facts. */
+static int state_init(eval_state *e, stage_context *ctx, const eval_edit_table *t, lafn_err *err) {
+    *e = (eval_state){.ctx = ctx, .t = t};
+    char *const *crit;
+    size_t n_crit;
+    int64_t shard_facts;
+    if (config_get_string_list(&ctx->cfg, "eval.criteria", &crit, &n_crit, err) != 0 ||
+        config_get_int(&ctx->cfg, "run.shard_facts", &shard_facts, err) != 0 ||
+        eval_scorer_init(&e->s, ctx->m, err) != 0)
+        return -1;
+    for (int c = 0; c < EVAL_N_CRIT; c++) {
+        e->s.criteria[c] = 0;
+        for (size_t k = 0; k < n_crit; k++) e->s.criteria[c] |= !strcmp(crit[k], eval_criterion_names[c]);
+    }
+    return rows_init(&e->r, (size_t)shard_facts, ctx->facts.n_langs, t->each != NULL, err);
+}
+
+static void state_free(eval_state *e) {
+    rows_free(&e->r);
+    eval_scorer_free(&e->s);
+}
+
 int stage_eval_execute(stage_context *ctx, const eval_edit_table *t, lafn_err *err) {
-    int64_t shard_facts = 8;
-    int resume = 1, status = 0;
-    size_t n = ctx->facts.n_facts, n_done = 0, seq = 0;
-    int64_t *done = NULL;
-    size_t *cost = malloc(n * sizeof *cost);
-    int *owner = malloc(n * sizeof *owner);
-    stage_progress prog = {0};
-    int have_prog = 0;
-    if (!cost || !owner) status = lafn_err_set(err, "eval: out of memory for %zu facts", n);
-    if (!status) status = config_get_int(&ctx->cfg, "run.shard_facts", &shard_facts, err) ||
-                          config_get_bool(&ctx->cfg, "run.resume", &resume, err);
+    size_t n = ctx->facts.n_facts, n_mine = 0;
+    size_t *cost = malloc((n + 1) * sizeof *cost);
+    eval_state e = {0};
+    int status = cost ? state_init(&e, ctx, t, err) : lafn_err_set(err, "eval: out of memory for %zu facts", n);
     for (size_t f = 0; !status && f < n; f++)
         cost[f] = fact_cost(ctx->m->tok, &ctx->facts.facts[f], ctx->facts.langs, ctx->facts.n_langs);
-    if (!status) status = stage_assign(cost, n, ctx->size, owner, err);
-    if (!status && !resume && ctx->rank == 0) status = remove_shards(ctx->out_dir, err);
     if (mpi_status_agree(ctx->comm, status, err) != 0) goto fail;
-    if (resume) status = h5out_resume(ctx->out_dir, "eval", ctx->run_id, ctx->rank, &done, &n_done, &seq, err);
-    if (mpi_status_agree(ctx->comm, status, err) != 0) goto fail;
-    if (stage_progress_init(&prog, ctx->comm, "eval", n, n_done, ctx->rank == 0 ? ctx->log : NULL, err) != 0) goto fail;
-    have_prog = 1;
-    status = eval_loop(ctx, t, owner, done, n_done, seq, &prog, (size_t)shard_facts, err);
-    if (mpi_status_agree(ctx->comm, status, err) != 0) goto fail;
+    stage_loop_fns fns = {process, commit, &e};
+    if (stage_loop_run(ctx, cost, &fns, &n_mine, err) != 0) goto fail;
     eval_rows schema_rows = {.n_langs = ctx->facts.n_langs, .each = t->each != NULL};
     h5out_dataset schema[EVAL_MAX_DS];
     size_t n_schema = rows_datasets(&schema_rows, schema);
@@ -217,13 +194,13 @@ int stage_eval_execute(stage_context *ctx, const eval_edit_table *t, lafn_err *e
     if (!status && ctx->rank == 0) status = eval_summary_write(ctx, err);
     if (mpi_status_agree(ctx->comm, status, err) != 0) goto fail;
     if (ctx->rank == 0 && ctx->log)
-        fprintf(ctx->log, "eval: %s/eval.h5, summary.json, summary.csv: %zu facts x %zu languages (%zu resumed), "
-                "edit sets all%s\n", ctx->out_dir, n, ctx->facts.n_langs, n_done, t->each ? " + each" : "");
-    stage_progress_free(&prog);
-    free(done); free(cost); free(owner);
+        fprintf(ctx->log, "eval: %s/eval.h5, summary.json, summary.csv: %zu facts x %zu languages, edit sets all%s\n",
+                ctx->out_dir, n, ctx->facts.n_langs, t->each ? " + each" : "");
+    state_free(&e);
+    free(cost);
     return 0;
 fail:
-    if (have_prog) stage_progress_free(&prog);
-    free(done); free(cost); free(owner);
+    state_free(&e);
+    free(cost);
     return -1;
 }

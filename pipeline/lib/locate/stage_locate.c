@@ -7,7 +7,7 @@
 
 #include "h5/h5_global.h"
 #include "stage/stage.h"
-#include "stage/stage_probe_loop.h"
+#include "stage/fact_loop.h"
 
 typedef struct {
     stage_context *ctx;

@@ -6,7 +6,7 @@
 
 #include "h5/h5_global.h"
 #include "stage/stage.h"
-#include "stage/stage_probe_loop.h"
+#include "stage/fact_loop.h"
 
 typedef struct {
     stage_context *ctx;
@@ -47,30 +47,23 @@ static int commit(void *user, size_t seq, lafn_err *err) {
     return rc;
 }
 
-/* Token cost of every fact, and the work-space sizes of this rank's facts. */
+/* Token cost of every fact, and the work-space sizes of the largest fact (any rank may get any fact). */
 static int fact_sizes(probe_state *s, size_t *cost, size_t *max_tok, size_t *max_q, size_t *max_p, lafn_err *err) {
     stage_context *ctx = s->ctx;
     int with_target = s->o.score == PROBE_SCORE_GRAD_X_ACT || s->o.score == PROBE_SCORE_IG;
-    size_t *ntok = calloc(ctx->facts.n_facts + 1, 3 * sizeof *ntok), *mine = NULL, n_mine = 0;
-    if (!ntok) return lafn_err_set(err, "probe: out of memory");
     int rc = 0;
+    *max_tok = *max_q = *max_p = 1;
     for (size_t i = 0; i < ctx->facts.n_facts && rc == 0; i++) {
         facts_edit_view v;
+        size_t n_tok = 0, n_q = 0, n_p = 0;
         if ((rc = facts_edit_view_build(&ctx->facts.facts[i], &v, err)) != 0) break;
-        rc = probe_fact_size(ctx->m->tok, &v, with_target, &ntok[3 * i], &ntok[3 * i + 1], &ntok[3 * i + 2], err);
+        rc = probe_fact_size(ctx->m->tok, &v, with_target, &n_tok, &n_q, &n_p, err);
         facts_edit_view_free(&v);
-        cost[i] = ntok[3 * i];
+        cost[i] = n_tok;
+        if (n_tok > *max_tok) *max_tok = n_tok;
+        if (n_q > *max_q) *max_q = n_q;
+        if (n_p > *max_p) *max_p = n_p;
     }
-    if (rc == 0) rc = stage_loop_mine(ctx, cost, &mine, &n_mine, err);
-    *max_tok = *max_q = *max_p = 1;
-    for (size_t k = 0; rc == 0 && k < n_mine; k++) {
-        size_t i = mine[k];
-        if (ntok[3 * i] > *max_tok) *max_tok = ntok[3 * i];
-        if (ntok[3 * i + 1] > *max_q) *max_q = ntok[3 * i + 1];
-        if (ntok[3 * i + 2] > *max_p) *max_p = ntok[3 * i + 2];
-    }
-    free(mine);
-    free(ntok);
     return rc;
 }
 

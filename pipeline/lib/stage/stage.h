@@ -98,8 +98,8 @@ typedef struct {
 } stage_progress;
 
 /* Collective over comm: creates the shared counter, starting at already_done. */
-int stage_progress_init(stage_progress *p, MPI_Comm comm, const char *stage, size_t total, size_t already_done,
-                        FILE *log, lafn_err *err);
+void stage_progress_init(stage_progress *p, MPI_Comm comm, const char *stage, size_t total, size_t already_done,
+                         FILE *log);
 /* Any rank, any time: adds n_facts and, at most every STAGE_PROGRESS_SECONDS
  * per rank (and at the end), prints "STAGE: done/total facts, rate, ETA". */
 void stage_progress_step(stage_progress *p, size_t n_facts);

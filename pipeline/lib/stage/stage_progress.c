@@ -3,8 +3,8 @@
 
 #include <stdio.h>
 
-int stage_progress_init(stage_progress *p, MPI_Comm comm, const char *stage, size_t total, size_t already_done,
-                        FILE *log, lafn_err *err) {
+void stage_progress_init(stage_progress *p, MPI_Comm comm, const char *stage, size_t total, size_t already_done,
+                         FILE *log) {
     int rank;
     MPI_Comm_rank(comm, &rank);
     *p = (stage_progress){.win = MPI_WIN_NULL, .stage = stage, .total = total, .resumed = already_done, .log = log};
@@ -18,7 +18,6 @@ int stage_progress_init(stage_progress *p, MPI_Comm comm, const char *stage, siz
     MPI_Barrier(comm);
     p->start = MPI_Wtime();
     p->last_print = p->start;
-    return 0;
 }
 
 /* Writes "STAGE: done/total facts, rate, ETA" for the count seen after this rank's increment. */
