@@ -37,7 +37,7 @@ typedef struct {
     int kl_other_facts;/* 1: another fact's src is a neutral prompt too; 0: the subject only */
 } edit_problem;
 
-/* Neutral prompts per language of a fact (edit_kl.c): the src of the next
+/* Neutral prompts per language of a fact (edit_problem.c): the src of the next
  * OTHER fact of the set in that language (unless p->kl_other_facts is 0)
  * and the fact's subject alone. */
 #define EDIT_NEUTRAL_PER_LANG 2
@@ -111,7 +111,7 @@ int edit_optimise_fact(const model *m, const facts_edit_view *views, size_t n_vi
                        int n, const int *layer, const int *neuron, const edit_hparams *h, float *delta,
                        edit_result *res, lafn_err *err);
 
-/* ---- edit_kl.c ---- */
+/* ---- edit_problem.c ---- */
 
 /* KL(p0 ‖ p) of one row: logp0 (V) the unedited log-probabilities, logits
  * (V) the edited ones. If dlogits is not NULL it receives weight · (p − p0),

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5/h5_global.h"
-#include "h5/h5_int.h"
+#include "h5/h5global.h"
+#include "h5/h5out_int.h"
 #include "eval/metrics.h"
 
 /* Dimension names: S edit sets (unedited, all, each:<lang>...), L languages, C criteria, M metrics, n facts. */
@@ -177,27 +177,27 @@ static int write_axes(hid_t file, const stage_context *ctx, const eval_data *d, 
     char sets[2048], buf[1024];
     join(buf, sizeof buf, ctx->facts.langs, ctx->facts.n_langs, "each:");
     snprintf(sets, sizeof sets, "unedited,all%s%s", d->post_each ? "," : "", d->post_each ? buf : "");
-    if (h5_attr_put_string(file, "eval_sets", sets, err)) return -1;
+    if (h5out_attr_put_string(file, "eval_sets", sets, err)) return -1;
     join(buf, sizeof buf, ctx->facts.langs, ctx->facts.n_langs, "");
-    if (h5_attr_put_string(file, "eval_langs", buf, err)) return -1;
+    if (h5out_attr_put_string(file, "eval_langs", buf, err)) return -1;
     join(buf, sizeof buf, eval_criterion_names, EVAL_N_CRIT, "");
-    if (h5_attr_put_string(file, "eval_criteria", buf, err)) return -1;
+    if (h5out_attr_put_string(file, "eval_criteria", buf, err)) return -1;
     join(buf, sizeof buf, eval_criterion_easyedit, EVAL_N_CRIT, "");
-    if (h5_attr_put_string(file, "eval_criteria_easyedit", buf, err)) return -1;
+    if (h5out_attr_put_string(file, "eval_criteria_easyedit", buf, err)) return -1;
     join(buf, sizeof buf, eval_metric_names, EVAL_N_METRIC, "");
-    if (h5_attr_put_string(file, "eval_metrics", buf, err)) return -1;
+    if (h5out_attr_put_string(file, "eval_metrics", buf, err)) return -1;
     char *const *shown;
     size_t n_shown;
     if (config_get_string_list(&ctx->cfg, "eval.metrics", &shown, &n_shown, err)) return -1;
     join(buf, sizeof buf, (const char *const *)shown, n_shown, "");
-    if (h5_attr_put_string(file, "eval_metrics_shown", buf, err)) return -1;
+    if (h5out_attr_put_string(file, "eval_metrics_shown", buf, err)) return -1;
     for (int m = 0; m < EVAL_N_METRIC; m++) {
         snprintf(buf, sizeof buf, "eval_method_%s", eval_metric_names[m]);
-        if (h5_attr_put_string(file, buf, eval_metric_methods[m], err)) return -1;
+        if (h5out_attr_put_string(file, buf, eval_metric_methods[m], err)) return -1;
     }
     snprintf(buf, sizeof buf, "percentile bootstrap of the mean over facts (NaN = question absent, skipped): "
              "%d resamples, confidence %g, seed eval.seed; rows in fact-index order", b->samples, b->confidence);
-    return h5_attr_put_string(file, "eval_bootstrap", buf, err);
+    return h5out_attr_put_string(file, "eval_bootstrap", buf, err);
 }
 
 static int fill_cells(const eval_data *d, boot_opts *b, cell_table *all, cell_table *same, lafn_err *err) {

@@ -74,10 +74,10 @@ typedef struct {
     size_t n_facts, cap_facts, n_langs, n_layer;
     int64_t *facts;
     int64_t *off_lafn, *off_dset, *off_spec, *off_edit;  /* (n_facts + 1) each */
-    probe_vec lafn_layer, lafn_neuron, lafn_score, lafn_nlangs, lafn_act_mean, lafn_act_min, lafn_gate;
-    probe_vec dset_lang, dset_layer, dset_neuron, dset_score;
-    probe_vec spec_lang, spec_layer, spec_neuron, spec_score, spec_act_mean, spec_gate;
-    probe_vec edit_layer, edit_neuron, edit_act_mean, edit_gate;
+    grow_vec lafn_layer, lafn_neuron, lafn_score, lafn_nlangs, lafn_act_mean, lafn_act_min, lafn_gate;
+    grow_vec dset_lang, dset_layer, dset_neuron, dset_score;
+    grow_vec spec_lang, spec_layer, spec_neuron, spec_score, spec_act_mean, spec_gate;
+    grow_vec edit_layer, edit_neuron, edit_act_mean, edit_gate;
     int32_t *status;        /* (n_facts, LOCATE_STATUS_LEN) */
     double *lang_fraction;  /* (n_facts) language fraction finally used */
     int32_t *layer_hist;    /* (n_facts, n_layer) LAFNs per layer */

@@ -127,8 +127,8 @@ fail:
 }
 
 /* The vectors of b with their element sizes, in dataset order. */
-static probe_vec *batch_vec(locate_batch *b, int i) {
-    probe_vec *v[] = {&b->lafn_layer, &b->lafn_neuron, &b->lafn_score, &b->lafn_nlangs, &b->lafn_act_mean,
+static grow_vec *batch_vec(locate_batch *b, int i) {
+    grow_vec *v[] = {&b->lafn_layer, &b->lafn_neuron, &b->lafn_score, &b->lafn_nlangs, &b->lafn_act_mean,
                       &b->lafn_act_min, &b->lafn_gate, &b->dset_lang, &b->dset_layer, &b->dset_neuron,
                       &b->dset_score, &b->spec_lang, &b->spec_layer, &b->spec_neuron, &b->spec_score,
                       &b->spec_act_mean, &b->spec_gate, &b->edit_layer, &b->edit_neuron, &b->edit_act_mean,
@@ -162,7 +162,7 @@ void locate_batch_reset(locate_batch *b) {
 }
 
 void locate_batch_free(locate_batch *b) {
-    for (int i = 0; batch_vec(b, i); i++) probe_vec_free(batch_vec(b, i));
+    for (int i = 0; batch_vec(b, i); i++) grow_vec_free(batch_vec(b, i));
     free(b->facts); free(b->off_lafn); free(b->off_dset); free(b->off_spec); free(b->off_edit);
     free(b->status); free(b->lang_fraction); free(b->layer_hist); free(b->pairs);
     *b = (locate_batch){0};

@@ -169,13 +169,13 @@ static int by_key(const void *a, const void *b) {
 }
 
 /* Pushes one int32 and one float, the common shape of the CSR columns. */
-static int push_i(probe_vec *v, int x, lafn_err *err) {
+static int push_i(grow_vec *v, int x, lafn_err *err) {
     int32_t y = x;
-    return probe_vec_push(v, &y, 1, err);
+    return grow_vec_push(v, &y, 1, err);
 }
-static int push_f(probe_vec *v, double x, lafn_err *err) {
+static int push_f(grow_vec *v, double x, lafn_err *err) {
     float y = (float)x;
-    return probe_vec_push(v, &y, 1, err);
+    return grow_vec_push(v, &y, 1, err);
 }
 
 static float gate_of(const lnode *n) { return LOCATE_GATE_FACTOR * n->act_min; }
@@ -305,13 +305,13 @@ static int write_specific(lnode *const *sel, size_t n, locate_batch *b, lafn_err
 
 /* edit/...: the neurons handed to the edit stage (LAFNs, or the language-specific sets). */
 static int write_edit(const locate_batch *b, locate_batch *w, int specific, size_t f, lafn_err *err) {
-    const probe_vec *ly = specific ? &b->spec_layer : &b->lafn_layer, *ne = specific ? &b->spec_neuron : &b->lafn_neuron;
-    const probe_vec *am = specific ? &b->spec_act_mean : &b->lafn_act_mean, *gt = specific ? &b->spec_gate : &b->lafn_gate;
+    const grow_vec *ly = specific ? &b->spec_layer : &b->lafn_layer, *ne = specific ? &b->spec_neuron : &b->lafn_neuron;
+    const grow_vec *am = specific ? &b->spec_act_mean : &b->lafn_act_mean, *gt = specific ? &b->spec_gate : &b->lafn_gate;
     size_t from = (size_t)(specific ? b->off_spec[f] : b->off_lafn[f]), to = ly->n;
-    return probe_vec_push(&w->edit_layer, (const int32_t *)ly->v + from, to - from, err) ||
-                   probe_vec_push(&w->edit_neuron, (const int32_t *)ne->v + from, to - from, err) ||
-                   probe_vec_push(&w->edit_act_mean, (const float *)am->v + from, to - from, err) ||
-                   probe_vec_push(&w->edit_gate, (const float *)gt->v + from, to - from, err)
+    return grow_vec_push(&w->edit_layer, (const int32_t *)ly->v + from, to - from, err) ||
+                   grow_vec_push(&w->edit_neuron, (const int32_t *)ne->v + from, to - from, err) ||
+                   grow_vec_push(&w->edit_act_mean, (const float *)am->v + from, to - from, err) ||
+                   grow_vec_push(&w->edit_gate, (const float *)gt->v + from, to - from, err)
                ? -1 : 0;
 }
 

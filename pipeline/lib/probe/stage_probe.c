@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5/h5_global.h"
+#include "h5/h5global.h"
 #include "stage/stage.h"
 #include "stage/fact_loop.h"
 

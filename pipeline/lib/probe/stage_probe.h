@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 #include "facts/facts.h"
 #include "h5/h5out.h"
+#include "base/grow_vec.h"
 #include "base/lafn_err.h"
 #include "model/model.h"
 
@@ -47,16 +48,6 @@ typedef struct {
 int probe_opts_from_config(const lafn_config *cfg, int n_layer, probe_opts *o, lafn_err *err);
 void probe_opts_free(probe_opts *o);
 
-/* A growable array of elements of one size. */
-typedef struct {
-    void *v;
-    size_t n, cap, elem;
-} probe_vec;
-
-/* Appends n elements from src (grows geometrically). Returns 0, or -1 with err. */
-int probe_vec_push(probe_vec *g, const void *src, size_t n, lafn_err *err);
-void probe_vec_free(probe_vec *g);
-
 /* The probe results of a batch of facts, laid out as probe.h5's datasets.
  * Three CSR families, each with its own offsets (n_facts + 1):
  *   prompt/...  one entry per prompt of the fact (languages in set order, then src, paraphrases)
@@ -67,11 +58,11 @@ typedef struct {
     size_t n_facts, cap_facts, n_probed, n_langs;
     int64_t *facts;                         /* (n_facts) fact indices */
     int64_t *off_prompt, *off_layer, *off_kept; /* (n_facts + 1) each */
-    probe_vec prompt_lang, prompt_ntok, prompt_pos, prompt_fallback; /* int32 */
-    probe_vec layer_max;                    /* float: max score of the prompt in the layer */
-    probe_vec layer_above;                  /* int32: neurons >= min_fraction * max before the keep_max cap */
-    probe_vec kept_prompt, kept_layer, kept_neuron; /* int32 */
-    probe_vec kept_score, kept_act;         /* float: score; activation a at the last prompt token */
+    grow_vec prompt_lang, prompt_ntok, prompt_pos, prompt_fallback; /* int32 */
+    grow_vec layer_max;                    /* float: max score of the prompt in the layer */
+    grow_vec layer_above;                  /* int32: neurons >= min_fraction * max before the keep_max cap */
+    grow_vec kept_prompt, kept_layer, kept_neuron; /* int32 */
+    grow_vec kept_score, kept_act;         /* float: score; activation a at the last prompt token */
     double *act_stats;                      /* (n_facts, 3 * n_probed): sum |a|, max |a|, count per layer */
     int32_t *lang_stats;                    /* (n_facts, 2 * n_langs): prompts, subject fallbacks per language */
 } probe_batch;

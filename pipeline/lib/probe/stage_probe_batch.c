@@ -64,31 +64,9 @@ void probe_opts_free(probe_opts *o) {
     *o = (probe_opts){0};
 }
 
-int probe_vec_push(probe_vec *g, const void *src, size_t n, lafn_err *err) {
-    if (n == 0) return 0;
-    if (n > (size_t)-1 / 2 - g->n) return lafn_err_set(err, "probe: array of %zu elements overflows", g->n);
-    if (g->n + n > g->cap) {
-        size_t cap = g->cap ? g->cap : 256;
-        while (cap < g->n + n) cap *= 2;
-        void *v = realloc(g->v, cap * g->elem);
-        if (!v) return lafn_err_set(err, "probe: out of memory growing an array to %zu elements", cap);
-        g->v = v;
-        g->cap = cap;
-    }
-    memcpy((char *)g->v + g->n * g->elem, src, n * g->elem);
-    g->n += n;
-    return 0;
-}
-
-void probe_vec_free(probe_vec *g) {
-    free(g->v);
-    g->v = NULL;
-    g->n = g->cap = 0;
-}
-
 /* The vectors of b, in dataset order, for loops. */
-static probe_vec *batch_vec(probe_batch *b, int i) {
-    probe_vec *v[] = {&b->prompt_lang, &b->prompt_ntok, &b->prompt_pos, &b->prompt_fallback, &b->layer_max,
+static grow_vec *batch_vec(probe_batch *b, int i) {
+    grow_vec *v[] = {&b->prompt_lang, &b->prompt_ntok, &b->prompt_pos, &b->prompt_fallback, &b->layer_max,
                       &b->layer_above, &b->kept_prompt, &b->kept_layer, &b->kept_neuron, &b->kept_score,
                       &b->kept_act};
     return i < (int)(sizeof v / sizeof v[0]) ? v[i] : NULL;
@@ -118,7 +96,7 @@ void probe_batch_reset(probe_batch *b) {
 }
 
 void probe_batch_free(probe_batch *b) {
-    for (int i = 0; batch_vec(b, i); i++) probe_vec_free(batch_vec(b, i));
+    for (int i = 0; batch_vec(b, i); i++) grow_vec_free(batch_vec(b, i));
     free(b->facts);
     free(b->off_prompt);
     free(b->off_layer);

@@ -322,13 +322,13 @@ static int keep_layer(probe_work *w, size_t q, size_t y, cand *c, probe_batch *o
         n = w->o->keep_max;
         qsort(c, n, sizeof *c, cand_by_neuron);
     }
-    if (probe_vec_push(&out->layer_max, &mx, 1, err) || probe_vec_push(&out->layer_above, &above, 1, err))
+    if (grow_vec_push(&out->layer_max, &mx, 1, err) || grow_vec_push(&out->layer_above, &above, 1, err))
         return -1;
     for (size_t k = 0; k < n; k++) {
         int32_t j = c[k].j;
-        if (probe_vec_push(&out->kept_prompt, &qi, 1, err) || probe_vec_push(&out->kept_layer, &li, 1, err) ||
-            probe_vec_push(&out->kept_neuron, &j, 1, err) || probe_vec_push(&out->kept_score, &c[k].s, 1, err) ||
-            probe_vec_push(&out->kept_act, &a[j], 1, err))
+        if (grow_vec_push(&out->kept_prompt, &qi, 1, err) || grow_vec_push(&out->kept_layer, &li, 1, err) ||
+            grow_vec_push(&out->kept_neuron, &j, 1, err) || grow_vec_push(&out->kept_score, &c[k].s, 1, err) ||
+            grow_vec_push(&out->kept_act, &a[j], 1, err))
             return -1;
     }
     return 0;
@@ -343,9 +343,9 @@ static int append_fact(probe_work *w, const facts_edit_view *v, probe_batch *out
     int rc = 0;
     for (size_t q = 0; q < w->Q && rc == 0; q++) {
         int32_t ntok = (int32_t)w->n_prompt[q], pos = (int32_t)(w->pos_hi[q] - 1);
-        rc = probe_vec_push(&out->prompt_lang, &w->prompt_lang[q], 1, err) ||
-             probe_vec_push(&out->prompt_ntok, &ntok, 1, err) || probe_vec_push(&out->prompt_pos, &pos, 1, err) ||
-             probe_vec_push(&out->prompt_fallback, &w->fallback[q], 1, err) ? -1 : 0;
+        rc = grow_vec_push(&out->prompt_lang, &w->prompt_lang[q], 1, err) ||
+             grow_vec_push(&out->prompt_ntok, &ntok, 1, err) || grow_vec_push(&out->prompt_pos, &pos, 1, err) ||
+             grow_vec_push(&out->prompt_fallback, &w->fallback[q], 1, err) ? -1 : 0;
         for (size_t y = 0; y < Y && rc == 0; y++) rc = keep_layer(w, q, y, c, out, err);
         int32_t *ls = out->lang_stats + f * 2 * out->n_langs;
         ls[2 * w->prompt_lang[q]] += 1;

@@ -1,5 +1,5 @@
-/* h5_provenance: identity and provenance attributes of lafn HDF5 files, and opening a stage file with its identity checked. */
-#include "h5/h5_int.h"
+/* h5out_provenance: identity and provenance attributes of lafn HDF5 files, and opening a stage file with its identity checked. */
+#include "h5/h5out_int.h"
 
 #include <cblas.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 
 extern char **environ;
 
-int h5_attr_put_string(hid_t obj, const char *name, const char *value, lafn_err *err) {
+int h5out_attr_put_string(hid_t obj, const char *name, const char *value, lafn_err *err) {
     hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
     const char *v = value ? value : "";
     size_t len = strlen(v);
@@ -33,7 +33,7 @@ fail:
     return rc;
 }
 
-int h5_attr_put_int(hid_t obj, const char *name, int64_t value, lafn_err *err) {
+int h5out_attr_put_int(hid_t obj, const char *name, int64_t value, lafn_err *err) {
     hid_t space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
     int rc = -1;
     if ((space = H5Screate(H5S_SCALAR)) < 0) goto fail;
@@ -47,7 +47,7 @@ fail:
     return rc;
 }
 
-int h5_attr_get_int(hid_t obj, const char *name, int64_t *out, lafn_err *err) {
+int h5out_attr_get_int(hid_t obj, const char *name, int64_t *out, lafn_err *err) {
     hid_t attr = H5I_INVALID_HID, space = H5I_INVALID_HID;
     int rc = -1;
     if ((attr = H5Aopen(obj, name, H5P_DEFAULT)) < 0) goto fail;
@@ -221,12 +221,12 @@ int h5out_provenance_write(hid_t file, const h5out_provenance *p, const char *ki
         p->model_path, p->model_size, p->model_sha256, p->command_line};
     int rc = -1;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (h5_attr_put_string(file, names[i], vals[i], err)) goto done;
+        if (h5out_attr_put_string(file, names[i], vals[i], err)) goto done;
     const char *f = facts;
     for (size_t i = 0; i < sizeof facts_names / sizeof facts_names[0]; i++, f += strlen(f) + 1)
-        if (f >= facts + len || h5_attr_put_string(file, facts_names[i], f, err)) goto done;
-    if (h5_attr_put_int(file, "lafn_format_version", H5OUT_FORMAT_VERSION, err)) goto done;
-    if (h5_attr_put_int(file, "lafn_mpi_ranks", size, err)) goto done;
+        if (f >= facts + len || h5out_attr_put_string(file, facts_names[i], f, err)) goto done;
+    if (h5out_attr_put_int(file, "lafn_format_version", H5OUT_FORMAT_VERSION, err)) goto done;
+    if (h5out_attr_put_int(file, "lafn_mpi_ranks", size, err)) goto done;
     rc = 0;
 done:
     free(facts);
@@ -246,7 +246,7 @@ int h5out_check_identity(hid_t file, const char *path, const char *stage, const 
         lafn_err_set(err, "%s: file is from stage '%s', expected stage '%s'", path, got_stage, stage);
         goto done;
     }
-    if (h5_attr_get_int(file, "lafn_format_version", &version, err) || version != H5OUT_FORMAT_VERSION) {
+    if (h5out_attr_get_int(file, "lafn_format_version", &version, err) || version != H5OUT_FORMAT_VERSION) {
         lafn_err_set(err, "%s: format version %lld, this lafn reads version %d", path,
                      (long long)version, H5OUT_FORMAT_VERSION);
         goto done;

@@ -1,4 +1,4 @@
-/* edit_kl: the sequences of an edit problem — target prompts and neutral prompts — and the KL term on the neutral ones. */
+/* edit_problem: the sequences of an edit problem — target prompts and neutral prompts — and the KL term on the neutral ones. */
 #include "edit/edit_optimise.h"
 
 #include <math.h>

@@ -1,12 +1,12 @@
-/* h5_global: run-wide datasets added to a merged stage file — copy, add, sync, rename. */
-#include "h5/h5_global.h"
+/* h5global: run-wide datasets added to a merged stage file — copy, add, sync, rename. */
+#include "h5/h5global.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5/h5_int.h"
+#include "h5/h5out_int.h"
 #include "base/mpi_status.h"
 
 /* Copies file src to dst (created or truncated). Returns 0 or -1 with err. */
@@ -33,17 +33,17 @@ fail:
 static int write_items(hid_t file, const h5global_dataset *ds, size_t n_ds, const h5global_attr *attrs,
                        size_t n_attrs, lafn_err *err) {
     for (size_t i = 0; i < n_ds; i++)
-        if (h5_write_rows(file, ds[i].name, ds[i].dtype, ds[i].n0, ds[i].n1, 0, ds[i].n0, ds[i].values,
+        if (h5out_write_rows(file, ds[i].name, ds[i].dtype, ds[i].n0, ds[i].n1, 0, ds[i].n0, ds[i].values,
                           H5P_DEFAULT, NULL, err) != 0)
             return -1;
     for (size_t i = 0; i < n_attrs; i++)
-        if (h5_attr_put_string(file, attrs[i].name, attrs[i].value, err) != 0) return -1;
-    return h5_attr_put_string(file, "lafn_global_complete", "yes", err);
+        if (h5out_attr_put_string(file, attrs[i].name, attrs[i].value, err) != 0) return -1;
+    return h5out_attr_put_string(file, "lafn_global_complete", "yes", err);
 }
 
 int h5global_amend(const char *dir, const char *stage, h5global_writer write, void *arg, lafn_err *err) {
     char path[4096], tmp[4200];
-    if (h5_stage_path(path, sizeof path, dir, stage, 0) != 0)
+    if (h5out_stage_path(path, sizeof path, dir, stage, 0) != 0)
         return lafn_err_set(err, "%s: output path too long", stage);
     snprintf(tmp, sizeof tmp, "%s.global.tmp", path);
     if (copy_file(path, tmp, err) != 0) return -1;
@@ -55,11 +55,11 @@ int h5global_amend(const char *dir, const char *stage, h5global_writer write, vo
     rc = 0;
 fail:
     if (file >= 0 && H5Fclose(file) < 0 && rc == 0) rc = lafn_err_set(err, "cannot close '%s'", tmp);
-    if (rc == 0 && h5_sync_path(tmp) != 0) rc = lafn_err_set(err, "cannot sync '%s'", tmp);
+    if (rc == 0 && h5out_sync_path(tmp) != 0) rc = lafn_err_set(err, "cannot sync '%s'", tmp);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = lafn_err_set(err, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
     if (rc != 0) remove(tmp);
-    if (rc == 0 && h5_sync_dir(dir) != 0) rc = lafn_err_set(err, "%s: renamed, but its folder cannot be synced", path);
+    if (rc == 0 && h5out_sync_dir(dir) != 0) rc = lafn_err_set(err, "%s: renamed, but its folder cannot be synced", path);
     return rc;
 }
 

@@ -1,5 +1,5 @@
-/* h5_data: typed per-fact datasets (rows and CSR) — hyperslab writes, checked whole reads, file names, fsync. */
-#include "h5/h5_int.h"
+/* h5out_data: typed per-fact datasets (rows and CSR) — hyperslab writes, checked whole reads, file names, fsync. */
+#include "h5/h5out_int.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@ size_t h5out_dtype_size(h5out_dtype t) {
     return t == H5OUT_I32 || t == H5OUT_F32 ? 4 : 8;
 }
 
-hid_t h5_mem_type(h5out_dtype t) {
+hid_t h5out_mem_type(h5out_dtype t) {
     switch (t) {
     case H5OUT_I32: return H5T_NATIVE_INT32;
     case H5OUT_I64: return H5T_NATIVE_INT64;
@@ -21,7 +21,7 @@ hid_t h5_mem_type(h5out_dtype t) {
     return H5I_INVALID_HID;
 }
 
-hid_t h5_file_type(h5out_dtype t) {
+hid_t h5out_file_type(h5out_dtype t) {
     switch (t) {
     case H5OUT_I32: return H5T_STD_I32LE;
     case H5OUT_I64: return H5T_STD_I64LE;
@@ -31,7 +31,7 @@ hid_t h5_file_type(h5out_dtype t) {
     return H5I_INVALID_HID;
 }
 
-int h5_write_rows(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_total, size_t row_len,
+int h5out_write_rows(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_total, size_t row_len,
                   size_t row0, size_t n_rows, const void *buf, hid_t dxpl, const char *layout,
                   lafn_err *err) {
     hid_t lcpl = H5I_INVALID_HID, fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
@@ -44,7 +44,7 @@ int h5_write_rows(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_tota
     }
     if ((lcpl = H5Pcreate(H5P_LINK_CREATE)) < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) goto fail;
     if ((fspace = H5Screate_simple(nd, dims, NULL)) < 0) goto fail;
-    if ((dset = H5Dcreate2(loc, name, h5_file_type(t), fspace, lcpl, H5P_DEFAULT, H5P_DEFAULT)) < 0)
+    if ((dset = H5Dcreate2(loc, name, h5out_file_type(t), fspace, lcpl, H5P_DEFAULT, H5P_DEFAULT)) < 0)
         goto fail;
     if ((mspace = H5Screate_simple(nd, count, NULL)) < 0) goto fail;
     if (n_rows == 0) {
@@ -54,8 +54,8 @@ int h5_write_rows(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_tota
     }
     /* An empty dataset (the same on every rank) has no storage to write: HDF5
      * fails a collective write of zero elements with an address overflow. */
-    if (n_rows_total > 0 && H5Dwrite(dset, h5_mem_type(t), mspace, fspace, dxpl, buf) < 0) goto fail;
-    if (layout && h5_attr_put_string(dset, "lafn_layout", layout, err)) goto fail;
+    if (n_rows_total > 0 && H5Dwrite(dset, h5out_mem_type(t), mspace, fspace, dxpl, buf) < 0) goto fail;
+    if (layout && h5out_attr_put_string(dset, "lafn_layout", layout, err)) goto fail;
     rc = 0;
 fail:
     if (dset >= 0 && H5Dclose(dset) < 0) rc = -1;
@@ -106,7 +106,7 @@ static int read_range(hid_t file, const char *path, const char *name, h5out_dtyp
     }
     if (n_elem && ((mspace = H5Screate_simple(nd, count, NULL)) < 0 ||
                    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-                   H5Dread(dset, h5_mem_type(dtype), mspace, space, H5P_DEFAULT, buf) < 0))
+                   H5Dread(dset, h5out_mem_type(dtype), mspace, space, H5P_DEFAULT, buf) < 0))
         goto io;
     *out = buf;
     buf = NULL;
@@ -219,7 +219,7 @@ fail:
     return -1;
 }
 
-int h5_check_batch(const h5out_dataset *d, size_t n_facts, lafn_err *err) {
+int h5out_check_batch(const h5out_dataset *d, size_t n_facts, lafn_err *err) {
     if (!d->name || !d->name[0] || d->name[0] == '/')
         return lafn_err_set(err, "dataset name must be non-empty and relative");
     if (!strcmp(d->name, "facts"))
@@ -232,12 +232,12 @@ int h5_check_batch(const h5out_dataset *d, size_t n_facts, lafn_err *err) {
                          (size_t)(d->offsets[n_facts] < 0 ? 0 : d->offsets[n_facts]), err);
 }
 
-int h5_stage_path(char *buf, size_t cap, const char *dir, const char *stage, int tmp) {
+int h5out_stage_path(char *buf, size_t cap, const char *dir, const char *stage, int tmp) {
     int n = snprintf(buf, cap, "%s/%s.h5%s", dir, stage, tmp ? ".tmp" : "");
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
-int h5_sync_path(const char *path) {
+int h5out_sync_path(const char *path) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return -1;
     int rc = fsync(fd);
@@ -245,7 +245,7 @@ int h5_sync_path(const char *path) {
     return rc ? -1 : 0;
 }
 
-int h5_sync_dir(const char *dir) {
+int h5out_sync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return -1;
     int rc = fsync(fd);
@@ -253,7 +253,7 @@ int h5_sync_dir(const char *dir) {
     return rc ? -1 : 0;
 }
 
-int h5_write_csr(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_total, size_t row0,
+int h5out_write_csr(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_total, size_t row0,
                  size_t n_rows, const int64_t *offsets, size_t n_values_total, size_t value0,
                  const void *values, int last, hid_t dxpl, lafn_err *err) {
     hid_t lcpl = H5I_INVALID_HID, grp = H5I_INVALID_HID;
@@ -267,11 +267,11 @@ int h5_write_csr(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_total
         lafn_err_set(err, "cannot create group '%s'", name);
         goto fail;
     }
-    if (h5_attr_put_string(grp, "lafn_layout", "csr", err)) goto fail;
-    if (h5_write_rows(grp, "offsets", H5OUT_I64, n_rows_total + 1, 0, row0, n_off, off, dxpl, NULL, err))
+    if (h5out_attr_put_string(grp, "lafn_layout", "csr", err)) goto fail;
+    if (h5out_write_rows(grp, "offsets", H5OUT_I64, n_rows_total + 1, 0, row0, n_off, off, dxpl, NULL, err))
         goto fail;
     size_t n_values = n_rows ? (size_t)(offsets[n_rows] - offsets[0]) : 0;
-    if (h5_write_rows(grp, "values", t, n_values_total, 0, value0, n_values, values, dxpl, NULL, err))
+    if (h5out_write_rows(grp, "values", t, n_values_total, 0, value0, n_values, values, dxpl, NULL, err))
         goto fail;
     rc = 0;
 fail:
@@ -282,7 +282,7 @@ fail:
     return rc;
 }
 
-int h5_stage_name_ok(const char *stage) {
+int h5out_stage_name_ok(const char *stage) {
     if (!stage || !stage[0]) return 0;
     for (const char *c = stage; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_')) return 0;

@@ -1,5 +1,5 @@
-/* h5_shard: one rank's batch of finished facts as a small HDF5 file committed by rename; listing shards; resume. */
-#include "h5/h5_int.h"
+/* h5out_shard: one rank's batch of finished facts as a small HDF5 file committed by rename; listing shards; resume. */
+#include "h5/h5out_int.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -12,15 +12,15 @@ static int shard_fill(hid_t file, const h5out_provenance *p, int rank, size_t se
                       const int64_t *facts, size_t n, const h5out_dataset *ds, size_t n_ds,
                       lafn_err *err) {
     if (h5out_provenance_write(file, p, "shard", MPI_COMM_SELF, err)) return -1;
-    if (h5_attr_put_int(file, "lafn_shard_rank", rank, err)) return -1;
-    if (h5_attr_put_int(file, "lafn_shard_seq", (int64_t)seq, err)) return -1;
-    if (h5_write_rows(file, "facts", H5OUT_I64, n, 0, 0, n, facts, H5P_DEFAULT, "rows", err)) return -1;
+    if (h5out_attr_put_int(file, "lafn_shard_rank", rank, err)) return -1;
+    if (h5out_attr_put_int(file, "lafn_shard_seq", (int64_t)seq, err)) return -1;
+    if (h5out_write_rows(file, "facts", H5OUT_I64, n, 0, 0, n, facts, H5P_DEFAULT, "rows", err)) return -1;
     for (size_t i = 0; i < n_ds; i++) {
         const h5out_dataset *d = &ds[i];
         int rc = d->layout == H5OUT_ROWS
-            ? h5_write_rows(file, d->name, d->dtype, n, d->row_len, 0, n, d->values, H5P_DEFAULT,
+            ? h5out_write_rows(file, d->name, d->dtype, n, d->row_len, 0, n, d->values, H5P_DEFAULT,
                             "rows", err)
-            : h5_write_csr(file, d->name, d->dtype, n, 0, n, d->offsets, (size_t)d->offsets[n], 0,
+            : h5out_write_csr(file, d->name, d->dtype, n, 0, n, d->offsets, (size_t)d->offsets[n], 0,
                            d->values, 1, H5P_DEFAULT, err);
         if (rc) return -1;
     }
@@ -33,7 +33,7 @@ int h5out_shard_write(const char *dir, const h5out_provenance *p, int rank, size
     char path[4096], tmp[4200];
     hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
     int rc = -1, created = 0;
-    if (!h5_stage_name_ok(p->stage) || !p->run_id || !p->run_id[0])
+    if (!h5out_stage_name_ok(p->stage) || !p->run_id || !p->run_id[0])
         return lafn_err_set(err, "shard: stage '%s' must be [a-z0-9_]+ and run_id non-empty",
                             p->stage ? p->stage : "(null)");
     if (n_facts == 0 || rank < 0) return lafn_err_set(err, "shard: needs >= 1 fact and rank >= 0");
@@ -41,7 +41,7 @@ int h5out_shard_write(const char *dir, const h5out_provenance *p, int rank, size
     if (n < 0 || (size_t)n >= sizeof path) return lafn_err_set(err, "shard: path too long in %s", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     for (size_t i = 0; i < n_ds; i++)
-        if (h5_check_batch(&ds[i], n_facts, err)) return lafn_err_wrap(err, "shard %s", path);
+        if (h5out_check_batch(&ds[i], n_facts, err)) return lafn_err_wrap(err, "shard %s", path);
     if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
         lafn_err_set(err, "%s: cannot set up file access", tmp);
@@ -58,7 +58,7 @@ int h5out_shard_write(const char *dir, const h5out_provenance *p, int rank, size
     }
     hid_t f = file;
     file = H5I_INVALID_HID;
-    if (H5Fclose(f) < 0 || h5_sync_path(tmp) || rename(tmp, path) || h5_sync_dir(dir)) {
+    if (H5Fclose(f) < 0 || h5out_sync_path(tmp) || rename(tmp, path) || h5out_sync_dir(dir)) {
         lafn_err_set(err, "%s: cannot close, sync and rename to %s", tmp, path);
         goto fail;
     }
@@ -134,7 +134,7 @@ oom:
 }
 
 /* Opens a committed shard read-only (serial) and checks its identity. */
-int h5_shard_open(const char *path, const char *stage, const char *run_id, hid_t *file,
+int h5out_shard_open(const char *path, const char *stage, const char *run_id, hid_t *file,
                   lafn_err *err) {
     hid_t f = H5I_INVALID_HID;
     H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
@@ -166,7 +166,7 @@ int h5out_resume(const char *dir, const char *stage, const char *run_id, int ran
         int64_t *facts = NULL;
         size_t n = 0;
         if (sh[i].rank == rank && sh[i].seq >= *next_seq) *next_seq = sh[i].seq + 1;
-        if (h5_shard_open(sh[i].path, stage, run_id, &f, err)) goto fail;
+        if (h5out_shard_open(sh[i].path, stage, run_id, &f, err)) goto fail;
         int rc = h5out_read_all(f, sh[i].path, "facts", H5OUT_I64, 0, (void **)&facts, &n, err);
         if (H5Fclose(f) < 0 && !rc) rc = lafn_err_set(err, "%s: cannot close", sh[i].path);
         int64_t *g = rc ? NULL : realloc(all, (cnt + n + 1) * sizeof *all);

@@ -1,17 +1,17 @@
-/* h5_int: helpers shared by the h5_*.c files (attributes, typed hyperslab writes), not a public interface. */
-#ifndef LAFN_H5_INT_H
-#define LAFN_H5_INT_H
+/* h5out_int: helpers shared by the h5out_*.c files (attributes, typed hyperslab writes), not a public interface. */
+#ifndef LAFN_H5OUT_INT_H
+#define LAFN_H5OUT_INT_H
 
 #include "h5/h5out.h"
 
 /* Scalar attributes on obj. Return 0, or -1 with err naming the attribute. */
-int h5_attr_put_string(hid_t obj, const char *name, const char *value, lafn_err *err);
-int h5_attr_put_int(hid_t obj, const char *name, int64_t value, lafn_err *err);
-int h5_attr_get_int(hid_t obj, const char *name, int64_t *out, lafn_err *err);
+int h5out_attr_put_string(hid_t obj, const char *name, const char *value, lafn_err *err);
+int h5out_attr_put_int(hid_t obj, const char *name, int64_t value, lafn_err *err);
+int h5out_attr_get_int(hid_t obj, const char *name, int64_t *out, lafn_err *err);
 
 /* Native memory type and little-endian file type of dtype. */
-hid_t h5_mem_type(h5out_dtype t);
-hid_t h5_file_type(h5out_dtype t);
+hid_t h5out_mem_type(h5out_dtype t);
+hid_t h5out_file_type(h5out_dtype t);
 
 /* Creates dataset `name` in loc of shape (n_rows_total) when row_len == 0, else
  * (n_rows_total, row_len), and writes this rank's rows [row0, row0 + n_rows)
@@ -19,7 +19,7 @@ hid_t h5_file_type(h5out_dtype t);
  * selects collective or independent transfer. Intermediate groups are created.
  * lafn_layout (may be NULL) is written as attribute "lafn_layout". Returns 0, or
  * -1 with err naming the dataset. */
-int h5_write_rows(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_total, size_t row_len,
+int h5out_write_rows(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_total, size_t row_len,
                   size_t row0, size_t n_rows, const void *buf, hid_t dxpl, const char *layout,
                   lafn_err *err);
 
@@ -28,27 +28,27 @@ int h5_write_rows(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_tota
  * offsets rows [row0, row0 + n_rows) — plus the closing entry when `last` —
  * from offsets (n_rows + 1 local entries from 0), shifted by value0, and values
  * [value0, value0 + offsets[n_rows]). Returns 0, or -1 with err set. */
-int h5_write_csr(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_total, size_t row0,
+int h5out_write_csr(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_total, size_t row0,
                  size_t n_rows, const int64_t *offsets, size_t n_values_total, size_t value0,
                  const void *values, int last, hid_t dxpl, lafn_err *err);
 
 /* 1 if stage is a non-empty name of [a-z0-9_] (it becomes part of file names). */
-int h5_stage_name_ok(const char *stage);
+int h5out_stage_name_ok(const char *stage);
 
 /* Checks a batch's dataset against its description: layout/dtype/row_len
  * sane, CSR offsets of n_facts + 1 entries starting at 0, non-decreasing. */
-int h5_check_batch(const h5out_dataset *d, size_t n_facts, lafn_err *err);
+int h5out_check_batch(const h5out_dataset *d, size_t n_facts, lafn_err *err);
 
 /* Opens a committed shard read-only (serial HDF5) and checks its identity
  * (stage, format version, run_id). Returns 0 with *file open, or -1 with err set. */
-int h5_shard_open(const char *path, const char *stage, const char *run_id, hid_t *file,
+int h5out_shard_open(const char *path, const char *stage, const char *run_id, hid_t *file,
                   lafn_err *err);
 
 /* Stage file names: "DIR/STAGE.h5" (tmp: with ".tmp"), into buf; -1 if too long. */
-int h5_stage_path(char *buf, size_t cap, const char *dir, const char *stage, int tmp);
+int h5out_stage_path(char *buf, size_t cap, const char *dir, const char *stage, int tmp);
 
 /* fsync of a file and of the directory holding it; 0 or -1. */
-int h5_sync_path(const char *path);
-int h5_sync_dir(const char *dir);
+int h5out_sync_path(const char *path);
+int h5out_sync_dir(const char *dir);
 
 #endif

@@ -1,6 +1,6 @@
-/* h5_global: run-wide datasets (statistics, atlases) added to a merged stage file after the per-fact merge. */
-#ifndef LAFN_H5_GLOBAL_H
-#define LAFN_H5_GLOBAL_H
+/* h5global: run-wide datasets (statistics, atlases) added to a merged stage file after the per-fact merge. */
+#ifndef LAFN_H5GLOBAL_H
+#define LAFN_H5GLOBAL_H
 
 #include <mpi.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
-/* h5_merge: collective merge of a stage's committed shards into STAGE.h5 (hyperslab per rank, tmp name, rename). */
-#include "h5/h5_int.h"
+/* h5out_merge: collective merge of a stage's committed shards into STAGE.h5 (hyperslab per rank, tmp name, rename). */
+#include "h5/h5out_int.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -82,7 +82,7 @@ static int load_mine(char **paths, size_t n_paths, int rank, int size, const h5o
         hid_t f = H5I_INVALID_HID;
         int64_t *facts = NULL;
         size_t n = 0;
-        if (h5_shard_open(paths[i], p->stage, p->run_id, &f, err)) return -1;
+        if (h5out_shard_open(paths[i], p->stage, p->run_id, &f, err)) return -1;
         int rc = h5out_read_all(f, paths[i], "facts", H5OUT_I64, 0, (void **)&facts, &n, err);
         for (size_t s = 0; !rc && s < n_schema; s++)
             rc = take_dataset(f, paths[i], &schema[s], n, &h->parts[s], h->n, err);
@@ -184,18 +184,18 @@ static int write_all(hid_t file, const held *h, const h5out_dataset *schema, siz
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     scan_counts(comm, h->n, &row0, &n_total);
-    int rc = h5_write_rows(file, "facts", H5OUT_I64, n_total, 0, row0, h->n, h->facts, dxpl, "rows", err);
+    int rc = h5out_write_rows(file, "facts", H5OUT_I64, n_total, 0, row0, h->n, h->facts, dxpl, "rows", err);
     if (mpi_status_agree(comm, rc, err)) return -1;
     for (size_t s = 0; s < n_schema; s++) {
         const h5out_dataset *d = &schema[s];
         const part *pt = &h->parts[s];
         if (d->layout == H5OUT_ROWS) {
-            rc = h5_write_rows(file, d->name, d->dtype, n_total, d->row_len, row0, h->n, pt->values,
+            rc = h5out_write_rows(file, d->name, d->dtype, n_total, d->row_len, row0, h->n, pt->values,
                                dxpl, "rows", err);
         } else {
             size_t v0, v_total;
             scan_counts(comm, pt->n_values, &v0, &v_total);
-            rc = h5_write_csr(file, d->name, d->dtype, n_total, row0, h->n, pt->off, v_total, v0,
+            rc = h5out_write_csr(file, d->name, d->dtype, n_total, row0, h->n, pt->off, v_total, v0,
                               pt->values, rank == size - 1, dxpl, err);
         }
         if (mpi_status_agree(comm, rc, err)) return -1;
@@ -237,8 +237,8 @@ int h5out_merge(const char *dir, const h5out_provenance *p, const h5out_dataset 
     int rank, size, rc = -1, bad = 0;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    if (!h5_stage_name_ok(p->stage) || !p->run_id || !p->run_id[0] ||
-        h5_stage_path(path, sizeof path, dir, p->stage, 0) || h5_stage_path(tmp, sizeof tmp, dir, p->stage, 1))
+    if (!h5out_stage_name_ok(p->stage) || !p->run_id || !p->run_id[0] ||
+        h5out_stage_path(path, sizeof path, dir, p->stage, 0) || h5out_stage_path(tmp, sizeof tmp, dir, p->stage, 1))
         bad = lafn_err_set(err, "merge: stage must be [a-z0-9_]+, run_id non-empty, path short");
     for (size_t s = 0; !bad && s < n_schema; s++)
         if (!schema[s].name || !schema[s].name[0] || !strcmp(schema[s].name, "facts") ||
@@ -250,7 +250,7 @@ int h5out_merge(const char *dir, const h5out_provenance *p, const h5out_dataset 
     if (mpi_status_agree(comm, loaded, err) || mpi_status_agree(comm, check_distinct(comm, &h, err), err)) goto done;
     if (write_stage(tmp, p, &h, schema, n_schema, comm, err)) goto fail_tmp;
     int moved = 0;
-    if (rank == 0 && (h5_sync_path(tmp) || rename(tmp, path) || h5_sync_dir(dir)))
+    if (rank == 0 && (h5out_sync_path(tmp) || rename(tmp, path) || h5out_sync_dir(dir)))
         moved = lafn_err_set(err, "%s: cannot sync and rename to %s", tmp, path);
     if (mpi_status_agree(comm, moved, err)) goto fail_tmp;
     rc = 0;
