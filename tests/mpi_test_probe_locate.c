@@ -68,16 +68,23 @@ static size_t row_of(const h5f *f, int64_t fact) {
 
 /* ---- running the stages ---- */
 
-static int run_stage(const char *stage, const char *dir, MPI_Comm comm, FILE *log, const char *extra[], int n_extra) {
+/* Runs probe or locate into dir with the extra overrides; returns its status, err its message. */
+static int call_stage(const char *stage, const char *dir, MPI_Comm comm, FILE *log, const char *extra[], int n_extra,
+                      lafn_err *err) {
     char out[400];
     snprintf(out, sizeof out, "run.output_dir=%s", dir);
     char *ov[16];
     int n = 0;
     ov[n++] = out;
     for (int i = 0; i < n_extra && n < 16; i++) ov[n++] = (char *)extra[i];
+    return !strcmp(stage, "probe") ? stage_probe_run(cfg_path, ov, n, "mpi_test_probe_locate", comm, log, err)
+                                   : stage_locate_run(cfg_path, ov, n, "mpi_test_probe_locate", comm, log, err);
+}
+
+/* call_stage, checked to succeed. */
+static int run_stage(const char *stage, const char *dir, MPI_Comm comm, FILE *log, const char *extra[], int n_extra) {
     lafn_err err = {{0}};
-    int rc = !strcmp(stage, "probe") ? stage_probe_run(cfg_path, ov, n, "mpi_test_probe_locate", comm, log, &err)
-                                     : stage_locate_run(cfg_path, ov, n, "mpi_test_probe_locate", comm, log, &err);
+    int rc = call_stage(stage, dir, comm, log, extra, n_extra, &err);
     CHECK(rc == 0, "%s in %s failed: %s", stage, dir, err.msg);
     return rc;
 }
@@ -797,6 +804,74 @@ static void test_edit_from_depth(const char *dir, int L) {
     locate_free(&x);
 }
 
+/* edit/ of two locate.h5 files: 1 if every fact's list is the same. */
+static int same_edit_lists(const locate_file *x, const locate_file *y) {
+    if (x->f.n != y->f.n) return 0;
+    for (size_t r = 0; r < x->f.n; r++) {
+        size_t s = row_of(&y->f, x->f.facts[r]);
+        if (s == (size_t)-1 || x->oe[r + 1] - x->oe[r] != y->oe[s + 1] - y->oe[s]) return 0;
+        for (int64_t k = 0; k < x->oe[r + 1] - x->oe[r]; k++)
+            if (x->elayer[x->oe[r] + k] != y->elayer[y->oe[s] + k] || x->eneuron[x->oe[r] + k] != y->eneuron[y->oe[s] + k])
+                return 0;
+    }
+    return 1;
+}
+
+/* neuron_set = random: per fact as many distinct neurons per layer as LAFNs, inside the layer, not the LAFNs. */
+static void check_random_sets(const locate_file *x, int L, int F) {
+    size_t bad = 0, same_as_lafn = 0, n_edit = 0;
+    for (size_t r = 0; r < x->f.n; r++) {
+        int lafn_hist[64] = {0}, edit_hist[64] = {0};
+        for (int64_t k = x->ol[r]; k < x->ol[r + 1]; k++) lafn_hist[x->layer[k] % 64]++;
+        int identical = x->oe[r + 1] - x->oe[r] == x->ol[r + 1] - x->ol[r];
+        for (int64_t k = x->oe[r]; k < x->oe[r + 1]; k++, n_edit++) {
+            int32_t l = x->elayer[k], j = x->eneuron[k];
+            bad += l < 0 || l >= L || l >= 64 || j < 0 || j >= F;
+            edit_hist[l % 64]++;
+            for (int64_t q = x->oe[r]; q < k; q++) bad += x->elayer[q] == l && x->eneuron[q] == j;
+            identical = identical && x->ol[r] + (k - x->oe[r]) < x->ol[r + 1] &&
+                        x->neuron[x->ol[r] + (k - x->oe[r])] == j;
+        }
+        bad += memcmp(lafn_hist, edit_hist, sizeof lafn_hist) != 0;
+        same_as_lafn += identical && x->ol[r + 1] > x->ol[r];
+    }
+    CHECK(bad == 0 && n_edit > 0, "neuron_set = random: %zu problems (layer counts differ from the LAFNs', a neuron "
+          "outside %d x %d or drawn twice) in %zu neurons", bad, L, F, n_edit);
+    CHECK(same_as_lafn == 0, "neuron_set = random: %zu facts got exactly their LAFNs", same_as_lafn);
+}
+
+/* The random control: its sets, reproducible from run.seed on 1 or 2 ranks, another seed draws
+ * others and is not resumed from the first seed's shards (run.seed is in its identity). */
+static void test_random_control(const char *two, const char *one, int L, int F) {
+    const char *seed_a[] = {"run.resume=false", "locate.neuron_set=random"};
+    const char *seed_b_resume[] = {"run.resume=true", "locate.neuron_set=random", "run.seed=99"};
+    const char *seed_b[] = {"run.resume=false", "locate.neuron_set=random", "run.seed=99"};
+    locate_file x = {.f.file = H5I_INVALID_HID}, y = {.f.file = H5I_INVALID_HID}, z = {.f.file = H5I_INVALID_HID};
+    MPI_Comm solo;
+    MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? 0 : MPI_UNDEFINED, 0, &solo);
+    int ok = run_stage("locate", two, MPI_COMM_WORLD, NULL, seed_a, 2) == 0;
+    if (rank == 0) ok = ok && run_stage("locate", one, solo, NULL, seed_a, 2) == 0;
+    if (solo != MPI_COMM_NULL) MPI_Comm_free(&solo);
+    if (rank == 0 && ok && locate_read(&x, two) == 0 && locate_read(&y, one) == 0) {
+        check_random_sets(&x, L, F);
+        CHECK(same_edit_lists(&x, &y), "neuron_set = random: 2 ranks and 1 rank drew different neurons");
+    }
+    locate_free(&y);
+    lafn_err err = {{0}};
+    int resumed = call_stage("locate", two, MPI_COMM_WORLD, NULL, seed_b_resume, 3, &err);
+    CHECK(resumed != 0 && strstr(err.msg, "belongs to run"), "run.seed = 99 must not resume the shards of "
+          "run.seed = 1234 (status %d): %s", resumed, err.msg);
+    ok = run_stage("locate", two, MPI_COMM_WORLD, NULL, seed_b, 3) == 0;
+    if (rank == 0 && ok && locate_read(&z, two) == 0) {
+        check_random_sets(&z, L, F);
+        CHECK(!same_edit_lists(&x, &z), "run.seed = 99 drew the same neurons as run.seed = 1234");
+    }
+    if (rank == 0) {
+        locate_free(&x);
+        locate_free(&z);
+    }
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int size;
@@ -847,6 +922,7 @@ int main(int argc, char **argv) {
     test_active_variants(a, L, F);
     test_relaxation(a, L, F);
     test_edit_from_depth(a, L);
+    test_random_control(a, b, L, F);
     int failures = testutil_failures, total = 0;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0 && total == 0) {

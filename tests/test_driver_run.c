@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "edit/stage_edit.h"
 #include "h5/h5out.h"
 #include "testutil.h"
 
@@ -507,6 +508,42 @@ static void test_submit(void) {
 }
 
 /* Runs every test, or only the one named by argv[1] (bad_config, unwritable, dry_run, stage_failure, doctor, submit, ask, resume). */
+/* locate.neuron_set = random through edit: every fact with LAFNs is edited on random neurons, whose gate signs
+ * (unknown to locate) the edit stage calibrated to +1 or -1 on the fact's prompts. */
+static void test_random_control(void) {
+    char run_dir[PATH_MAX + 16], cfg[PATH_MAX + 16], o_dir[PATH_MAX + 32], edit_h5[PATH_MAX + 32], *out = NULL;
+    snprintf(run_dir, sizeof run_dir, "%s/random-run", tmp);
+    snprintf(cfg, sizeof cfg, "%s/random.cfg", tmp);
+    snprintf(o_dir, sizeof o_dir, "run.output_dir=%s", run_dir);
+    snprintf(edit_h5, sizeof edit_h5, "%s/edit.h5", run_dir);
+    write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
+    char *argv_run[] = {NULL, "run", cfg, o_dir, "locate.neuron_set=random", "edit.steps=5", "--facts", "0-2",
+                        "--stages", "probe,locate,edit", NULL};
+    int st = run_lafn(argv_run, &out);
+    CHECK(st == 0 && exists(edit_h5), "run with locate.neuron_set = random: status %d: %s", st, out ? out : "");
+    free(out);
+    lafn_err err = {{0}};
+    hid_t f = H5Fopen(edit_h5, H5F_ACC_RDONLY, H5P_DEFAULT);
+    float *sign = NULL;
+    int32_t *status = NULL;
+    int64_t *off = NULL;
+    size_t n_status = 0, bad = 0, edited = 0;
+    h5out_dataset ds = {.name = "gate/sign", .layout = H5OUT_CSR, .dtype = H5OUT_F32};
+    CHECK(f >= 0 && h5out_read_all(f, edit_h5, "status", H5OUT_I32, 1, (void **)&status, &n_status, &err) == 0 &&
+          h5out_read_dataset(f, edit_h5, &ds, n_status, (void **)&sign, &off, &err) == 0, "%s: %s", edit_h5, err.msg);
+    for (size_t r = 0; sign && off && r < n_status; r++) {
+        edited += status[r] != EDIT_STATUS_NO_LAFN;
+        for (int64_t k = off[r]; k < off[r + 1]; k++) bad += sign[k] != 1.0f && sign[k] != -1.0f;
+    }
+    CHECK(n_status == 3 && edited > 0 && off && off[n_status] > 0 && bad == 0,
+          "random control: %zu facts, %zu edited, %lld gate neurons, %zu signs not +-1", n_status, edited,
+          off ? (long long)off[n_status] : -1LL, bad);
+    if (f >= 0) H5Fclose(f);
+    free(sign);
+    free(status);
+    free(off);
+}
+
 int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : NULL;
     snprintf(tmp, sizeof tmp, "/tmp/lafn-test-driver-XXXXXX");
@@ -516,7 +553,8 @@ int main(int argc, char **argv) {
     }
     const struct { const char *name; void (*run)(void); } tests[] = {
         {"bad_config", test_bad_config}, {"unwritable", test_unwritable}, {"dry_run", test_dry_run},
-        {"stage_failure", test_stage_failure}, {"doctor", test_doctor}, {"submit", test_submit}, {"ask", test_ask}, {"resume", test_resume}};
+        {"stage_failure", test_stage_failure}, {"doctor", test_doctor}, {"submit", test_submit}, {"ask", test_ask}, {"resume", test_resume},
+        {"random_control", test_random_control}};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
         if (!only || !strcmp(only, tests[i].name)) tests[i].run();
     char cmd[PATH_MAX + 16];

@@ -36,7 +36,8 @@ typedef struct {
     int64_t *offsets;    /* (n_facts + 1) */
     int32_t *layer;      /* (offsets[n_facts]) */
     int32_t *neuron;     /* (offsets[n_facts]) */
-    float *sign;         /* (offsets[n_facts]) sign of the neuron's mean activation (+1 / -1) */
+    float *sign;         /* (offsets[n_facts]) sign of the neuron's mean activation (+1 / -1); 0: not known
+                            (the random control), taken from the fact's prompts when its gate is calibrated */
     float *threshold;    /* (offsets[n_facts]) the gate: a · sign >= threshold */
 } edit_neurons;
 

@@ -67,6 +67,16 @@ static int gate_prompts(const edit_stage *S, size_t i, gate_batch *g, int *n_own
     return 0;
 }
 
+/* The sign of candidate k: locate's, or where locate left it 0 (the random
+ * control) the sign of its mean activation over the fact's own prompts. */
+static float candidate_sign(const edit_stage *S, const engine_run *run, const int *last, int n_own, int64_t k) {
+    if (S->nr.sign[k] != 0.0f) return S->nr.sign[k];
+    const float *act = engine_ffn_act(run, S->nr.layer[k]);
+    double sum = 0.0;
+    for (int b = 0; b < n_own; b++) sum += act[(size_t)last[b] * (size_t)S->ctx.m->cfg.d_ffn + (size_t)S->nr.neuron[k]];
+    return sum < 0.0 ? -1.0f : 1.0f;
+}
+
 int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err *err) {
     long r = S->row[i];
     int64_t off = S->nr.offsets[r];
@@ -74,8 +84,8 @@ int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err
     gate_batch g = {0};
     engine_run *run = NULL;
     uint8_t *keep = malloc((size_t)n + 1);
-    float *thr = malloc(((size_t)n + 1) * sizeof *thr);
-    int rc = keep && thr ? 0 : lafn_err_set(err, "edit gate: out of memory for %d neurons", n);
+    float *thr = malloc(((size_t)n + 1) * sizeof *thr), *sign = malloc(((size_t)n + 1) * sizeof *sign);
+    int rc = keep && thr && sign ? 0 : lafn_err_set(err, "edit gate: out of memory for %d neurons", n);
     if (rc == 0) rc = gate_prompts(S, i, &g, &n_own, err);
     if (rc == 0) rc = engine_run_init(&run, S->ctx.m, g.N, 1, err);
     if (rc == 0) {
@@ -84,8 +94,9 @@ int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err
         rc = engine_forward(run, &b, &o, err);
     }
     if (rc == 0) {
+        for (int k = 0; k < n; k++) sign[k] = candidate_sign(S, run, g.last, n_own, off + k);
         int kept = edit_gate_calibrate(run, &S->ctx.m->cfg, g.last, n_own, (int)g.B, n, S->nr.layer + off,
-                                       S->nr.neuron + off, S->nr.sign + off, S->nr.threshold + off, keep, thr);
+                                       S->nr.neuron + off, sign, S->nr.threshold + off, keep, thr);
         rec->gate_candidates = n;
         rec->gate_specific = kept > 0;
         rec->n_gate = 0;
@@ -94,7 +105,7 @@ int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err
             int q = rec->n_gate++;
             rec->gate_layer[q] = S->nr.layer[off + k];
             rec->gate_neuron[q] = S->nr.neuron[off + k];
-            rec->gate_sign[q] = S->nr.sign[off + k];
+            rec->gate_sign[q] = sign[k];
             rec->gate_threshold[q] = thr[k];
         }
     }
@@ -102,5 +113,6 @@ int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err
     gate_batch_free(&g);
     free(keep);
     free(thr);
+    free(sign);
     return rc ? lafn_err_wrap(err, "edit gate of fact %s", S->ctx.facts.facts[i].id) : 0;
 }

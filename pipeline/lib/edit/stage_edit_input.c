@@ -86,7 +86,8 @@ int edit_neurons_read(const char *path, const char *run_id, int n_layer, int d_f
                          path);
             goto fail;
         }
-    for (int64_t k = 0; k < out->offsets[n]; k++) out->sign[k] = out->sign[k] < 0.0f ? -1.0f : 1.0f;
+    for (int64_t k = 0; k < out->offsets[n]; k++)
+        out->sign[k] = out->sign[k] < 0.0f ? -1.0f : out->sign[k] > 0.0f ? 1.0f : 0.0f;
     if (check_neurons(out, path, n_layer, d_ffn, err)) goto fail;
     for (int k = 0; k < 3; k++) free(o[k]);
     H5Fclose(file);

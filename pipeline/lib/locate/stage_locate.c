@@ -284,7 +284,7 @@ static int locate_globals(locate_state *s, lafn_err *err) {
 static int locate_body(locate_state *s, lafn_err *err) {
     stage_context *ctx = s->ctx;
     int64_t shard_facts = 1, keep_max = 0;
-    int rc = locate_opts_from_config(&ctx->cfg, ctx->m->cfg.n_layer, &s->o, err);
+    int rc = locate_opts_from_config(&ctx->cfg, ctx->m->cfg.n_layer, ctx->m->cfg.d_ffn, &s->o, err);
     if (rc == 0) rc = config_get_int(&ctx->cfg, "run.shard_facts", &shard_facts, err);
     if (rc == 0) rc = config_get_int(&ctx->cfg, "probe.keep_max", &keep_max, err);
     if (rc == 0) rc = open_probe(s, err);

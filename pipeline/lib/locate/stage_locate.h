@@ -27,6 +27,13 @@
 int stage_locate_run(const char *cfg_path, char *const *overrides, int n_overrides, const char *command_line,
                      MPI_Comm comm, FILE *log, lafn_err *err);
 
+/* locate.neuron_set: which neurons edit/ hands to the edit stage. */
+typedef enum {
+    LOCATE_SET_LAFN,              /* the LAFNs */
+    LOCATE_SET_LANGUAGE_SPECIFIC, /* the language-specific sets (ablation) */
+    LOCATE_SET_RANDOM,            /* the control: per fact, as many random neurons per layer as it has LAFNs */
+} locate_neuron_set;
+
 /* The locate.* knobs, resolved. */
 typedef struct {
     double threshold;
@@ -36,14 +43,17 @@ typedef struct {
     size_t max_neurons, min_neurons;
     size_t n_edit_layers;     /* 0: every probed layer (edit_layers = [] and floor(edit_from_depth · n_layer) = 0) */
     int *edit_layers;         /* (n_edit_layers) ascending, owned */
-    int language_specific;    /* neuron_set = language_specific */
+    locate_neuron_set neuron_set;
+    uint64_t seed;            /* run.seed: the random control's draws */
+    int n_ffn;                /* neurons per layer */
 } locate_opts;
 
-/* Resolves the locate.* knobs of cfg for a model of n_layer layers into *o
- * (free with locate_opts_free): an empty edit_layers becomes the layers from
- * floor(edit_from_depth · n_layer) on, or stays empty (every probed layer)
- * when that depth is 0. Returns 0, or -1 with err naming the key. */
-int locate_opts_from_config(const lafn_config *cfg, int n_layer, locate_opts *o, lafn_err *err);
+/* Resolves the locate.* knobs of cfg (and run.seed) for a model of n_layer
+ * layers of n_ffn neurons into *o (free with locate_opts_free): an empty
+ * edit_layers becomes the layers from floor(edit_from_depth · n_layer) on, or
+ * stays empty (every probed layer) when that depth is 0. Returns 0, or -1
+ * with err naming the key. */
+int locate_opts_from_config(const lafn_config *cfg, int n_layer, int n_ffn, locate_opts *o, lafn_err *err);
 void locate_opts_free(locate_opts *o);
 
 /* One fact as probe.h5 holds it (see docs/stage_probe.md). */

@@ -10,11 +10,11 @@ static int cmp_int(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int locate_opts_from_config(const lafn_config *cfg, int n_layer, locate_opts *o, lafn_err *err) {
+int locate_opts_from_config(const lafn_config *cfg, int n_layer, int n_ffn, locate_opts *o, lafn_err *err) {
     *o = (locate_opts){0};
     const char *scope, *set;
     double depth;
-    int64_t top_k, max_n, min_n;
+    int64_t top_k, max_n, min_n, seed;
     const int64_t *layers;
     size_t n;
     if (config_get_float(cfg, "locate.threshold", &o->threshold, err) ||
@@ -28,10 +28,14 @@ int locate_opts_from_config(const lafn_config *cfg, int n_layer, locate_opts *o,
         config_get_int(cfg, "locate.min_neurons", &min_n, err) ||
         config_get_int_list(cfg, "locate.edit_layers", &layers, &n, err) ||
         config_get_float(cfg, "locate.edit_from_depth", &depth, err) ||
-        config_get_string(cfg, "locate.neuron_set", &set, err))
+        config_get_string(cfg, "locate.neuron_set", &set, err) || config_get_int(cfg, "run.seed", &seed, err))
         return -1;
     o->global_scope = strcmp(scope, "global") == 0;
-    o->language_specific = strcmp(set, "language_specific") == 0;
+    o->neuron_set = !strcmp(set, "language_specific") ? LOCATE_SET_LANGUAGE_SPECIFIC
+                    : !strcmp(set, "random")          ? LOCATE_SET_RANDOM
+                                                      : LOCATE_SET_LAFN;
+    o->seed = (uint64_t)seed;
+    o->n_ffn = n_ffn;
     o->top_k = (size_t)top_k;
     o->max_neurons = (size_t)max_n;
     o->min_neurons = (size_t)min_n;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
+
 /* One neuron active in at least one prompt of the fact. */
 typedef struct {
     int layer, neuron;
@@ -315,6 +317,36 @@ static int write_edit(const locate_batch *b, locate_batch *w, int specific, size
                ? -1 : 0;
 }
 
+/* 1 if x is among v[0..n). */
+static int among(const int32_t *v, size_t n, int32_t x) {
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == x) return 1;
+    return 0;
+}
+
+/* edit/... of the random control: in every layer, as many distinct neurons
+ * drawn uniformly from the layer as the fact has LAFNs there, from a stream
+ * seeded by run.seed and the fact index (so any rank draws the same). The
+ * sign and threshold are left 0: the edit stage calibrates the gate of these
+ * neurons on the fact's prompts. */
+static int write_edit_random(locate_batch *b, const locate_opts *o, int64_t index, size_t f, lafn_err *err) {
+    const int32_t *hist = b->layer_hist + f * b->n_layer;
+    uint64_t state = o->seed ^ (0xD1B54A32D192ED03ull * ((uint64_t)index + 1));
+    for (size_t l = 0; l < b->n_layer; l++) {
+        if (hist[l] > o->n_ffn) return lafn_err_set(err, "locate: %d LAFNs in layer %zu of %d neurons", hist[l], l, o->n_ffn);
+        size_t first = b->edit_neuron.n;
+        for (int k = 0; k < hist[l]; k++) {
+            int32_t j;
+            do j = (int32_t)rng_below(&state, (uint64_t)o->n_ffn);
+            while (among((const int32_t *)b->edit_neuron.v + first, b->edit_neuron.n - first, j));
+            if (push_i(&b->edit_layer, (int)l, err) || push_i(&b->edit_neuron, j, err) ||
+                push_f(&b->edit_act_mean, 0.0f, err) || push_f(&b->edit_gate, 0.0f, err))
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* Counts prompts per language; the fact's languages are those with prompts. */
 static int count_prompts(lctx *c, lafn_err *err) {
     for (size_t q = 0; q < c->in->n_prompts; q++) c->n_q[c->in->prompt_lang[q]]++;
@@ -338,7 +370,8 @@ int locate_fact(const locate_input *in, const locate_opts *o, locate_batch *b, l
     if ((found = select_lafn(&c, &lafn, &n_lafn, &lf, &steps, err)) < 0) goto fail;
     if (write_lafn(lafn, n_lafn, b, err) || select_specific(&c, &spec, &n_spec, err) ||
         write_specific(spec, n_spec, b, err) || write_dsets(&c, b, err) ||
-        write_edit(b, b, o->language_specific, f, err))
+        (o->neuron_set == LOCATE_SET_RANDOM ? write_edit_random(b, o, in->index, f, err)
+                                            : write_edit(b, b, o->neuron_set == LOCATE_SET_LANGUAGE_SPECIFIC, f, err)))
         goto fail;
     int32_t st[LOCATE_STATUS_LEN] = {found, (int32_t)n_lafn, c.n_fact_langs, steps, c.capped, (int32_t)n_spec,
                                      (int32_t)(b->edit_layer.n - (size_t)b->off_edit[f])};

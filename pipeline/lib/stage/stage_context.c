@@ -31,6 +31,19 @@ static const char *stage_skipped_keys(const lafn_config *cfg, const char *stage)
     return strcmp(mode, "sequential") == 0 ? NULL : "edit.gate";
 }
 
+/* run.seed is part of the identity of locate and later stages when it decides
+ * which neurons are edited (locate.neuron_set = random); otherwise the run
+ * section is not (it says where and how the stages run, not what they compute). */
+static void print_seed_identity(const lafn_config *cfg, const char *stage, FILE *f) {
+    const char *set = "";
+    int64_t seed = 0;
+    lafn_err ignored;
+    if (!strcmp(stage, "probe") || config_get_string(cfg, "locate.neuron_set", &set, &ignored) ||
+        strcmp(set, "random") != 0 || config_get_int(cfg, "run.seed", &seed, &ignored))
+        return;
+    fprintf(f, "run_seed = %lld;\n", (long long)seed);
+}
+
 int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *stage, char out[STAGE_RUN_ID_LEN + 1],
                  lafn_err *err) {
     const char *sections = stage_sections(stage);
@@ -40,6 +53,7 @@ int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *s
     FILE *f = open_memstream(&text, &len);
     if (!f) return lafn_err_set(err, "%s: out of memory for the run identity", stage);
     fprintf(f, "model_sha256 = \"%s\";\n", model_sha256);
+    print_seed_identity(cfg, stage, f);
     int rc = config_print_sections(cfg, sections, stage_skipped_keys(cfg, stage), f);
     if (fclose(f) != 0 || rc != 0) { free(text); return lafn_err_set(err, "%s: cannot print the run identity", stage); }
     sha256_ctx h;
