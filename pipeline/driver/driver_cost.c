@@ -9,7 +9,7 @@
 #include "stage/stage.h"
 #include "tokenizer/tokenizer.h"
 
-/* Nominal sgemm rate of one rank with the generic OpenBLAS kernel on this machine (DESIGN §5). */
+/* Nominal sgemm rate of one rank, a rough guide (docs/DESIGN.md §6 "OpenBLAS kernel": this machine's Zen kernel is faster). */
 #define COST_GFLOPS_PER_RANK 40.0
 
 /* What the selected facts weigh, counted with the model's tokenizer. */

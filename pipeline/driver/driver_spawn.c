@@ -18,7 +18,7 @@ extern char **environ;
 
 const char *const driver_stage_names[DRIVER_N_STAGES] = {"probe", "locate", "edit", "eval"};
 
-/* Environment variables every rank needs when set here (DESIGN §5: read when OpenBLAS loads). */
+/* Environment variables every rank needs when set here (docs/DESIGN.md §6 "OpenBLAS kernel": read when OpenBLAS loads). */
 static const char *const forwarded_env[] = {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OPENBLAS_VERBOSE",
                                             "OMP_NUM_THREADS", "LAFN_MODEL"};
 

@@ -11,7 +11,7 @@
  * keeps its own message in err and every other rank's err becomes
  * "rank R failed: MESSAGE" with that rank's message. err may be NULL on ranks that
  * did not fail. Call it after each local step that may fail and before the
- * next collective one. MPI errors abort the job (docs/DESIGN.md, "MPI and errors"). */
+ * next collective one. MPI errors abort the job (docs/DESIGN.md §4 "MPI and errors"). */
 int mpi_status_agree(MPI_Comm comm, int status, lafn_err *err);
 
 #endif

@@ -1,4 +1,4 @@
-/* edit_optimise: the update of DESIGN §2 — token sequences of an edit, its loss (NLL + KL + L2) and the Adam loop over the deltas. */
+/* edit_optimise: the update of docs/DESIGN.md §1.4 "The update" — token sequences of an edit, its loss (NLL + KL + L2) and the Adam loop over the deltas. */
 #ifndef LAFN_EDIT_OPTIMISE_H
 #define LAFN_EDIT_OPTIMISE_H
 
