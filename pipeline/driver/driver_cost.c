@@ -163,7 +163,7 @@ int driver_cost_print(const driver_plan *p, FILE *out, lafn_err *err) {
     }
     if (c.layer_params > 0 && p->ranks > 0)
         fprintf(out, "  total   ~%.1f GFLOP: about %.1f min on %lld rank(s) at a nominal %.0f GFLOP/s each "
-                     "(generic OpenBLAS kernel), plus model loading\n",
+                     "(a conservative rate; lafn doctor names the kernel in use), plus model loading\n",
                 total, total / (COST_GFLOPS_PER_RANK * (double)p->ranks) / 60.0, (long long)p->ranks, COST_GFLOPS_PER_RANK);
     return 0;
 }

@@ -7,7 +7,8 @@
 /* Library functions return 0 on success and -1 on failure; on failure they
  * have written one human-readable message into the caller's lafn_err, naming
  * the file, key, tensor or record involved, what was expected and what was
- * found. Only a stage's main turns a failure into MPI_Abort. */
+ * found. Only a stage's main (stage/stage_main.c) turns a failure into the
+ * program's exit status (docs/DESIGN.md §4 "MPI and errors"). */
 typedef struct {
     char msg[1024];
 } lafn_err;

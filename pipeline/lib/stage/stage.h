@@ -80,9 +80,6 @@ int stage_main(int argc, char **argv, const char *program, stage_run_fn run);
  * (cost, n, n_ranks). Returns 0, or -1 with err. */
 int stage_assign(const size_t *cost, size_t n, int n_ranks, int *owner, lafn_err *err);
 
-/* ---- collective status (stage_sync.c) ---- */
-
-
 /* ---- progress (stage_progress.c) ---- */
 
 #define STAGE_PROGRESS_SECONDS 2.0
