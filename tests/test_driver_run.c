@@ -405,15 +405,17 @@ static size_t parse_ask(char *out, ask_line *q, size_t cap) {
     return n;
 }
 
-/* lafn ask RUN_DIR FACT applies the fact's cached edit as eval did: same gates fired, same exact matches. */
-static void test_ask(void) {
+/* lafn ask RUN_DIR FACT applies the fact's cached edit as eval did (edit.trigger = trigger): same gates fired, same exact matches. */
+static void check_ask(const char *name, const char *trigger) {
     char run_dir[PATH_MAX + 16], cfg[PATH_MAX + 16], o_dir[PATH_MAX + 32], eval_h5[PATH_MAX + 32], *out = NULL;
-    snprintf(run_dir, sizeof run_dir, "%s/ask-run", tmp);
-    snprintf(cfg, sizeof cfg, "%s/ask.cfg", tmp);
+    char trig[64];
+    snprintf(run_dir, sizeof run_dir, "%s/%s", tmp, name);
+    snprintf(cfg, sizeof cfg, "%s/%s.cfg", tmp, name);
     snprintf(o_dir, sizeof o_dir, "run.output_dir=%s", run_dir);
     snprintf(eval_h5, sizeof eval_h5, "%s/eval.h5", run_dir);
+    snprintf(trig, sizeof trig, "edit.trigger=%s", trigger);
     write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
-    char *argv_run[] = {NULL, "run", cfg, o_dir, "--facts", "0-2", NULL};
+    char *argv_run[] = {NULL, "run", cfg, o_dir, trig, "--facts", "0-2", NULL};
     int st = run_lafn(argv_run, &out);
     free(out);
     CHECK(st == 0 && exists(eval_h5), "run for ask: status %d", st);
@@ -451,11 +453,20 @@ static void test_ask(void) {
         free(out);
     }
     CHECK(n_facts == 3 && compared == 18, "compared %zu questions of %zu facts (expected 18 of 3)", compared, n_facts);
+    size_t own_fired = 0;
+    for (size_t r = 0; fired && r < n_facts; r++) own_fired += fired[r * 8] == 1.0 && fired[r * 8 + 4] == 1.0;
+    CHECK(own_fired > 0, "trigger %s: no fact's edit fired on its own src in both languages", trigger);
     char *argv_bad[] = {NULL, "ask", run_dir, "no-such-fact", NULL};
     st = run_lafn(argv_bad, &out);
     CHECK(st != 0 && strstr(out, "no-such-fact"), "an unknown fact is named: %s", out);
     free(out);
     free(facts); free(f2); free(f3); free(fired); free(post); free(pre);
+}
+
+/* lafn ask answers as eval scored, for the gate neurons and for the key trigger. */
+static void test_ask(void) {
+    check_ask("ask-run", "neurons");
+    check_ask("ask-key", "key");
 }
 
 /* lafn submit: one script per stage with the run's ranks and overrides, submitted as an afterok chain.

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "edit/edit_cache.h"
+#include "edit/edit_key.h"
 #include "edit_testlib.h"
 #include "testutil.h"
 
@@ -98,6 +99,82 @@ static int gate_on(const model *m, const edit_cache *c, const char *const *langs
     return rc;
 }
 
+/* The states entering layer `layer` at the last tokens of the prompts, as unit keys around centre (NULL: first
+ * computes the centre as their mean into center_out). keys (B, D). */
+static int prompt_keys(const model *m, const char *const *langs, const char *const *prompts, int B, int layer,
+                       const float *center, float *center_out, float *keys, lafn_err *err) {
+    int32_t tokens[2048];
+    int seq_len[64], last[64];
+    size_t N = 0, D = (size_t)m->cfg.d_model;
+    if (pack(m, langs, prompts, B, tokens, seq_len, last, &N, err)) return -1;
+    engine_run *r = NULL;
+    engine_batch batch = {.n_seq = B, .seq_len = seq_len, .tokens = tokens};
+    engine_forward_opts o = engine_forward_defaults();
+    int rc = engine_run_init(&r, m, N, 1, err);
+    if (rc == 0) rc = engine_forward(r, &batch, &o, err);
+    if (rc == 0 && !center) {
+        memset(center_out, 0, D * sizeof *center_out);
+        for (int b = 0; b < B; b++)
+            for (size_t d = 0; d < D; d++) center_out[d] += engine_residual(r, layer)[(size_t)last[b] * D + d] / (float)B;
+        center = center_out;
+    }
+    for (int b = 0; rc == 0 && b < B; b++) edit_key_of(engine_residual(r, layer) + (size_t)last[b] * D, center, (int)D,
+                                                      keys + (size_t)b * D);
+    engine_run_free(r);
+    return rc;
+}
+
+/* The key trigger of fact 0: keys of its prompts around the mean state of every fact's src, its threshold above
+ * the other facts' src; fires on its own prompts, on none of the other facts' questions, on no unrelated prompt. */
+static void test_key_trigger(const model *m, const facts_edit_view *views, size_t n_views) {
+    const char *langs[64], *prompts[64];
+    int n_src = 0, n_own = 0, layer = (int)(0.85 * m->cfg.n_layer), D = m->cfg.d_model;
+    for (size_t f = 0; f < n_views; f++)
+        for (size_t l = 0; l < views[f].n_langs && n_src < 64; l++, n_src++) {
+            langs[n_src] = views[f].langs[l].lang;
+            prompts[n_src] = views[f].langs[l].prompts[0];
+        }
+    float *center = malloc((size_t)D * sizeof *center), *src = malloc(64 * (size_t)D * sizeof *src);
+    float *own = malloc(64 * (size_t)D * sizeof *own), *delta = calloc((size_t)D, sizeof *delta);
+    lafn_err err = {{0}};
+    int rc = prompt_keys(m, langs, prompts, n_src, layer, NULL, center, src, &err);
+    const char *own_langs[64], *own_prompts[64];
+    for (size_t l = 0; l < views[0].n_langs; l++)
+        for (size_t p = 0; p < views[0].langs[l].n_prompts && n_own < 64; p++, n_own++) {
+            own_langs[n_own] = views[0].langs[l].lang;
+            own_prompts[n_own] = views[0].langs[l].prompts[p];
+        }
+    if (rc == 0) rc = prompt_keys(m, own_langs, own_prompts, n_own, layer, center, NULL, own, &err);
+    int n_neg = n_src - (int)views[0].n_langs; /* the other facts' src follow fact 0's */
+    float thr = edit_key_threshold(own, n_own, src + views[0].n_langs * (size_t)D, n_neg, D, 0.5f, 0.02f);
+    int zero = 0;
+    edit_cache_entry e = {.group = 0, .n_keys = n_own, .key_layer = layer, .keys = own, .key_center = center,
+                          .key_threshold = thr, .n = 1, .layer = &zero, .neuron = &zero, .delta = delta};
+    edit_cache c = {.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = 1.0f, .n_entries = 1, .entries = &e};
+    uint8_t fires[64];
+    int n_fire = 0;
+    CHECK(rc == 0 && gate_on(m, &c, own_langs, own_prompts, n_own, fires, &err) == 0, "%s", err.msg);
+    for (int b = 0; b < n_own; b++) CHECK(fires[b], "the key trigger does not fire on the own prompt '%s'", own_prompts[b]);
+    CHECK(gate_on(m, &c, langs + views[0].n_langs, prompts + views[0].n_langs, n_neg, fires, &err) == 0, "%s", err.msg);
+    for (int b = 0; b < n_neg; b++) n_fire += fires[b];
+    CHECK(n_fire == 0, "the key trigger (threshold %.3f) fires on %d of the %d other facts' questions it was "
+          "calibrated above", (double)thr, n_fire, n_neg);
+    for (int b = 0; b < N_UNRELATED; b++) {
+        langs[b] = unrelated[b][0];
+        prompts[b] = unrelated[b][1];
+    }
+    n_fire = 0;
+    CHECK(gate_on(m, &c, langs, prompts, N_UNRELATED, fires, &err) == 0, "%s", err.msg);
+    for (int b = 0; b < N_UNRELATED; b++) n_fire += fires[b];
+    CHECK(n_fire == 0, "the key trigger fires on %d of %d unrelated prompts", n_fire, N_UNRELATED);
+    printf("key trigger (layer %d, threshold %.3f): fires on %d own prompts, 0 of %d other facts' questions\n", layer,
+           (double)thr, n_own, n_neg);
+    free(center);
+    free(src);
+    free(own);
+    free(delta);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     lafn_err err = {{0}};
@@ -178,6 +255,7 @@ int main(int argc, char **argv) {
         for (int b = 0; rc == 0 && b < N_UNRELATED; b++) CHECK(fires[b], "gate 0 must always fire ('%s')", prompts[b]);
         free(delta);
     }
+    if (rc == 0) test_key_trigger(m, views, set.n_facts);
     for (int i = 0; i < NV; i++) facts_edit_view_free(&views[i]);
     facts_set_free(&set);
     model_free(m);

@@ -53,7 +53,7 @@ static const config_knob languages_knobs[] = {
 
 static const config_knob run_knobs[] = {
     {"output_dir", CONFIG_KNOB_STRING, "\"runs/demo\"", 0, 0, 0, 0, NULL, NONEMPTY,
-     "folder of the stage files (probe.h5, lafn.h5, edits.h5, eval.h5) and their shards"},
+     "folder of the stage files (probe.h5, locate.h5, edit.h5, eval.h5) and their shards"},
     {"ranks", CONFIG_KNOB_INT, "2", 1, 100000, 0, 0, NULL, NOVALID, "MPI ranks per stage"},
     {"threads_per_rank", CONFIG_KNOB_INT, "1", 1, 1024, 0, 0, NULL, NOVALID,
      "OpenBLAS threads inside each rank"},
@@ -127,6 +127,15 @@ static const config_knob edit_knobs[] = {
      "if > 0: |delta_j| <= norm_clamp * |v_j| (original value vector)"},
     {"gate", CONFIG_KNOB_FLOAT, "1.0", 0, 1, 0, 0, NULL, NOVALID,
      "cached edit fires when >= this fraction of its LAFNs pass their threshold; 0 = always"},
+    {"trigger", CONFIG_KNOB_STRING, "\"neurons\"", 0, 0, 0, 0, "neurons key", NOVALID,
+     "what decides that a cached edit fires on an input: its gate neurons (edit.gate), or the key of the "
+     "input's state against the keys of the fact's prompts (edit.key_*)"},
+    {"key_depth", CONFIG_KNOB_FLOAT, "0.85", 0, 1, 0, 0, NULL, NOVALID,
+     "trigger = key: keys are the residual stream entering layer floor(key_depth * n_layer) at the last prompt token"},
+    {"key_floor", CONFIG_KNOB_FLOAT, "0.5", -1, 1, 0, 0, NULL, NOVALID,
+     "trigger = key: a fact's cosine threshold is never below this"},
+    {"key_margin", CONFIG_KNOB_FLOAT, "0.02", 0, 1, 0, 0, NULL, NOVALID,
+     "trigger = key: a fact's threshold is the nearest other fact's question plus this"},
     {"mode", CONFIG_KNOB_STRING, "\"single\"", 0, 0, 0, 0, "single batch sequential", NOVALID,
      "single: edit, evaluate, restore; batch: one delta set per batch; sequential: accumulate"},
     {"batch_size", CONFIG_KNOB_INT, "1", 1, 1000000, 0, 0, NULL, NOVALID,

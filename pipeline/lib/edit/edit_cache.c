@@ -5,10 +5,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 1 if entry e's gate passes on the token at global position pos. */
-static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const engine_run *r, int F, int pos) {
+#include "edit/edit_key.h"
+
+/* 1 if entry e's key trigger passes on the token at global position pos. */
+static int key_passes(const edit_cache_entry *e, const engine_run *r, int D, int pos, float *q) {
+    edit_key_of(engine_residual(r, e->key_layer) + (size_t)pos * (size_t)D, e->key_center, D, q);
+    return edit_key_nearest(q, e->keys, e->n_keys, D) >= e->key_threshold;
+}
+
+/* 1 if entry e's gate passes on the token at global position pos; q is (D) scratch. */
+static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const engine_run *r, const model_config *cfg,
+                       int pos, float *q) {
     if (c->gate <= 0.0f) return 1;
+    if (e->n_keys > 0) return key_passes(e, r, cfg->d_model, pos, q);
     if (e->n_gate == 0) return 0;
+    int F = cfg->d_ffn;
     int pass = 0;
     for (int g = 0; g < e->n_gate; g++) {
         float a = engine_ffn_act(r, e->gate_layer[g])[(size_t)pos * (size_t)F + (size_t)e->gate_neuron[g]];
@@ -23,6 +34,8 @@ static int check_entry(const edit_cache_entry *e, size_t i, const model_config *
             e->gate_neuron[g] >= cfg->d_ffn)
             return lafn_err_set(err, "edit cache entry %zu: gate neuron %d is blk.%d neuron %d, outside %d layers x %d",
                                 i, g, e->gate_layer[g], e->gate_neuron[g], cfg->n_layer, cfg->d_ffn);
+    if (e->n_keys > 0 && (e->key_layer < 0 || e->key_layer > cfg->n_layer))
+        return lafn_err_set(err, "edit cache entry %zu: key layer %d outside 0..%d", i, e->key_layer, cfg->n_layer);
     return 0;
 }
 
@@ -34,15 +47,21 @@ int edit_cache_fires(const edit_cache *c, const engine_run *r, const model_confi
         if (last_pos[b] < 0 || (size_t)last_pos[b] >= n_tokens)
             return lafn_err_set(err, "edit cache: last prompt position %d of sequence %d outside the batch's %zu tokens",
                                 last_pos[b], b, n_tokens);
+    float *q = malloc((size_t)cfg->d_model * sizeof *q);
+    if (!q) return lafn_err_set(err, "edit cache: out of memory");
     for (size_t i = 0; i < c->n_entries; i++) {
         const edit_cache_entry *e = &c->entries[i];
-        if (check_entry(e, i, cfg, err)) return -1;
+        if (check_entry(e, i, cfg, err)) {
+            free(q);
+            return -1;
+        }
         size_t first = i; /* the group's first entry carries the flag */
         for (size_t k = 0; k < i; k++)
             if (c->entries[k].group == e->group) { first = k; break; }
         for (int b = 0; b < n_seq; b++)
-            if (gate_passes(c, e, r, cfg->d_ffn, last_pos[b])) fires[first * B + (size_t)b] = 1;
+            if (gate_passes(c, e, r, cfg, last_pos[b], q)) fires[first * B + (size_t)b] = 1;
     }
+    free(q);
     return 0;
 }
 

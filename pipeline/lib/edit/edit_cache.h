@@ -8,8 +8,9 @@
 #include "engine/engine.h"
 #include "base/lafn_err.h"
 
-/* One cached edit: the fact's gate neurons (its LAFNs with their locating
- * thresholds) and the edited entries with their deltas. Entries of one group
+/* One cached edit: its trigger — the fact's gate neurons (its LAFNs with
+ * their locating thresholds), or with n_keys > 0 the keys of its prompts
+ * (edit_key.h) — and the edited entries with their deltas. Entries of one group
  * (the facts of one batch-mode edit, which share one delta set) fire together
  * and their delta is applied once: an entry whose `group` equals an earlier
  * entry's carries n = 0 or the same delta, which is then ignored. All arrays
@@ -21,6 +22,11 @@ typedef struct {
     const int *gate_neuron;      /* (n_gate) */
     const float *gate_sign;      /* (n_gate) +1 or -1: the sign of the neuron's mean activation */
     const float *gate_threshold; /* (n_gate) a neuron passes when a · gate_sign >= gate_threshold */
+    int n_keys;                  /* > 0: the key trigger decides, not the gate neurons */
+    int key_layer;               /* keys are of the residual stream entering this layer */
+    const float *keys;           /* (n_keys, D) unit keys of the fact's prompts */
+    const float *key_center;     /* (D) subtracted from an input's state before comparing */
+    float key_threshold;         /* fires when the nearest key's cosine >= key_threshold */
     int n;                       /* edited entries */
     const int *layer;            /* (n) */
     const int *neuron;           /* (n) */
@@ -29,7 +35,7 @@ typedef struct {
 
 typedef struct {
     engine_edit_kind kind;
-    float gate;          /* fraction of gate neurons that must pass; 0 = always fire */
+    float gate;          /* fraction of gate neurons that must pass; 0 = always fire (also for key triggers) */
     size_t n_entries;
     const edit_cache_entry *entries; /* (n_entries) */
 } edit_cache;
@@ -44,7 +50,8 @@ typedef struct {
 } edit_cache_edit;
 
 /* Decides which entries fire on each sequence of the batch. r must hold an
- * UNEDITED forward of the batch (engine_ffn_act of every gate layer);
+ * UNEDITED forward of the batch (engine_ffn_act of every gate layer,
+ * engine_residual of every key layer);
  * last_pos[b] is the global position of sequence b's last prompt token.
  * fires (n_entries, B) receives 1 where an entry fires (for a group, only its
  * first entry is set, if any member's gate passes). Returns 0, or -1 with err

@@ -1,6 +1,7 @@
 /* stage_edit: the edit stage's run — inputs, resume, the three modes (single, batch, sequential), shards and merge. */
 #include "edit/stage_edit_loop.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,13 +11,19 @@ static void count_records(edit_stage *S, const edit_record *r, size_t n);
 static int read_knobs(edit_stage *S, lafn_err *err) {
     const lafn_config *c = &S->ctx.cfg;
     int64_t bs, sf;
-    double gate;
-    const char *set;
+    double gate, key_depth, key_floor, key_margin;
+    const char *set, *trigger;
     if (edit_hparams_from_config(c, &S->h, err) || config_get_float(c, "edit.gate", &gate, err) ||
         config_get_string(c, "edit.mode", &S->mode, err) || config_get_int(c, "edit.batch_size", &bs, err) ||
         config_get_int(c, "run.shard_facts", &sf, err) ||
-        config_get_string(c, "locate.neuron_set", &set, err))
+        config_get_string(c, "locate.neuron_set", &set, err) || config_get_string(c, "edit.trigger", &trigger, err) ||
+        config_get_float(c, "edit.key_depth", &key_depth, err) || config_get_float(c, "edit.key_floor", &key_floor, err) ||
+        config_get_float(c, "edit.key_margin", &key_margin, err))
         return -1;
+    S->key_trigger = strcmp(trigger, "key") == 0;
+    S->key_layer = (int)floor(key_depth * S->ctx.m->cfg.n_layer);
+    S->key_floor = (float)key_floor;
+    S->key_margin = (float)key_margin;
     S->language_specific = strcmp(set, "language_specific") == 0;
     S->gate = (float)gate;
     S->batch_size = strcmp(S->mode, "batch") == 0 ? (size_t)bs : 1;
@@ -208,6 +215,8 @@ static int history_cache(edit_cache_entry **e, const edit_store *st, size_t n_st
         grown[k] = (edit_cache_entry){.group = rec[i].group, .n_gate = rec[i].n_gate, .gate_layer = rec[i].gate_layer,
                                       .gate_neuron = rec[i].gate_neuron,
                                       .gate_sign = rec[i].gate_sign, .gate_threshold = rec[i].gate_threshold,
+                                      .n_keys = rec[i].n_keys, .key_layer = rec[i].key_layer, .keys = rec[i].keys,
+                                      .key_center = rec[i].key_center, .key_threshold = rec[i].key_threshold,
                                       .n = rec[i].n_delta, .layer = rec[i].delta_layer,
                                       .neuron = rec[i].delta_neuron, .delta = rec[i].delta};
     return 0;
@@ -303,6 +312,7 @@ static void stage_free(edit_stage *S) {
     free(S->pending);
     free(S->views);
     free(S->row);
+    free(S->key_center);
     stage_resume_free(&S->res);
     edit_neurons_free(&S->nr);
     stage_context_free(&S->ctx);
@@ -315,6 +325,7 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
     int rc = read_knobs(&S, err);
     if (rc == 0) rc = read_inputs(&S, err);
     if (mpi_status_agree(comm, rc, err)) goto fail;
+    if (S.key_trigger && mpi_status_agree(comm, edit_key_center_compute(&S, err), err)) goto fail;
     if (!strcmp(S.mode, "single")) rc = run_single(&S, err);
     else rc = run_grouped(&S, err);
     if (mpi_status_agree(comm, rc, err)) goto fail;

@@ -70,6 +70,10 @@ typedef struct {
     int32_t *delta_layer, *delta_neuron;
     float *delta;            /* (delta_off[n_facts], width) */
     size_t n_delta_values;   /* delta_off[n_facts] · width */
+    int32_t *key_info;       /* (n_facts, 2) keys of the fact (0: its gate neurons decide), key layer */
+    float *key_threshold;    /* (n_facts) */
+    int64_t *key_center_off, *key_off; /* (n_facts + 1) floats, into key_center and keys */
+    float *key_center, *keys;          /* (D per fact with keys), (n_keys · D per fact) */
     edit_cache_entry *entries; /* (n_facts) views into the arrays above */
 } edit_store;
 

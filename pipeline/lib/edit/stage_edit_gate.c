@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "edit/edit_key.h"
+
 /* Packed prompts (no targets) of one calibration batch. */
 typedef struct {
     int32_t *tokens;
@@ -67,6 +69,88 @@ static int gate_prompts(const edit_stage *S, size_t i, gate_batch *g, int *n_own
     return 0;
 }
 
+/* Prompts per forward when the key centre is computed. */
+#define KEY_CENTER_BATCH 64
+
+/* Adds the states entering layer S->key_layer at the last tokens of g's prompts to sum (D); forwards g and empties it. */
+static int add_states(const edit_stage *S, gate_batch *g, double *sum, lafn_err *err) {
+    engine_run *run = NULL;
+    size_t D = (size_t)S->ctx.m->cfg.d_model;
+    int rc = g->B ? engine_run_init(&run, S->ctx.m, g->N, 1, err) : 0;
+    if (rc == 0 && g->B) {
+        engine_batch b = {.n_seq = (int)g->B, .seq_len = g->seq_len, .tokens = g->tokens};
+        engine_forward_opts o = engine_forward_defaults();
+        rc = engine_forward(run, &b, &o, err);
+    }
+    for (size_t q = 0; rc == 0 && q < g->B; q++) {
+        const float *h = engine_residual(run, S->key_layer) + (size_t)g->last[q] * D;
+        for (size_t d = 0; d < D; d++) sum[d] += h[d];
+    }
+    engine_run_free(run);
+    g->N = g->B = 0;
+    return rc;
+}
+
+/* This rank's share (facts i with i mod size = rank) of the sums of the src states; *count gets their number. */
+static int center_sums(const edit_stage *S, double *sum, double *count, lafn_err *err) {
+    gate_batch g = {0};
+    int rc = 0;
+    for (size_t i = (size_t)S->ctx.rank; rc == 0 && i < S->ctx.facts.n_facts; i += (size_t)S->ctx.size) {
+        const facts_edit_view *v = &S->views[i];
+        for (size_t l = 0; rc == 0 && l < v->n_langs; l++) {
+            if (!v->langs[l].n_prompts) continue;
+            rc = gate_add(&g, S->ctx.m->tok, v->langs[l].lang, v->langs[l].prompts[0], err);
+            *count += 1.0;
+            if (rc == 0 && g.B == KEY_CENTER_BATCH) rc = add_states(S, &g, sum, err);
+        }
+    }
+    if (rc == 0) rc = add_states(S, &g, sum, err);
+    gate_batch_free(&g);
+    return rc;
+}
+
+int edit_key_center_compute(edit_stage *S, lafn_err *err) {
+    size_t D = (size_t)S->ctx.m->cfg.d_model;
+    double *sum = calloc(D + 1, sizeof *sum), count = 0.0;
+    S->key_center = malloc(D * sizeof *S->key_center);
+    int rc = sum && S->key_center ? center_sums(S, sum, &count, err)
+                                  : lafn_err_set(err, "edit: out of memory for the key centre");
+    if (mpi_status_agree(S->ctx.comm, rc, err) == 0) {
+        sum[D] = count;
+        MPI_Allreduce(MPI_IN_PLACE, sum, (int)D + 1, MPI_DOUBLE, MPI_SUM, S->ctx.comm);
+        for (size_t d = 0; d < D; d++) S->key_center[d] = sum[D] > 0.0 ? (float)(sum[d] / sum[D]) : 0.0f;
+    } else {
+        rc = -1;
+    }
+    free(sum);
+    return rc;
+}
+
+/* Key trigger: the unit keys of the fact's own prompts (the first n_own of the
+ * forward in run) and its threshold against the reference prompts (the rest),
+ * into rec (arrays allocated here, freed with the record). */
+static int key_for_fact(const edit_stage *S, const engine_run *run, const gate_batch *g, int n_own, edit_record *rec,
+                        lafn_err *err) {
+    int D = S->ctx.m->cfg.d_model, n_neg = (int)g->B - n_own;
+    const float *h = engine_residual(run, S->key_layer);
+    float *neg = malloc(((size_t)n_neg + 1) * (size_t)D * sizeof *neg);
+    rec->keys = malloc((size_t)n_own * (size_t)D * sizeof *rec->keys);
+    rec->key_center = malloc((size_t)D * sizeof *rec->key_center);
+    if (!neg || !rec->keys || !rec->key_center) {
+        free(neg);
+        return lafn_err_set(err, "edit key: out of memory for %d keys", n_own);
+    }
+    memcpy(rec->key_center, S->key_center, (size_t)D * sizeof *rec->key_center);
+    for (int b = 0; b < (int)g->B; b++)
+        edit_key_of(h + (size_t)g->last[b] * (size_t)D, S->key_center, D,
+                    b < n_own ? rec->keys + (size_t)b * (size_t)D : neg + (size_t)(b - n_own) * (size_t)D);
+    rec->n_keys = n_own;
+    rec->key_layer = S->key_layer;
+    rec->key_threshold = edit_key_threshold(rec->keys, n_own, neg, n_neg, D, S->key_floor, S->key_margin);
+    free(neg);
+    return 0;
+}
+
 /* The sign of candidate k: locate's, or where locate left it 0 (the random
  * control) the sign of its mean activation over the fact's own prompts. */
 static float candidate_sign(const edit_stage *S, const engine_run *run, const int *last, int n_own, int64_t k) {
@@ -108,6 +192,7 @@ int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err
             rec->gate_sign[q] = sign[k];
             rec->gate_threshold[q] = thr[k];
         }
+        if (S->key_trigger) rc = key_for_fact(S, run, &g, n_own, rec, err);
     }
     engine_run_free(run);
     gate_batch_free(&g);

@@ -22,6 +22,11 @@ typedef struct {
     int n_gate;
     int32_t *gate_layer, *gate_neuron;
     float *gate_sign, *gate_threshold; /* (n_gate) each */
+    int n_keys;                     /* key trigger (edit.trigger = key); 0: the gate neurons decide */
+    int32_t key_layer;
+    float key_threshold;
+    float *keys;                    /* (n_keys, D) unit keys of the fact's prompts */
+    float *key_center;              /* (D) */
     int n_delta;
     int32_t *delta_layer, *delta_neuron;
     float *delta;                   /* (n_delta, D) or (n_delta) */
@@ -31,7 +36,7 @@ void edit_record_free(edit_record *r);
 
 /* Fills ds[] with the datasets of edit.h5 (no values) for n_langs languages; returns their count. */
 size_t edit_schema(h5out_dataset *ds, size_t n_langs);
-#define EDIT_SCHEMA_MAX 19
+#define EDIT_SCHEMA_MAX 23
 
 /* Writes records r[0..n) as shard seq of rank into dir. D is the model width. */
 int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, size_t seq, const edit_record *r,

@@ -12,6 +12,10 @@ typedef struct {
     const char *mode;         /* edit.mode */
     size_t batch_size, shard_facts;
     float gate;               /* edit.gate */
+    int key_trigger;          /* edit.trigger = key */
+    int key_layer;            /* floor(edit.key_depth · n_layer) */
+    float key_floor, key_margin;
+    float *key_center;        /* (D) key trigger: mean state entering key_layer over the set's src questions */
     edit_neurons nr;          /* locate.h5's edit/ set */
     int language_specific;    /* locate.neuron_set = language_specific: edit/ holds those, found or not */
     facts_edit_view *views;   /* (ctx.facts.n_facts) */
@@ -41,6 +45,11 @@ int edit_fact_has_neurons(const edit_stage *S, size_t i);
  * own-prompt floor as threshold (gate_specific 0). Local to the rank. Returns 0 or -1 with err. */
 #define EDIT_GATE_REFS 8
 int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err *err);
+
+/* Key trigger: S->key_center from the src questions of every fact of the set
+ * in every language (each rank forwards a share, the sums are reduced).
+ * Collective over S->ctx.comm. Returns 0, or -1 with err (on this rank). */
+int edit_key_center_compute(edit_stage *S, lafn_err *err);
 
 int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group, MPI_Comm comm,
                   const edit_cache *fixed, edit_record *out, lafn_err *err);

@@ -14,26 +14,44 @@ void edit_record_free(edit_record *r) {
     free(r->delta_layer);
     free(r->delta_neuron);
     free(r->delta);
+    free(r->keys);
+    free(r->key_center);
     memset(r, 0, sizeof *r);
 }
 
-/* The datasets of edit.h5 in schema order; values filled by edit_rows_pack. */
+/* The datasets of edit.h5. The table and the packed values are both indexed
+ * by this enum (designated initializers), so their order cannot drift apart. */
 enum { DS_STATUS, DS_PARAM, DS_GROUP, DS_ORDER, DS_STEPS, DS_EARLY, DS_NLL_B, DS_NLL_A, DS_LOSS, DS_WALL, DS_MEM,
-       DS_G_INFO, DS_G_LAYER, DS_G_NEURON, DS_G_SIGN, DS_G_THR, DS_D_LAYER, DS_D_NEURON, DS_D_VAL, DS_COUNT };
+       DS_G_INFO, DS_G_LAYER, DS_G_NEURON, DS_G_SIGN, DS_G_THR, DS_D_LAYER, DS_D_NEURON, DS_D_VAL, DS_K_INFO,
+       DS_K_THR, DS_K_CENTER, DS_K_VAL, DS_COUNT };
+_Static_assert(DS_COUNT == EDIT_SCHEMA_MAX, "EDIT_SCHEMA_MAX must count edit.h5's datasets");
 
 size_t edit_schema(h5out_dataset *ds, size_t n_langs) {
+    /* len 0: one value per language for rows, free length for CSR */
     static const struct { const char *name; h5out_layout layout; h5out_dtype dtype; size_t len; } t[DS_COUNT] = {
-        {"status", H5OUT_ROWS, H5OUT_I32, 1},        {"param", H5OUT_ROWS, H5OUT_I32, 1},
-        {"group", H5OUT_ROWS, H5OUT_I64, 1},         {"order", H5OUT_ROWS, H5OUT_I64, 1},
-        {"steps", H5OUT_ROWS, H5OUT_I32, 1},         {"early_stopped", H5OUT_ROWS, H5OUT_I32, 1},
-        {"nll_before", H5OUT_ROWS, H5OUT_F64, 0},    {"nll_after", H5OUT_ROWS, H5OUT_F64, 0},
-        {"loss", H5OUT_ROWS, H5OUT_F64, 4},          {"wall_seconds", H5OUT_ROWS, H5OUT_F64, 1},
-        {"memory_kb", H5OUT_ROWS, H5OUT_I64, 2},     {"gate_info", H5OUT_ROWS, H5OUT_I32, 3},
-        {"gate/layer", H5OUT_CSR, H5OUT_I32, 0},
-        {"gate/neuron", H5OUT_CSR, H5OUT_I32, 0},    {"gate/sign", H5OUT_CSR, H5OUT_F32, 0},
-        {"gate/threshold", H5OUT_CSR, H5OUT_F32, 0},
-        {"delta/layer", H5OUT_CSR, H5OUT_I32, 0},    {"delta/neuron", H5OUT_CSR, H5OUT_I32, 0},
-        {"delta/values", H5OUT_CSR, H5OUT_F32, 0},
+        [DS_STATUS] = {"status", H5OUT_ROWS, H5OUT_I32, 1},
+        [DS_PARAM] = {"param", H5OUT_ROWS, H5OUT_I32, 1},
+        [DS_GROUP] = {"group", H5OUT_ROWS, H5OUT_I64, 1},
+        [DS_ORDER] = {"order", H5OUT_ROWS, H5OUT_I64, 1},
+        [DS_STEPS] = {"steps", H5OUT_ROWS, H5OUT_I32, 1},
+        [DS_EARLY] = {"early_stopped", H5OUT_ROWS, H5OUT_I32, 1},
+        [DS_NLL_B] = {"nll_before", H5OUT_ROWS, H5OUT_F64, 0},
+        [DS_NLL_A] = {"nll_after", H5OUT_ROWS, H5OUT_F64, 0},
+        [DS_LOSS] = {"loss", H5OUT_ROWS, H5OUT_F64, 4},
+        [DS_WALL] = {"wall_seconds", H5OUT_ROWS, H5OUT_F64, 1},
+        [DS_MEM] = {"memory_kb", H5OUT_ROWS, H5OUT_I64, 2},
+        [DS_G_INFO] = {"gate_info", H5OUT_ROWS, H5OUT_I32, 3},
+        [DS_G_LAYER] = {"gate/layer", H5OUT_CSR, H5OUT_I32, 0},
+        [DS_G_NEURON] = {"gate/neuron", H5OUT_CSR, H5OUT_I32, 0},
+        [DS_G_SIGN] = {"gate/sign", H5OUT_CSR, H5OUT_F32, 0},
+        [DS_G_THR] = {"gate/threshold", H5OUT_CSR, H5OUT_F32, 0},
+        [DS_D_LAYER] = {"delta/layer", H5OUT_CSR, H5OUT_I32, 0},
+        [DS_D_NEURON] = {"delta/neuron", H5OUT_CSR, H5OUT_I32, 0},
+        [DS_D_VAL] = {"delta/values", H5OUT_CSR, H5OUT_F32, 0},
+        [DS_K_INFO] = {"key_info", H5OUT_ROWS, H5OUT_I32, 2},
+        [DS_K_THR] = {"key_threshold", H5OUT_ROWS, H5OUT_F32, 1},
+        [DS_K_CENTER] = {"key/center", H5OUT_CSR, H5OUT_F32, 0},
+        [DS_K_VAL] = {"key/values", H5OUT_CSR, H5OUT_F32, 0},
     };
     for (size_t i = 0; i < DS_COUNT; i++)
         ds[i] = (h5out_dataset){.name = t[i].name, .layout = t[i].layout, .dtype = t[i].dtype,
@@ -43,33 +61,66 @@ size_t edit_schema(h5out_dataset *ds, size_t n_langs) {
 
 /* Packed arrays of a batch of records, pointed to by the datasets. */
 typedef struct {
-    int64_t *facts, *group, *order, *mem, *g_off, *d_off, *v_off;
-    int32_t *status, *param, *ginfo, *steps, *early, *g_layer, *g_neuron, *d_layer, *d_neuron;
+    int64_t *facts, *group, *order, *mem, *g_off, *d_off, *v_off, *kc_off, *kv_off;
+    int32_t *status, *param, *ginfo, *steps, *early, *g_layer, *g_neuron, *d_layer, *d_neuron, *kinfo;
     double *nll_b, *nll_a, *loss, *wall;
-    float *g_sign, *g_thr, *d_val;
+    float *g_sign, *g_thr, *d_val, *k_thr, *k_center, *k_val;
 } packed;
 
 static void packed_free(packed *p) {
-    void *all[] = {p->ginfo, p->facts, p->group, p->order, p->mem, p->g_off, p->d_off, p->v_off, p->status, p->param,
-                   p->steps, p->early, p->g_layer, p->g_neuron, p->d_layer, p->d_neuron, p->nll_b, p->nll_a,
-                   p->loss, p->wall, p->g_sign, p->g_thr, p->d_val};
+    void *all[] = {p->ginfo, p->facts, p->group, p->order, p->mem, p->g_off, p->d_off, p->v_off, p->kc_off,
+                   p->kv_off, p->status, p->param, p->steps, p->early, p->g_layer, p->g_neuron, p->d_layer,
+                   p->d_neuron, p->kinfo, p->nll_b, p->nll_a, p->loss, p->wall, p->g_sign, p->g_thr, p->d_val,
+                   p->k_thr, p->k_center, p->k_val};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
 }
 
-static int packed_alloc(packed *p, size_t n, size_t L, size_t ng, size_t nd, size_t nv) {
-    p->facts = malloc(n * 8); p->group = malloc(n * 8); p->order = malloc(n * 8); p->mem = malloc(2 * n * 8);
-    p->g_off = malloc((n + 1) * 8); p->d_off = malloc((n + 1) * 8); p->v_off = malloc((n + 1) * 8);
-    p->status = malloc(n * 4); p->ginfo = malloc(3 * n * 4); p->param = malloc(n * 4); p->steps = malloc(n * 4); p->early = malloc(n * 4);
-    p->g_layer = malloc(ng * 4 + 4); p->g_neuron = malloc(ng * 4 + 4); p->g_thr = malloc(ng * 4 + 4);
-    p->g_sign = malloc(ng * 4 + 4);
-    p->d_layer = malloc(nd * 4 + 4); p->d_neuron = malloc(nd * 4 + 4); p->d_val = malloc(nv * 4 + 4);
-    p->nll_b = malloc(n * L * 8); p->nll_a = malloc(n * L * 8); p->loss = malloc(4 * n * 8); p->wall = malloc(n * 8);
-    return p->ginfo && p->facts && p->group && p->order && p->mem && p->g_off && p->d_off && p->v_off && p->status &&
-           p->param && p->steps && p->early && p->g_layer && p->g_neuron && p->g_sign && p->g_thr && p->d_layer &&
-           p->d_neuron && p->d_val && p->nll_b && p->nll_a && p->loss && p->wall ? 0 : -1;
+/* Element counts of a batch: n records, L languages, ng gate neurons, nd delta entries, nv delta floats, nkc key
+ * centre floats, nkv key floats. */
+typedef struct {
+    size_t n, L, ng, nd, nv, nkc, nkv;
+} packed_sizes;
+
+/* malloc of n elements of size es, at least one byte. */
+static void *alloc_n(size_t n, size_t es) { return malloc(n ? n * es : 1); }
+
+static int packed_alloc(packed *p, const packed_sizes *z) {
+    size_t n = z->n;
+    p->facts = alloc_n(n, sizeof *p->facts); p->group = alloc_n(n, sizeof *p->group);
+    p->order = alloc_n(n, sizeof *p->order); p->mem = alloc_n(2 * n, sizeof *p->mem);
+    p->g_off = alloc_n(n + 1, sizeof *p->g_off); p->d_off = alloc_n(n + 1, sizeof *p->d_off);
+    p->v_off = alloc_n(n + 1, sizeof *p->v_off); p->kc_off = alloc_n(n + 1, sizeof *p->kc_off);
+    p->kv_off = alloc_n(n + 1, sizeof *p->kv_off);
+    p->status = alloc_n(n, sizeof *p->status); p->ginfo = alloc_n(3 * n, sizeof *p->ginfo);
+    p->param = alloc_n(n, sizeof *p->param); p->steps = alloc_n(n, sizeof *p->steps);
+    p->early = alloc_n(n, sizeof *p->early); p->kinfo = alloc_n(2 * n, sizeof *p->kinfo);
+    p->g_layer = alloc_n(z->ng, sizeof *p->g_layer); p->g_neuron = alloc_n(z->ng, sizeof *p->g_neuron);
+    p->g_thr = alloc_n(z->ng, sizeof *p->g_thr); p->g_sign = alloc_n(z->ng, sizeof *p->g_sign);
+    p->d_layer = alloc_n(z->nd, sizeof *p->d_layer); p->d_neuron = alloc_n(z->nd, sizeof *p->d_neuron);
+    p->d_val = alloc_n(z->nv, sizeof *p->d_val);
+    p->k_thr = alloc_n(n, sizeof *p->k_thr); p->k_center = alloc_n(z->nkc, sizeof *p->k_center);
+    p->k_val = alloc_n(z->nkv, sizeof *p->k_val);
+    p->nll_b = alloc_n(n * z->L, sizeof *p->nll_b); p->nll_a = alloc_n(n * z->L, sizeof *p->nll_a);
+    p->loss = alloc_n(4 * n, sizeof *p->loss); p->wall = alloc_n(n, sizeof *p->wall);
+    return p->ginfo && p->facts && p->group && p->order && p->mem && p->g_off && p->d_off && p->v_off && p->kc_off &&
+           p->kv_off && p->status && p->param && p->steps && p->early && p->kinfo && p->g_layer && p->g_neuron &&
+           p->g_sign && p->g_thr && p->d_layer && p->d_neuron && p->d_val && p->k_thr && p->k_center && p->k_val &&
+           p->nll_b && p->nll_a && p->loss && p->wall ? 0 : -1;
 }
 
-static void pack_one(packed *p, size_t i, const edit_record *r, size_t L, size_t width) {
+/* Appends r's trigger keys (the centre and the keys; nothing for a neuron trigger) at record i. */
+static void pack_keys(packed *p, size_t i, const edit_record *r, size_t D) {
+    size_t nc = r->n_keys > 0 ? D : 0, nk = (size_t)r->n_keys * D;
+    p->kinfo[2 * i] = r->n_keys;
+    p->kinfo[2 * i + 1] = r->key_layer;
+    p->k_thr[i] = r->key_threshold;
+    if (nc) memcpy(p->k_center + (size_t)p->kc_off[i], r->key_center, nc * sizeof *p->k_center);
+    if (nk) memcpy(p->k_val + (size_t)p->kv_off[i], r->keys, nk * sizeof *p->k_val);
+    p->kc_off[i + 1] = p->kc_off[i] + (int64_t)nc;
+    p->kv_off[i + 1] = p->kv_off[i] + (int64_t)nk;
+}
+
+static void pack_one(packed *p, size_t i, const edit_record *r, size_t L, size_t width, size_t D) {
     p->facts[i] = r->fact; p->group[i] = r->group; p->order[i] = r->order;
     p->mem[2 * i] = r->peak_rss_kb; p->mem[2 * i + 1] = r->pss_kb;
     p->status[i] = r->status; p->param[i] = r->kind == ENGINE_EDIT_VALUE_VECTOR ? 0 : 1;
@@ -77,45 +128,54 @@ static void pack_one(packed *p, size_t i, const edit_record *r, size_t L, size_t
     p->ginfo[3 * i + 1] = r->n_gate;
     p->ginfo[3 * i + 2] = r->gate_specific;
     p->steps[i] = r->steps; p->early[i] = r->early_stopped; p->wall[i] = r->wall_seconds;
-    memcpy(p->nll_b + i * L, r->nll_before, L * sizeof(double));
-    memcpy(p->nll_a + i * L, r->nll_after, L * sizeof(double));
+    memcpy(p->nll_b + i * L, r->nll_before, L * sizeof *p->nll_b);
+    memcpy(p->nll_a + i * L, r->nll_after, L * sizeof *p->nll_a);
     memcpy(p->loss + 4 * i, r->loss, sizeof r->loss);
-    size_t g = (size_t)p->g_off[i], d = (size_t)p->d_off[i];
-    memcpy(p->g_layer + g, r->gate_layer, (size_t)r->n_gate * 4);
-    memcpy(p->g_neuron + g, r->gate_neuron, (size_t)r->n_gate * 4);
-    memcpy(p->g_sign + g, r->gate_sign, (size_t)r->n_gate * 4);
-    memcpy(p->g_thr + g, r->gate_threshold, (size_t)r->n_gate * 4);
-    memcpy(p->d_layer + d, r->delta_layer, (size_t)r->n_delta * 4);
-    memcpy(p->d_neuron + d, r->delta_neuron, (size_t)r->n_delta * 4);
-    memcpy(p->d_val + (size_t)p->v_off[i], r->delta, (size_t)r->n_delta * width * 4);
-    p->g_off[i + 1] = (int64_t)(g + (size_t)r->n_gate);
-    p->d_off[i + 1] = (int64_t)(d + (size_t)r->n_delta);
-    p->v_off[i + 1] = p->v_off[i] + (int64_t)((size_t)r->n_delta * width);
+    size_t g = (size_t)p->g_off[i], d = (size_t)p->d_off[i], ng = (size_t)r->n_gate, nd = (size_t)r->n_delta;
+    memcpy(p->g_layer + g, r->gate_layer, ng * sizeof *p->g_layer);
+    memcpy(p->g_neuron + g, r->gate_neuron, ng * sizeof *p->g_neuron);
+    memcpy(p->g_sign + g, r->gate_sign, ng * sizeof *p->g_sign);
+    memcpy(p->g_thr + g, r->gate_threshold, ng * sizeof *p->g_thr);
+    memcpy(p->d_layer + d, r->delta_layer, nd * sizeof *p->d_layer);
+    memcpy(p->d_neuron + d, r->delta_neuron, nd * sizeof *p->d_neuron);
+    memcpy(p->d_val + (size_t)p->v_off[i], r->delta, nd * width * sizeof *p->d_val);
+    p->g_off[i + 1] = (int64_t)(g + ng);
+    p->d_off[i + 1] = (int64_t)(d + nd);
+    p->v_off[i + 1] = p->v_off[i] + (int64_t)(nd * width);
+    pack_keys(p, i, r, D);
 }
 
 int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, size_t seq, const edit_record *r,
                        size_t n, size_t n_langs, size_t D, lafn_err *err) {
-    size_t ng = 0, nd = 0, nv = 0;
+    packed_sizes z = {.n = n, .L = n_langs};
     for (size_t i = 0; i < n; i++) {
         size_t width = r[i].kind == ENGINE_EDIT_VALUE_VECTOR ? D : 1;
-        ng += (size_t)r[i].n_gate;
-        nd += (size_t)r[i].n_delta;
-        nv += (size_t)r[i].n_delta * width;
+        z.ng += (size_t)r[i].n_gate;
+        z.nd += (size_t)r[i].n_delta;
+        z.nv += (size_t)r[i].n_delta * width;
+        z.nkc += r[i].n_keys > 0 ? D : 0;
+        z.nkv += (size_t)r[i].n_keys * D;
     }
     packed p = {0};
-    if (packed_alloc(&p, n, n_langs, ng, nd, nv)) {
+    if (packed_alloc(&p, &z)) {
         packed_free(&p);
         return lafn_err_set(err, "edit: out of memory packing %zu facts for shard %zu", n, seq);
     }
-    p.g_off[0] = p.d_off[0] = p.v_off[0] = 0;
-    for (size_t i = 0; i < n; i++) pack_one(&p, i, &r[i], n_langs, r[i].kind == ENGINE_EDIT_VALUE_VECTOR ? D : 1);
+    p.g_off[0] = p.d_off[0] = p.v_off[0] = p.kc_off[0] = p.kv_off[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        pack_one(&p, i, &r[i], n_langs, r[i].kind == ENGINE_EDIT_VALUE_VECTOR ? D : 1, D);
     h5out_dataset ds[DS_COUNT];
     edit_schema(ds, n_langs);
-    const void *vals[DS_COUNT] = {p.status, p.param, p.group, p.order, p.steps, p.early, p.nll_b, p.nll_a, p.loss,
-                                  p.wall, p.mem, p.ginfo, p.g_layer, p.g_neuron, p.g_sign, p.g_thr, p.d_layer, p.d_neuron, p.d_val};
+    const void *vals[DS_COUNT] = {
+        [DS_STATUS] = p.status, [DS_PARAM] = p.param, [DS_GROUP] = p.group, [DS_ORDER] = p.order,
+        [DS_STEPS] = p.steps, [DS_EARLY] = p.early, [DS_NLL_B] = p.nll_b, [DS_NLL_A] = p.nll_a,
+        [DS_LOSS] = p.loss, [DS_WALL] = p.wall, [DS_MEM] = p.mem, [DS_G_INFO] = p.ginfo,
+        [DS_G_LAYER] = p.g_layer, [DS_G_NEURON] = p.g_neuron, [DS_G_SIGN] = p.g_sign, [DS_G_THR] = p.g_thr,
+        [DS_D_LAYER] = p.d_layer, [DS_D_NEURON] = p.d_neuron, [DS_D_VAL] = p.d_val, [DS_K_INFO] = p.kinfo,
+        [DS_K_THR] = p.k_thr, [DS_K_CENTER] = p.k_center, [DS_K_VAL] = p.k_val};
     const int64_t *offs[DS_COUNT] = {[DS_G_LAYER] = p.g_off, [DS_G_NEURON] = p.g_off, [DS_G_SIGN] = p.g_off,
-                                     [DS_G_THR] = p.g_off,
-                                     [DS_D_LAYER] = p.d_off, [DS_D_NEURON] = p.d_off, [DS_D_VAL] = p.v_off};
+                                     [DS_G_THR] = p.g_off, [DS_D_LAYER] = p.d_off, [DS_D_NEURON] = p.d_off,
+                                     [DS_D_VAL] = p.v_off, [DS_K_CENTER] = p.kc_off, [DS_K_VAL] = p.kv_off};
     for (size_t i = 0; i < DS_COUNT; i++) {
         ds[i].values = vals[i];
         ds[i].offsets = offs[i];
@@ -127,7 +187,8 @@ int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, 
 
 void edit_store_free(edit_store *s) {
     void *all[] = {s->facts, s->group, s->order, s->status, s->gate_off, s->gate_layer, s->gate_neuron,
-                   s->gate_sign, s->gate_threshold, s->delta_off, s->delta_layer, s->delta_neuron, s->delta, s->entries};
+                   s->gate_sign, s->gate_threshold, s->delta_off, s->delta_layer, s->delta_neuron, s->delta,
+                   s->key_info, s->key_threshold, s->key_center_off, s->key_off, s->key_center, s->keys, s->entries};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
     memset(s, 0, sizeof *s);
 }
@@ -151,6 +212,13 @@ static int store_finish(edit_store *s, const int32_t *param, const char *path, i
     if ((size_t)s->delta_off[s->n_facts] * s->width != s->n_delta_values)
         return lafn_err_set(err, "%s: delta/values holds %zu floats, expected %lld entries x %zu", path,
                             s->n_delta_values, (long long)s->delta_off[s->n_facts], s->width);
+    for (size_t i = 0; i < s->n_facts; i++) {
+        int64_t nk = s->key_info[2 * i], nc = s->key_center_off[i + 1] - s->key_center_off[i];
+        if (nk < 0 || s->key_off[i + 1] - s->key_off[i] != nk * D || nc != (nk > 0 ? D : 0))
+            return lafn_err_set(err, "%s: row %zu: key_info says %lld keys, key/values holds %lld floats and key/center "
+                                "%lld (expected keys x %d and %d)", path, i, (long long)nk,
+                                (long long)(s->key_off[i + 1] - s->key_off[i]), (long long)nc, D, nk > 0 ? D : 0);
+    }
     if (!(s->entries = calloc(s->n_facts + 1, sizeof *s->entries)))
         return lafn_err_set(err, "%s: out of memory for %zu cache entries", path, s->n_facts);
     for (size_t i = 0; i < s->n_facts; i++) {
@@ -159,6 +227,8 @@ static int store_finish(edit_store *s, const int32_t *param, const char *path, i
             .group = s->group[i], .n_gate = (int)(s->gate_off[i + 1] - g), .gate_layer = s->gate_layer + g,
             .gate_neuron = s->gate_neuron + g,
             .gate_sign = s->gate_sign + g, .gate_threshold = s->gate_threshold + g,
+            .n_keys = s->key_info[2 * i], .key_layer = s->key_info[2 * i + 1], .keys = s->keys ? s->keys + s->key_off[i] : NULL,
+            .key_center = s->key_center ? s->key_center + s->key_center_off[i] : NULL, .key_threshold = s->key_threshold[i],
             .n = (int)(s->delta_off[i + 1] - d), .layer = s->delta_layer + d, .neuron = s->delta_neuron + d,
             .delta = s->delta + (size_t)d * s->width};
     }
@@ -177,7 +247,11 @@ int edit_store_read_file(hid_t file, const char *path, int D, edit_store *s, laf
     if (read_rows(file, path, &ds[DS_STATUS], n, (void **)&s->status, err) ||
         read_rows(file, path, &ds[DS_PARAM], n, (void **)&param, err) ||
         read_rows(file, path, &ds[DS_GROUP], n, (void **)&s->group, err) ||
-        read_rows(file, path, &ds[DS_ORDER], n, (void **)&s->order, err))
+        read_rows(file, path, &ds[DS_ORDER], n, (void **)&s->order, err) ||
+        read_rows(file, path, &ds[DS_K_INFO], n, (void **)&s->key_info, err) ||
+        read_rows(file, path, &ds[DS_K_THR], n, (void **)&s->key_threshold, err) ||
+        h5out_read_dataset(file, path, &ds[DS_K_CENTER], n, (void **)&s->key_center, &s->key_center_off, err) ||
+        h5out_read_dataset(file, path, &ds[DS_K_VAL], n, (void **)&s->keys, &s->key_off, err))
         goto fail;
     if (h5out_read_dataset(file, path, &ds[DS_G_LAYER], n, (void **)&s->gate_layer, &s->gate_off, err) ||
         h5out_read_dataset(file, path, &ds[DS_G_NEURON], n, (void **)&s->gate_neuron, &o[0], err) ||
