@@ -76,8 +76,8 @@ static void run_id_of(const char *stage, const char *const *overrides, char id[S
     config_free(&c);
 }
 
-/* edit.gate only decides where a stored edit applies: it is part of eval's
- * run id, not edit's — except in sequential mode, where it shapes the edits. */
+/* edit.gate and edit.trigger only decide where a stored edit applies: they are part of eval's
+ * run id, not edit's — except in sequential mode, where they shape the edits. */
 static void test_run_ids(void) {
     char a[STAGE_RUN_ID_LEN + 1], b[STAGE_RUN_ID_LEN + 1];
     const char *gate_1[] = {"edit.gate=1.0", NULL}, *gate_05[] = {"edit.gate=0.5", NULL};
@@ -95,6 +95,17 @@ static void test_run_ids(void) {
     run_id_of("edit", seq_1, a);
     run_id_of("edit", seq_05, b);
     CHECK(a[0] && strcmp(a, b) != 0, "sequential mode: the gate did not change edit's run id");
+    const char *neurons[] = {"edit.trigger=neurons", NULL}, *key[] = {"edit.trigger=key", NULL};
+    const char *seq_key[] = {"edit.mode=\"sequential\"", "edit.trigger=key", NULL};
+    run_id_of("edit", neurons, a);
+    run_id_of("edit", key, b);
+    CHECK(a[0] && strcmp(a, b) == 0, "single mode: the trigger changed edit's run id (%s vs %s)", a, b);
+    run_id_of("eval", neurons, a);
+    run_id_of("eval", key, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "the trigger did not change eval's run id");
+    run_id_of("edit", seq_1, a);
+    run_id_of("edit", seq_key, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "sequential mode: the trigger did not change edit's run id");
 }
 
 int main(int argc, char **argv) {

@@ -150,7 +150,7 @@ static void test_key_trigger(const model *m, const facts_edit_view *views, size_
     int zero = 0;
     edit_cache_entry e = {.group = 0, .n_keys = n_own, .key_layer = layer, .keys = own, .key_center = center,
                           .key_threshold = thr, .n = 1, .layer = &zero, .neuron = &zero, .delta = delta};
-    edit_cache c = {.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = 1.0f, .n_entries = 1, .entries = &e};
+    edit_cache c = {.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = 1.0f, .by_key = 1, .n_entries = 1, .entries = &e};
     uint8_t fires[64];
     int n_fire = 0;
     CHECK(rc == 0 && gate_on(m, &c, own_langs, own_prompts, n_own, fires, &err) == 0, "%s", err.msg);

@@ -126,7 +126,7 @@ static void test_bad_sweep_file(void) {
     expect_refused("missing_seed", "orphan from=nowhere edit.gate=0.5\n", 1, "nowhere",
                    "from= of a variant not run must stop the sweep naming it");
     expect_refused("seed_differs", "a edit.lr=0.05\nb from=a edit.lr=0.01 edit.gate=0.5\n", 2,
-                   "eval.* and edit.gate", "a from= variant with other edit knobs must be refused");
+                   "differs from a in more than eval.*", "a from= variant with other edit knobs must be refused");
     expect_refused("typo", "a edit.lr=0.05\nb edit.lrr=0.01\n", 2, "edit.lrr",
                    "an unknown key must stop the sweep before any run, naming line and key");
     char *variants = read_rel("out/a/logs/probe.log");

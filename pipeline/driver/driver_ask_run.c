@@ -53,13 +53,18 @@ static const facts_record *ask_find(const facts_set *set, const char *fact) {
 }
 
 /* Prints the edit of store row `row`: status and where its neurons are. */
-static void ask_print_edit(const edit_store *st, long row, const facts_record *rec, float gate) {
+static void ask_print_edit(const edit_store *st, long row, const facts_record *rec, const edit_cache *c) {
     static const char *const status_names[] = {"edited", "no LAFN found: not edited",
                                                "edited (some language stayed above edit.stop_nll)"};
     const edit_cache_entry *e = &st->entries[row];
     int32_t s = st->status[row];
-    printf("fact %s (index %zu): %s; %d edited neuron(s), %d gate neuron(s), gate %.2f\n  neurons:", rec->id,
-           rec->index, s >= 0 && s <= 2 ? status_names[s] : "unknown status", e->n, e->n_gate, gate);
+    printf("fact %s (index %zu): %s; %d edited neuron(s), ", rec->id, rec->index,
+           s >= 0 && s <= 2 ? status_names[s] : "unknown status", e->n);
+    if (c->by_key && e->n_keys > 0)
+        printf("trigger: %d keys of blk.%d, threshold %.3f\n  neurons:", e->n_keys, e->key_layer,
+               (double)e->key_threshold);
+    else
+        printf("trigger: %d gate neuron(s), gate %.2f\n  neurons:", e->n_gate, (double)c->gate);
     for (int k = 0; k < e->n && k < 12; k++) printf(" blk.%d.ffn_down[%d]", e->layer[k], e->neuron[k]);
     printf("%s\n", e->n > 12 ? " …" : "");
 }
@@ -106,14 +111,6 @@ static int ask_fact(eval_scorer *s, const facts_set *set, const facts_record *re
     return 0;
 }
 
-/* The gate knob as the evaluation reads it. */
-static int ask_gate(const lafn_config *cfg, float *gate, lafn_err *err) {
-    double g;
-    if (config_get_float(cfg, "edit.gate", &g, err)) return -1;
-    *gate = (float)g;
-    return 0;
-}
-
 int driver_ask_run(int argc, char **argv) {
     if (argc < 3) { fputs(ask_run_usage, stderr); return 2; }
     const char *dir = argv[1], *fact = argv[2];
@@ -127,9 +124,10 @@ int driver_ask_run(int argc, char **argv) {
     eval_scorer s = {0};
     int status = 1, have_scorer = 0;
     float gate = 0;
+    int by_key = 0;
     const char *model_path;
     const facts_record *rec = NULL;
-    if (ask_config(edit_path, argv + 3, argc - 3, &cfg, &err) || ask_gate(&cfg, &gate, &err) ||
+    if (ask_config(edit_path, argv + 3, argc - 3, &cfg, &err) || edit_trigger_from_config(&cfg, &gate, &by_key, &err) ||
         driver_load_facts(&cfg, &set, &err) || config_get_string(&cfg, "model.path", &model_path, &err))
         goto fail;
     if (!(rec = ask_find(&set, fact))) {
@@ -146,9 +144,9 @@ int driver_ask_run(int argc, char **argv) {
         lafn_err_set(&err, "%s has no edit of fact %s (index %zu)", edit_path, rec->id, rec->index);
         goto fail;
     }
-    edit_cache cache = {.kind = st.kind, .gate = gate, .n_entries = 1, .entries = &st.entries[row]};
+    edit_cache cache = {.kind = st.kind, .gate = gate, .by_key = by_key, .n_entries = 1, .entries = &st.entries[row]};
     printf("run %s, model %s (sha256 %.16s…)\n", dir, m->path, m->sha256);
-    ask_print_edit(&st, row, rec, gate);
+    ask_print_edit(&st, row, rec, &cache);
     if (eval_scorer_init(&s, m, &err) != 0) goto fail;
     have_scorer = 1;
     if (ask_fact(&s, &set, rec, &cache, &err) != 0) goto fail;

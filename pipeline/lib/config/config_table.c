@@ -129,7 +129,8 @@ static const config_knob edit_knobs[] = {
      "cached edit fires when >= this fraction of its LAFNs pass their threshold; 0 = always"},
     {"trigger", CONFIG_KNOB_STRING, "\"neurons\"", 0, 0, 0, 0, "neurons key", NOVALID,
      "what decides that a cached edit fires on an input: its gate neurons (edit.gate), or the key of the "
-     "input's state against the keys of the fact's prompts (edit.key_*)"},
+     "input's state against the keys of the fact's prompts (edit.key_*); like edit.gate, read where edits are "
+     "applied (eval, lafn ask; sequential edits), both triggers are stored"},
     {"key_depth", CONFIG_KNOB_FLOAT, "0.85", 0, 1, 0, 0, NULL, NOVALID,
      "trigger = key: keys are the residual stream entering layer floor(key_depth * n_layer) at the last prompt token"},
     {"key_floor", CONFIG_KNOB_FLOAT, "0.5", -1, 1, 0, 0, NULL, NOVALID,

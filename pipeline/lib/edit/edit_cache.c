@@ -17,7 +17,7 @@ static int key_passes(const edit_cache_entry *e, const engine_run *r, int D, int
 static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const engine_run *r, const model_config *cfg,
                        int pos, float *q) {
     if (c->gate <= 0.0f) return 1;
-    if (e->n_keys > 0) return key_passes(e, r, cfg->d_model, pos, q);
+    if (c->by_key && e->n_keys > 0) return key_passes(e, r, cfg->d_model, pos, q);
     if (e->n_gate == 0) return 0;
     int F = cfg->d_ffn;
     int pass = 0;

@@ -8,9 +8,9 @@
 #include "engine/engine.h"
 #include "base/lafn_err.h"
 
-/* One cached edit: its trigger — the fact's gate neurons (its LAFNs with
- * their locating thresholds), or with n_keys > 0 the keys of its prompts
- * (edit_key.h) — and the edited entries with their deltas. Entries of one group
+/* One cached edit: its triggers — the fact's gate neurons (its LAFNs with
+ * their calibrated thresholds) and the keys of its prompts (edit_key.h; the
+ * cache's by_key chooses) — and the edited entries with their deltas. Entries of one group
  * (the facts of one batch-mode edit, which share one delta set) fire together
  * and their delta is applied once: an entry whose `group` equals an earlier
  * entry's carries n = 0 or the same delta, which is then ignored. All arrays
@@ -22,7 +22,7 @@ typedef struct {
     const int *gate_neuron;      /* (n_gate) */
     const float *gate_sign;      /* (n_gate) +1 or -1: the sign of the neuron's mean activation */
     const float *gate_threshold; /* (n_gate) a neuron passes when a · gate_sign >= gate_threshold */
-    int n_keys;                  /* > 0: the key trigger decides, not the gate neurons */
+    int n_keys;                  /* keys of the fact's prompts (0: none stored) */
     int key_layer;               /* keys are of the residual stream entering this layer */
     const float *keys;           /* (n_keys, D) unit keys of the fact's prompts */
     const float *key_center;     /* (D) subtracted from an input's state before comparing */
@@ -36,6 +36,7 @@ typedef struct {
 typedef struct {
     engine_edit_kind kind;
     float gate;          /* fraction of gate neurons that must pass; 0 = always fire (also for key triggers) */
+    int by_key;          /* 1 (edit.trigger = key): entries with keys fire by their keys, the others by gate neurons */
     size_t n_entries;
     const edit_cache_entry *entries; /* (n_entries) */
 } edit_cache;

@@ -11,21 +11,18 @@ static void count_records(edit_stage *S, const edit_record *r, size_t n);
 static int read_knobs(edit_stage *S, lafn_err *err) {
     const lafn_config *c = &S->ctx.cfg;
     int64_t bs, sf;
-    double gate, key_depth, key_floor, key_margin;
-    const char *set, *trigger;
-    if (edit_hparams_from_config(c, &S->h, err) || config_get_float(c, "edit.gate", &gate, err) ||
+    double key_depth, key_floor, key_margin;
+    const char *set;
+    if (edit_hparams_from_config(c, &S->h, err) || edit_trigger_from_config(c, &S->gate, &S->by_key, err) ||
         config_get_string(c, "edit.mode", &S->mode, err) || config_get_int(c, "edit.batch_size", &bs, err) ||
         config_get_int(c, "run.shard_facts", &sf, err) ||
-        config_get_string(c, "locate.neuron_set", &set, err) || config_get_string(c, "edit.trigger", &trigger, err) ||
-        config_get_float(c, "edit.key_depth", &key_depth, err) || config_get_float(c, "edit.key_floor", &key_floor, err) ||
+        config_get_string(c, "locate.neuron_set", &set, err) || config_get_float(c, "edit.key_depth", &key_depth, err) || config_get_float(c, "edit.key_floor", &key_floor, err) ||
         config_get_float(c, "edit.key_margin", &key_margin, err))
         return -1;
-    S->key_trigger = strcmp(trigger, "key") == 0;
     S->key_layer = (int)floor(key_depth * S->ctx.m->cfg.n_layer);
     S->key_floor = (float)key_floor;
     S->key_margin = (float)key_margin;
     S->language_specific = strcmp(set, "language_specific") == 0;
-    S->gate = (float)gate;
     S->batch_size = strcmp(S->mode, "batch") == 0 ? (size_t)bs : 1;
     S->shard_facts = (size_t)sf;
     return 0;
@@ -238,7 +235,7 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
         if ((rc = history_cache(&entries, st, n_st, hist, n_hist, err)) != 0) break;
         size_t n_entries = n_hist;
         for (size_t s = 0; s < n_st; s++) n_entries += st[s].n_facts;
-        edit_cache fixed = {.kind = S->h.kind, .gate = S->gate, .n_entries = n_entries,
+        edit_cache fixed = {.kind = S->h.kind, .gate = S->gate, .by_key = S->by_key, .n_entries = n_entries,
                             .entries = entries};
         if ((rc = edit_unit_run(S, &i, 1, (long long)i, S->ctx.comm, n_entries ? &fixed : NULL, &hist[n_hist], err)))
             break;
@@ -325,7 +322,7 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
     int rc = read_knobs(&S, err);
     if (rc == 0) rc = read_inputs(&S, err);
     if (mpi_status_agree(comm, rc, err)) goto fail;
-    if (S.key_trigger && mpi_status_agree(comm, edit_key_center_compute(&S, err), err)) goto fail;
+    if (edit_key_center_compute(&S, err)) goto fail;
     if (!strcmp(S.mode, "single")) rc = run_single(&S, err);
     else rc = run_grouped(&S, err);
     if (mpi_status_agree(comm, rc, err)) goto fail;

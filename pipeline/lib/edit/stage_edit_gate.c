@@ -126,7 +126,7 @@ int edit_key_center_compute(edit_stage *S, lafn_err *err) {
     return rc;
 }
 
-/* Key trigger: the unit keys of the fact's own prompts (the first n_own of the
+/* The unit keys of the fact's own prompts (the first n_own of the
  * forward in run) and its threshold against the reference prompts (the rest),
  * into rec (arrays allocated here, freed with the record). */
 static int key_for_fact(const edit_stage *S, const engine_run *run, const gate_batch *g, int n_own, edit_record *rec,
@@ -192,7 +192,7 @@ int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err
             rec->gate_sign[q] = sign[k];
             rec->gate_threshold[q] = thr[k];
         }
-        if (S->key_trigger) rc = key_for_fact(S, run, &g, n_own, rec, err);
+        rc = key_for_fact(S, run, &g, n_own, rec, err);
     }
     engine_run_free(run);
     gate_batch_free(&g);

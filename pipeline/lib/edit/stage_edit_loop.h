@@ -11,11 +11,11 @@ typedef struct {
     edit_hparams h;
     const char *mode;         /* edit.mode */
     size_t batch_size, shard_facts;
-    float gate;               /* edit.gate */
-    int key_trigger;          /* edit.trigger = key */
+    float gate;               /* edit.gate: applies while optimising in sequential mode only */
+    int by_key;               /* edit.trigger = key: likewise */
     int key_layer;            /* floor(edit.key_depth · n_layer) */
     float key_floor, key_margin;
-    float *key_center;        /* (D) key trigger: mean state entering key_layer over the set's src questions */
+    float *key_center;        /* (D) mean state entering key_layer over the set's src questions */
     edit_neurons nr;          /* locate.h5's edit/ set */
     int language_specific;    /* locate.neuron_set = language_specific: edit/ holds those, found or not */
     facts_edit_view *views;   /* (ctx.facts.n_facts) */
@@ -32,25 +32,27 @@ typedef struct {
  * locate found LAFNs (unless the language-specific sets are edited). */
 int edit_fact_has_neurons(const edit_stage *S, size_t i);
 
+/* Fills rec's triggers. The gate (arrays allocated for every locate neuron
+ * of fact i): the neurons edit_gate_calibrate keeps, with their calibrated
+ * thresholds, on the fact's prompts against the src of up to EDIT_GATE_REFS
+ * other facts per language; if none separates them, every locate neuron with
+ * the own-prompt floor as threshold (gate_specific 0). The keys: one per own
+ * prompt around S->key_center, the threshold from edit_key_threshold against
+ * the same references (allocated here). Local to the rank. Returns 0 or -1 with err. */
+#define EDIT_GATE_REFS 8
+int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err *err);
+
+/* S->key_center from the src questions of every fact of the set in every
+ * language (each rank forwards a share, the sums are reduced). Collective
+ * over S->ctx.comm. Returns 0 on every rank, or -1 on every rank with err. */
+int edit_key_center_compute(edit_stage *S, lafn_err *err);
+
 /* Optimises one unit — facts[0..n) (indices into the set) sharing one delta
  * set — collectively over comm, with the earlier edits `fixed` (may be NULL)
  * active where their gates fire. out[0..n) (zeroed by the caller; free with
  * edit_record_free also on failure) receives the facts' records; facts
  * without neurons get status EDIT_STATUS_NO_LAFN. Returns 0 or -1 with err
  * (the same on every rank of comm). */
-/* Fills rec's gate (arrays allocated for every locate neuron of fact i):
- * the neurons edit_gate_calibrate keeps, with their calibrated thresholds,
- * on the fact's prompts against the src of up to EDIT_GATE_REFS other facts
- * per language; if none separates them, every locate neuron with the
- * own-prompt floor as threshold (gate_specific 0). Local to the rank. Returns 0 or -1 with err. */
-#define EDIT_GATE_REFS 8
-int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err *err);
-
-/* Key trigger: S->key_center from the src questions of every fact of the set
- * in every language (each rank forwards a share, the sums are reduced).
- * Collective over S->ctx.comm. Returns 0, or -1 with err (on this rank). */
-int edit_key_center_compute(edit_stage *S, lafn_err *err);
-
 int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group, MPI_Comm comm,
                   const edit_cache *fixed, edit_record *out, lafn_err *err);
 

@@ -290,7 +290,16 @@ int edit_store_read(const char *path, const char *run_id, int D, MPI_Comm comm, 
     return rc;
 }
 
-edit_cache edit_store_cache(const edit_store *s, float gate) {
-    return (edit_cache){.kind = s->kind, .gate = gate, .n_entries = s->n_facts,
+edit_cache edit_store_cache(const edit_store *s, float gate, int by_key) {
+    return (edit_cache){.kind = s->kind, .gate = gate, .by_key = by_key, .n_entries = s->n_facts,
                         .entries = s->entries};
+}
+
+int edit_trigger_from_config(const lafn_config *cfg, float *gate, int *by_key, lafn_err *err) {
+    double g;
+    const char *trigger;
+    if (config_get_float(cfg, "edit.gate", &g, err) || config_get_string(cfg, "edit.trigger", &trigger, err)) return -1;
+    *gate = (float)g;
+    *by_key = strcmp(trigger, "key") == 0;
+    return 0;
 }

@@ -20,15 +20,16 @@ static const char *stage_sections(const char *stage) {
     return NULL;
 }
 
-/* Knobs of those sections the stage's output does not depend on: the gate only
- * decides where a stored edit applies (eval, lafn ask), except in sequential
- * mode, where earlier edits are applied through it while optimising. */
+/* Knobs of those sections the stage's output does not depend on: the gate and
+ * the trigger only decide where a stored edit applies (eval, lafn ask),
+ * except in sequential mode, where earlier edits are applied through them
+ * while optimising. */
 static const char *stage_skipped_keys(const lafn_config *cfg, const char *stage) {
     const char *mode = "";
     lafn_err ignored;
     if (strcmp(stage, "edit") != 0) return NULL;
     config_get_string(cfg, "edit.mode", &mode, &ignored);
-    return strcmp(mode, "sequential") == 0 ? NULL : "edit.gate";
+    return strcmp(mode, "sequential") == 0 ? NULL : "edit.gate edit.trigger";
 }
 
 /* run.seed is part of the identity of locate and later stages when it decides
