@@ -70,6 +70,20 @@ static void check_report_table(void) {
     free(report);
 }
 
+/* scripts/control_stats.py on two variants: one column each, the neuron, edit and firing rows. */
+static void check_control_stats(void) {
+    char cmd[3 * PATH_MAX + 128];
+    snprintf(cmd, sizeof cmd, "python3 scripts/control_stats.py '%s/out/base' '%s/out/gate_half' > '%s/stats.txt' 2>&1",
+             tmp, tmp, tmp);
+    int ws = system(cmd);
+    char *stats = read_rel("stats.txt");
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && strstr(stats, "| | base | gate_half |") &&
+              strstr(stats, "\n| distinct neurons | ") && strstr(stats, "\n| steps (mean) | ") &&
+              strstr(stats, "\n| fired on generality questions | "),
+          "control_stats.py: expected columns base, gate_half and the neuron, edit and firing rows: %s", stats);
+    free(stats);
+}
+
 static void test_sweep_runs_and_resumes(void) {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/tiny.sweep", tmp);
@@ -99,6 +113,7 @@ static void test_sweep_runs_and_resumes(void) {
     CHECK(strstr(eval_log, "(0 resumed)") != NULL, "gate_half must run its own eval: %s", eval_log);
     free(eval_log);
     check_report_table();
+    check_control_stats();
     /* the same command again: every variant is recognised as done */
     st = run_sweep(path, "second");
     CHECK(st == 0, "rerun failed (status %d)", st);
