@@ -872,6 +872,47 @@ static void test_random_control(const char *two, const char *one, int L, int F) 
     }
 }
 
+/* locate.rank_by = contrast against a recomputation from probe.h5: every LAFN's stored score is its mean kept
+ * score over the fact's prompts minus its mean over the run's other prompts, above 0, in descending order; and
+ * 1 rank gives what 2 give. */
+static void test_contrast(const char *two, const char *one, int L, int F) {
+    const char *contrast[] = {"run.resume=false", "locate.rank_by=contrast"};
+    MPI_Comm solo;
+    MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? 0 : MPI_UNDEFINED, 0, &solo);
+    int ok = run_stage("locate", two, MPI_COMM_WORLD, NULL, contrast, 2) == 0;
+    if (rank == 0) ok = ok && run_stage("locate", one, solo, NULL, contrast, 2) == 0;
+    if (solo != MPI_COMM_NULL) MPI_Comm_free(&solo);
+    if (rank != 0 || !ok) return;
+    compare_lafns(two, one);
+    probe_file p = {.f.file = H5I_INVALID_HID};
+    locate_file x = {.f.file = H5I_INVALID_HID};
+    double *sum = calloc((size_t)L * (size_t)F, sizeof *sum);
+    if (sum && probe_read(&p, two) == 0 && locate_read(&x, two) == 0) {
+        for (int64_t e = 0; e < p.ok[p.f.n]; e++) sum[(size_t)p.klayer[e] * (size_t)F + (size_t)p.kneuron[e]] += p.kscore[e];
+        double all_prompts = (double)p.op[p.f.n], worst = 0.0;
+        size_t bad_order = 0, n_lafn = 0;
+        for (size_t r = 0; r < x.f.n; r++) {
+            size_t pr = row_of(&p.f, x.f.facts[r]);
+            if (pr == (size_t)-1) continue;
+            double own_prompts = (double)(p.op[pr + 1] - p.op[pr]);
+            for (int64_t k = x.ol[r]; k < x.ol[r + 1]; k++, n_lafn++) {
+                size_t cell = (size_t)x.layer[k] * (size_t)F + (size_t)x.neuron[k];
+                double own = 0.0;
+                for (int64_t e = p.ok[pr]; e < p.ok[pr + 1]; e++)
+                    if ((size_t)p.klayer[e] * (size_t)F + (size_t)p.kneuron[e] == cell) own += p.kscore[e];
+                double want = own / own_prompts - (sum[cell] - own) / (all_prompts - own_prompts);
+                if (fabs(want - x.score[k]) > worst) worst = fabs(want - x.score[k]);
+                bad_order += x.score[k] <= 0 || (k > x.ol[r] && x.score[k] > x.score[k - 1]);
+            }
+        }
+        CHECK(n_lafn > 0 && worst < 1e-4 && bad_order == 0, "rank_by = contrast: %zu LAFNs, worst score difference "
+              "from the recomputation %g, %zu not above 0 or out of order", n_lafn, worst, bad_order);
+    }
+    free(sum);
+    locate_free(&x);
+    probe_free(&p);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int size;
@@ -923,6 +964,7 @@ int main(int argc, char **argv) {
     test_relaxation(a, L, F);
     test_edit_from_depth(a, L);
     test_random_control(a, b, L, F);
+    test_contrast(a, b, L, F);
     int failures = testutil_failures, total = 0;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0 && total == 0) {

@@ -104,6 +104,9 @@ static const config_knob locate_knobs[] = {
      "layers LAFNs may come from; [] = the probed layers from edit_from_depth on"},
     {"edit_from_depth", CONFIG_KNOB_FLOAT, "0.5", 0, 0.99, 0, 0, NULL, NOVALID,
      "edit_layers = []: LAFNs come from layers >= floor(edit_from_depth x layers); 0.5 = upper half"},
+    {"rank_by", CONFIG_KNOB_STRING, "\"mean_score\"", 0, 0, 0, 0, "mean_score contrast", NOVALID,
+     "LAFN ranking: mean score over the fact's prompts, or that minus the neuron's mean score over the other "
+     "facts' prompts of the run (only neurons above 0 qualify: what every question shares drops out)"},
     {"neuron_set", CONFIG_KNOB_STRING, "\"lafn\"", 0, 0, 0, 0, "lafn language_specific random", NOVALID,
      "neurons handed to edit: the LAFNs, the language-specific sets (ablation), or the random control (per fact "
      "as many distinct random neurons in each layer as it has LAFNs there, drawn from run.seed and the fact index)"},

@@ -19,6 +19,7 @@ typedef struct {
     size_t n_probed;
     size_t *row_of;    /* (n_facts) probe.h5 row of ctx->facts.facts[i] */
     size_t *cost;      /* (n_facts) kept entries + 1 */
+    double *run_sum;   /* (n_layer · n_ffn + 1) locate.rank_by = contrast: Σ kept score per neuron, then the prompts */
 } locate_state;
 
 /* The run's languages joined with ',' (as probe.h5's lafn_langs). */
@@ -101,6 +102,35 @@ static int open_probe(locate_state *s, lafn_err *err) {
             return lafn_err_set(err, "%s: global/layers[%zu] = %d is not an ascending layer of 0..%d", s->probe_path,
                                 y, s->layers[y], ctx->m->cfg.n_layer - 1);
     return map_rows(s, err);
+}
+
+/* This rank's share (facts i with i mod size = rank) of the run-wide kept-score sums and prompt count. */
+static int add_run_sums(locate_state *s, size_t n_cells, lafn_err *err) {
+    stage_context *ctx = s->ctx;
+    for (size_t i = (size_t)ctx->rank; i < ctx->facts.n_facts; i += (size_t)ctx->size) {
+        locate_input in;
+        if (locate_input_read(s->probe, s->probe_path, s->row_of[i], s->layers, s->n_probed, ctx->facts.n_langs,
+                              ctx->m->cfg.d_ffn, &in, err) != 0)
+            return -1;
+        for (size_t e = 0; e < in.n_kept; e++)
+            s->run_sum[(size_t)in.k_layer[e] * (size_t)ctx->m->cfg.d_ffn + (size_t)in.k_neuron[e]] += in.k_score[e];
+        s->run_sum[n_cells] += (double)in.n_prompts;
+        locate_input_free(&in);
+    }
+    return 0;
+}
+
+/* locate.rank_by = contrast: every neuron's kept score summed over all the run's prompts (collective). */
+static int run_sums(locate_state *s, lafn_err *err) {
+    stage_context *ctx = s->ctx;
+    size_t n_cells = (size_t)ctx->m->cfg.n_layer * (size_t)ctx->m->cfg.d_ffn;
+    s->run_sum = calloc(n_cells + 1, sizeof *s->run_sum);
+    int rc = s->run_sum ? add_run_sums(s, n_cells, err) : lafn_err_set(err, "locate: out of memory for %zu sums", n_cells);
+    if (mpi_status_agree(ctx->comm, rc, err) != 0) return -1;
+    MPI_Allreduce(MPI_IN_PLACE, s->run_sum, (int)(n_cells + 1), MPI_DOUBLE, MPI_SUM, ctx->comm);
+    s->o.run_sum = s->run_sum;
+    s->o.run_prompts = s->run_sum[n_cells];
+    return 0;
 }
 
 static int process(void *user, size_t i, lafn_err *err) {
@@ -288,6 +318,8 @@ static int locate_body(locate_state *s, lafn_err *err) {
     if (rc == 0) rc = config_get_int(&ctx->cfg, "run.shard_facts", &shard_facts, err);
     if (rc == 0) rc = config_get_int(&ctx->cfg, "probe.keep_max", &keep_max, err);
     if (rc == 0) rc = open_probe(s, err);
+    if (mpi_status_agree(ctx->comm, rc, err) != 0) return -1;
+    if (s->o.contrast && run_sums(s, err) != 0) return -1;
     if (rc == 0) rc = locate_batch_init(&s->b, (size_t)shard_facts, ctx->facts.n_langs, (size_t)ctx->m->cfg.n_layer, err);
     if (mpi_status_agree(ctx->comm, rc, err) != 0) return -1;
     if (ctx->rank == 0 && ctx->log && s->o.top_k > (size_t)keep_max)
@@ -321,6 +353,7 @@ int stage_locate_run(const char *cfg_path, char *const *overrides, int n_overrid
     free(s.layers);
     free(s.row_of);
     free(s.cost);
+    free(s.run_sum);
     stage_context_free(&ctx);
     return rc;
 }

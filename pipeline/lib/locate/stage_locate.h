@@ -44,6 +44,9 @@ typedef struct {
     size_t n_edit_layers;     /* 0: every probed layer (edit_layers = [] and floor(edit_from_depth · n_layer) = 0) */
     int *edit_layers;         /* (n_edit_layers) ascending, owned */
     locate_neuron_set neuron_set;
+    int contrast;             /* rank_by = contrast */
+    const double *run_sum;    /* (n_layer, n_ffn) contrast: Σ kept score over every prompt of the run (not owned) */
+    double run_prompts;       /* contrast: prompts of the run */
     uint64_t seed;            /* run.seed: the random control's draws */
     int n_ffn;                /* neurons per layer */
 } locate_opts;

@@ -12,7 +12,7 @@ static int cmp_int(const void *a, const void *b) {
 
 int locate_opts_from_config(const lafn_config *cfg, int n_layer, int n_ffn, locate_opts *o, lafn_err *err) {
     *o = (locate_opts){0};
-    const char *scope, *set;
+    const char *scope, *set, *rank_by;
     double depth;
     int64_t top_k, max_n, min_n, seed;
     const int64_t *layers;
@@ -28,8 +28,10 @@ int locate_opts_from_config(const lafn_config *cfg, int n_layer, int n_ffn, loca
         config_get_int(cfg, "locate.min_neurons", &min_n, err) ||
         config_get_int_list(cfg, "locate.edit_layers", &layers, &n, err) ||
         config_get_float(cfg, "locate.edit_from_depth", &depth, err) ||
-        config_get_string(cfg, "locate.neuron_set", &set, err) || config_get_int(cfg, "run.seed", &seed, err))
+        config_get_string(cfg, "locate.neuron_set", &set, err) || config_get_int(cfg, "run.seed", &seed, err) ||
+        config_get_string(cfg, "locate.rank_by", &rank_by, err))
         return -1;
+    o->contrast = strcmp(rank_by, "contrast") == 0;
     o->global_scope = strcmp(scope, "global") == 0;
     o->neuron_set = !strcmp(set, "language_specific") ? LOCATE_SET_LANGUAGE_SPECIFIC
                     : !strcmp(set, "random")          ? LOCATE_SET_RANDOM

@@ -189,8 +189,18 @@ static int langs_needed(double lf, int n) {
     return need < 1 ? 1 : (int)need;
 }
 
-/* Ranks the candidates (nodes of the edit layers in at least one D_l) by mean
- * score and relaxes the language fraction in steps until min_neurons are
+/* The ranking score of a candidate: its mean score over the fact's prompts,
+ * minus with rank_by = contrast its mean over the run's other prompts. */
+static double rank_key(const lctx *c, const lnode *nd) {
+    double own = nd->sum / c->n_total;
+    if (!c->o->contrast) return own;
+    double others = c->o->run_prompts - c->n_total;
+    double rest = c->o->run_sum[(size_t)nd->layer * (size_t)c->o->n_ffn + (size_t)nd->neuron] - nd->sum;
+    return own - (others > 0 ? rest / others : 0.0);
+}
+
+/* Ranks the candidates (nodes of the edit layers in at least one D_l; with
+ * contrast, only those whose key is above 0) by rank_key and relaxes the language fraction in steps until min_neurons are
  * found; the last step is min_language_fraction itself. Fills
  * *sel (pointers into c->nodes, at most max_neurons), *n_sel, *lf, *steps;
  * returns 1 if found, 0 if not, -1 on error. */
@@ -202,9 +212,9 @@ static int select_lafn(lctx *c, lnode ***sel, size_t *n_sel, double *lf, int *st
     for (size_t u = 0; u < c->n_nodes; u++) {
         lnode *nd = &c->nodes[u];
         if (!nd->nd || !in_edit_layers(o, nd->layer)) continue;
-        nd->key = nd->sum / c->n_total;
+        nd->key = rank_key(c, nd);
         nd->lang = 0;
-        cand[n++] = nd;
+        if (!o->contrast || nd->key > 0) cand[n++] = nd;
     }
     qsort(cand, n, sizeof *cand, by_key);
     size_t want = o->min_neurons > 1 ? o->min_neurons : 1;
