@@ -27,8 +27,7 @@ static int read_knobs(edit_stage *S, lafn_err *err) {
 /* locate.h5 of this run, the edit views and the row of every fact. */
 static int read_inputs(edit_stage *S, lafn_err *err) {
     char path[4096], locate_id[STAGE_RUN_ID_LEN + 1];
-    if (stage_run_id(&S->ctx.cfg, S->ctx.m->sha256, "locate", locate_id, err))
-        return -1;
+    if (stage_run_id(&S->ctx.cfg, S->ctx.m->sha256, "locate", locate_id, err)) return -1;
     if (snprintf(path, sizeof path, "%s/locate.h5", S->ctx.out_dir) >= (int)sizeof path)
         return lafn_err_set(err, "run.output_dir too long: %.80s", S->ctx.out_dir);
     if (edit_neurons_read(path, locate_id, S->ctx.m->cfg.n_layer, S->ctx.m->cfg.d_ffn, S->ctx.comm, &S->nr, err))
@@ -56,7 +55,8 @@ static int remove_shards(edit_stage *S, lafn_err *err) {
     if (h5out_shard_list(S->ctx.out_dir, "edit", &sh, &n, err)) return -1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
-        if (remove(sh[i].path) != 0) rc = lafn_err_set(err, "run.resume = false: cannot remove old shard %s", sh[i].path);
+        if (remove(sh[i].path) != 0)
+            rc = lafn_err_set(err, "run.resume = false: cannot remove old shard %s", sh[i].path);
     if (rc == 0 && n && S->ctx.log) fprintf(S->ctx.log, "edit: run.resume = false: removed %zu old shards\n", n);
     h5out_shards_free(sh, n);
     return rc;
@@ -67,11 +67,13 @@ static int read_resume(edit_stage *S, lafn_err *err) {
     int64_t *done = NULL;
     size_t n_done = 0;
     if (!S->resume) return remove_shards(S, err);
-    if (h5out_resume(S->ctx.out_dir, "edit", S->ctx.run_id, S->ctx.rank, &done, &n_done, &S->next_seq, err))
-        return -1;
+    if (h5out_resume(S->ctx.out_dir, "edit", S->ctx.run_id, S->ctx.rank, &done, &n_done, &S->next_seq, err)) return -1;
     for (size_t k = 0; k < n_done; k++)
         for (size_t i = 0; i < S->ctx.facts.n_facts; i++)
-            if ((int64_t)S->ctx.facts.facts[i].index == done[k] && !S->done[i]) { S->done[i] = 1; S->n_done++; }
+            if ((int64_t)S->ctx.facts.facts[i].index == done[k] && !S->done[i]) {
+                S->done[i] = 1;
+                S->n_done++;
+            }
     free(done);
     return 0;
 }
@@ -87,9 +89,11 @@ static void log_record(const edit_stage *S, const edit_record *r) {
             b += r->nll_before[l], a += r->nll_after[l], n++;
             if (r->nll_after[l] > worst) worst = r->nll_after[l];
         }
-    fprintf(S->ctx.log, "edit: rank %d: fact %lld: %s, %d steps, NLL %.3f -> %.3f (worst language %.3f), %d gate "
-            "neurons, %.1f s\n", S->ctx.rank, (long long)r->fact, names[r->status], r->steps, n ? b / n : 0.0,
-            n ? a / n : 0.0, worst, r->n_gate, r->wall_seconds);
+    fprintf(S->ctx.log,
+            "edit: rank %d: fact %lld: %s, %d steps, NLL %.3f -> %.3f (worst language %.3f), %d gate "
+            "neurons, %.1f s\n",
+            S->ctx.rank, (long long)r->fact, names[r->status], r->steps, n ? b / n : 0.0, n ? a / n : 0.0, worst,
+            r->n_gate, r->wall_seconds);
     fflush(S->ctx.log);
 }
 
@@ -110,7 +114,10 @@ static edit_record *pending_grow(edit_stage *S, size_t n, lafn_err *err) {
     if (S->n_pending + n > S->cap_pending) {
         size_t cap = (S->n_pending + n) * 2;
         edit_record *p = realloc(S->pending, cap * sizeof *p);
-        if (!p) { lafn_err_set(err, "edit: out of memory for %zu pending records", cap); return NULL; }
+        if (!p) {
+            lafn_err_set(err, "edit: out of memory for %zu pending records", cap);
+            return NULL;
+        }
         S->pending = p;
         S->cap_pending = cap;
     }
@@ -139,9 +146,15 @@ static int run_single(edit_stage *S, lafn_err *err) {
     size_t n = S->ctx.facts.n_facts, n_todo = 0;
     size_t *todo = malloc((n + 1) * sizeof *todo), *cost = malloc((n + 1) * sizeof *cost);
     int *owner = malloc((n + 1) * sizeof *owner), rc = -1;
-    if (!todo || !cost || !owner) { lafn_err_set(err, "edit: out of memory for %zu facts", n); goto out; }
+    if (!todo || !cost || !owner) {
+        lafn_err_set(err, "edit: out of memory for %zu facts", n);
+        goto out;
+    }
     for (size_t i = 0; i < n; i++)
-        if (!S->done[i]) { cost[n_todo] = edit_fact_has_neurons(S, i) ? fact_cost(S, i) : 1; todo[n_todo++] = i; }
+        if (!S->done[i]) {
+            cost[n_todo] = edit_fact_has_neurons(S, i) ? fact_cost(S, i) : 1;
+            todo[n_todo++] = i;
+        }
     if (stage_assign(cost, n_todo, S->ctx.size, owner, err)) goto out;
     for (size_t t = 0; t < n_todo; t++) {
         if (owner[t] != S->ctx.rank) continue;
@@ -176,11 +189,20 @@ static int run_batch(edit_stage *S, lafn_err *err) {
     for (size_t k = 0; rc == 0 && gcomm != MPI_COMM_NULL && k * bs < n; k++) {
         if ((int)(k % (size_t)n_groups) != color) continue;
         size_t m = 0, n_done = 0;
-        for (size_t i = k * bs; i < n && i < (k + 1) * bs; i++) { members[m++] = i; n_done += S->done[i]; }
+        for (size_t i = k * bs; i < n && i < (k + 1) * bs; i++) {
+            members[m++] = i;
+            n_done += S->done[i];
+        }
         if (n_done == m) continue;
-        if (n_done) { rc = lafn_err_set(err, "edit: batch %zu is only partly in the committed shards", k); break; }
+        if (n_done) {
+            rc = lafn_err_set(err, "edit: batch %zu is only partly in the committed shards", k);
+            break;
+        }
         edit_record *rec = pending_grow(S, m, err);
-        if (!rec) { rc = -1; break; }
+        if (!rec) {
+            rc = -1;
+            break;
+        }
         S->n_pending += m;
         rc = edit_unit_run(S, members, m, (long long)k, gcomm, NULL, rec, err);
         if (grank != 0) {
@@ -210,7 +232,10 @@ static int read_shard_stores(edit_stage *S, edit_store **out, size_t *n_out, laf
     if (!(*out = calloc(n_sh + 1, sizeof **out))) rc = lafn_err_set(err, "edit: out of memory for %zu shards", n_sh);
     for (size_t i = 0; rc == 0 && i < n_sh; i++) {
         hid_t f = H5Fopen(sh[i].path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f < 0) { rc = lafn_err_set(err, "%s: cannot open the committed shard", sh[i].path); break; }
+        if (f < 0) {
+            rc = lafn_err_set(err, "%s: cannot open the committed shard", sh[i].path);
+            break;
+        }
         rc = h5out_check_identity(f, sh[i].path, "edit", S->ctx.run_id, err);
         if (rc == 0) rc = edit_store_read_file(f, sh[i].path, S->ctx.m->cfg.d_model, &(*out)[i], err);
         H5Fclose(f);
@@ -231,11 +256,16 @@ static int history_cache(edit_cache_entry **e, const edit_store *st, size_t n_st
     for (size_t i = 0; i < n_st; i++)
         for (size_t j = 0; j < st[i].n_facts; j++) grown[k++] = st[i].entries[j];
     for (size_t i = 0; i < n_rec; i++, k++)
-        grown[k] = (edit_cache_entry){.group = rec[i].group, .n_gate = rec[i].n_gate, .gate_layer = rec[i].gate_layer,
+        grown[k] = (edit_cache_entry){.group = rec[i].group,
+                                      .n_gate = rec[i].n_gate,
+                                      .gate_layer = rec[i].gate_layer,
                                       .gate_neuron = rec[i].gate_neuron,
-                                      .gate_sign = rec[i].gate_sign, .gate_threshold = rec[i].gate_threshold,
-                                      .n = rec[i].n_delta, .layer = rec[i].delta_layer,
-                                      .neuron = rec[i].delta_neuron, .delta = rec[i].delta};
+                                      .gate_sign = rec[i].gate_sign,
+                                      .gate_threshold = rec[i].gate_threshold,
+                                      .n = rec[i].n_delta,
+                                      .layer = rec[i].delta_layer,
+                                      .neuron = rec[i].delta_neuron,
+                                      .delta = rec[i].delta};
     return 0;
 }
 
@@ -255,8 +285,7 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
         if ((rc = history_cache(&entries, st, n_st, hist, n_hist, err)) != 0) break;
         size_t n_entries = n_hist;
         for (size_t s = 0; s < n_st; s++) n_entries += st[s].n_facts;
-        edit_cache fixed = {.kind = S->h.kind, .gate = S->gate, .n_entries = n_entries,
-                            .entries = entries};
+        edit_cache fixed = {.kind = S->h.kind, .gate = S->gate, .n_entries = n_entries, .entries = entries};
         if ((rc = edit_unit_run(S, &i, 1, (long long)i, S->ctx.comm, n_entries ? &fixed : NULL, &hist[n_hist], err)))
             break;
         n_hist++;
@@ -339,9 +368,9 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
     else rc = run_sequential(&S, err);
     stage_progress_free(&S.prog);
     if (mpi_status_agree(comm, rc, err)) goto fail;
-    h5out_dataset schema[EDIT_SCHEMA_MAX];
-    size_t n_schema = edit_schema(schema, S.ctx.facts.n_langs);
-    if (h5out_merge(S.ctx.out_dir, &S.ctx.prov, schema, n_schema, comm, err)) goto fail;
+    h5out_dataset schema[EDIT_N_DATASETS];
+    edit_schema(schema, S.ctx.facts.n_langs);
+    if (h5out_merge(S.ctx.out_dir, &S.ctx.prov, schema, EDIT_N_DATASETS, comm, err)) goto fail;
     log_summary(&S);
     stage_free(&S);
     return 0;
