@@ -14,18 +14,22 @@
 
 enum { N_FACTS = 4 };
 static int my_rank = 0;
-static char root[256];
+static char root[128];
 
-static void path_join(char *out, size_t cap, const char *dir, const char *name) { snprintf(out, cap, "%s/%s", dir, name); }
+static void path_join(char *out, size_t cap, const char *dir, const char *name) {
+    snprintf(out, cap, "%s/%s", dir, name);
+}
 
 /* The pipeline file of the tests (written by rank 0). */
 static void write_cfg(const char *path) {
     FILE *f = fopen(path, "w");
-    fprintf(f, "model = { path = \"tests/fixtures/models/tiny-gemma3.gguf\"; };\n"
-               "data = { format = \"jsonl\"; path = \"conf/data/demo_facts.jsonl\"; facts = [0, 1, 2, 3]; };\n"
-               "languages = { codes = [\"en\", \"de\"]; };\n"
-               "run = { output_dir = \"%s/a\"; shard_facts = 1; };\n"
-               "edit = { steps = 8; lr = 0.1; };\n", root);
+    fprintf(f,
+            "model = { path = \"tests/fixtures/models/tiny-gemma3.gguf\"; };\n"
+            "data = { format = \"jsonl\"; path = \"conf/data/demo_facts.jsonl\"; facts = [0, 1, 2, 3]; };\n"
+            "languages = { codes = [\"en\", \"de\"]; };\n"
+            "run = { output_dir = \"%s/a\"; shard_facts = 1; };\n"
+            "edit = { steps = 8; lr = 0.1; };\n",
+            root);
     fclose(f);
 }
 
@@ -48,7 +52,8 @@ static int make_locate(const char *cfg, const char *dir, MPI_Comm comm, lafn_err
     etl_neurons nr[N_FACTS] = {0};
     facts_edit_view views[N_FACTS] = {0};
     int rc = etl_views(&ctx.facts, views, err);
-    for (size_t i = 0; rc == 0 && i + 1 < ctx.facts.n_facts; i++) rc = etl_top_neurons(ctx.m, &views[i], 1, 2, 3, &nr[i], err);
+    for (size_t i = 0; rc == 0 && i + 1 < ctx.facts.n_facts; i++)
+        rc = etl_top_neurons(ctx.m, &views[i], 1, 2, 3, &nr[i], err);
     if (rc == 0) rc = etl_write_locate(dir, &ctx.prov, &ctx.facts, nr, comm, err);
     for (size_t i = 0; i < ctx.facts.n_facts; i++) facts_edit_view_free(&views[i]);
     stage_context_free(&ctx);
@@ -103,14 +108,18 @@ static void check_outputs(const stored *s, const char *what) {
         if (r < 0) continue;
         int n_delta = (int)(s->s.delta_off[r + 1] - s->s.delta_off[r]);
         if (f == 3) {
-            CHECK(s->s.status[r] == EDIT_STATUS_NO_LAFN && n_delta == 0, "%s: fact 3 has status %d and %d deltas, "
-                  "expected no LAFN and none", what, s->s.status[r], n_delta);
+            CHECK(s->s.status[r] == EDIT_STATUS_NO_LAFN && n_delta == 0,
+                  "%s: fact 3 has status %d and %d deltas, "
+                  "expected no LAFN and none",
+                  what, s->s.status[r], n_delta);
             continue;
         }
         int n_gate = (int)(s->s.gate_off[r + 1] - s->s.gate_off[r]);
         /* a batch's delta set is the union of its facts' neurons */
-        CHECK(s->s.status[r] != EDIT_STATUS_NO_LAFN && n_gate == 3 && n_delta >= 3, "%s: fact %lld status %d, %d gate "
-              "neurons, %d deltas", what, (long long)f, s->s.status[r], n_gate, n_delta);
+        CHECK(s->s.status[r] != EDIT_STATUS_NO_LAFN && n_gate == 3 && n_delta >= 3,
+              "%s: fact %lld status %d, %d gate "
+              "neurons, %d deltas",
+              what, (long long)f, s->s.status[r], n_gate, n_delta);
         for (int l = 0; l < 2; l++)
             CHECK(s->nll_after[r * 2 + l] < s->nll_before[r * 2 + l], "%s: fact %lld language %d: NLL %g -> %g", what,
                   (long long)f, l, s->nll_before[r * 2 + l], s->nll_after[r * 2 + l]);
@@ -129,12 +138,16 @@ static void check_same(const stored *a, const stored *b, double tol, const char 
         CHECK(a->s.status[i] == b->s.status[j], "%s: fact %lld status %d vs %d", what, (long long)a->s.facts[i],
               a->s.status[i], b->s.status[j]);
         int64_t na = a->s.delta_off[i + 1] - a->s.delta_off[i], nb = b->s.delta_off[j + 1] - b->s.delta_off[j];
-        CHECK(na == nb, "%s: fact %lld: %lld vs %lld deltas", what, (long long)a->s.facts[i], (long long)na, (long long)nb);
+        CHECK(na == nb, "%s: fact %lld: %lld vs %lld deltas", what, (long long)a->s.facts[i], (long long)na,
+              (long long)nb);
         if (na != nb) continue;
         const float *da = a->s.delta + (size_t)a->s.delta_off[i] * a->s.width;
         const float *db = b->s.delta + (size_t)b->s.delta_off[j] * b->s.width;
         for (size_t k = 0; k < (size_t)na * a->s.width; k++)
-            if (fabs((double)da[k] - db[k]) > worst) { worst = fabs((double)da[k] - db[k]); wf = a->s.facts[i]; }
+            if (fabs((double)da[k] - db[k]) > worst) {
+                worst = fabs((double)da[k] - db[k]);
+                wf = a->s.facts[i];
+            }
     }
     if (my_rank == 0) printf("%s: worst delta difference %.3g (fact %lld; -1: all equal)\n", what, worst, wf);
     CHECK(worst <= tol, "%s: deltas of fact %lld differ by %g > %g", what, wf, worst, tol);
@@ -184,11 +197,7 @@ int main(int argc, char **argv) {
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     my_rank = rank;
-    if (rank == 0) {
-        snprintf(root, sizeof root, "/tmp/mpi_test_edit.XXXXXX");
-        if (!mkdtemp(root)) root[0] = '\0';
-    }
-    MPI_Bcast(root, sizeof root, MPI_CHAR, 0, MPI_COMM_WORLD);
+    testutil_mpi_tmpdir(MPI_COMM_WORLD, "edit", root, sizeof root);
     char cfg[300], a[256], b[256], c[256], d[256], e[256], f[256];
     snprintf(cfg, sizeof cfg, "%s/edit.cfg", root);
     dir_of(a, "a"), dir_of(b, "b"), dir_of(c, "c"), dir_of(d, "d"), dir_of(e, "e"), dir_of(f, "f");
@@ -213,7 +222,10 @@ int main(int argc, char **argv) {
         CHECK(!has_tmp(b), "a .tmp file is left in %s", b);
     }
     /* batch mode on 2 ranks and on 1 */
-    if (rank == 0) { prepare_dir(a, c, NULL, 0); prepare_dir(a, d, NULL, 0); }
+    if (rank == 0) {
+        prepare_dir(a, c, NULL, 0);
+        prepare_dir(a, d, NULL, 0);
+    }
     MPI_Barrier(MPI_COMM_WORLD);
     int rcb = run_edit(cfg, c, "edit.mode=batch", "edit.batch_size=3", MPI_COMM_WORLD, &err);
     CHECK(rcb == 0, "batch, 2 ranks: %s", err.msg);
@@ -231,7 +243,8 @@ int main(int argc, char **argv) {
         check_outputs(&sc, "batch");
         check_same(&sc, &sd, 1e-4, "batch on 2 ranks vs 1 rank");
         long r0 = row_of(&sc, 0), r2 = row_of(&sc, 2);
-        CHECK(r0 >= 0 && r2 >= 0 && sc.s.group[r0] == sc.s.group[r2], "facts 0 and 2 of one batch have different groups");
+        CHECK(r0 >= 0 && r2 >= 0 && sc.s.group[r0] == sc.s.group[r2],
+              "facts 0 and 2 of one batch have different groups");
     }
     /* sequential mode, then its resume from the first two shards */
     if (rank == 0) prepare_dir(a, e, NULL, 0);
@@ -265,18 +278,12 @@ int main(int argc, char **argv) {
     CHECK(rcg == 0, "activation_offset: %s", err.msg);
     if (rcg == 0 && read_stored(g, cfg, MPI_COMM_WORLD, &sg, &err) == 0) {
         check_outputs(&sg, "activation_offset");
-        CHECK(sg.s.kind == ENGINE_EDIT_ACTIVATION_OFFSET && sg.s.width == 1, "stored kind %d, width %zu", (int)sg.s.kind,
-              sg.s.width);
+        CHECK(sg.s.kind == ENGINE_EDIT_ACTIVATION_OFFSET && sg.s.width == 1, "stored kind %d, width %zu",
+              (int)sg.s.kind, sg.s.width);
     }
     stored_free(&sg);
     stored_free(&sa), stored_free(&sb), stored_free(&sc), stored_free(&sd), stored_free(&se), stored_free(&sf);
-    int failures = testutil_failures, total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (rank == 0 && total == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
-    }
+    int total = testutil_mpi_tmpdir_end(MPI_COMM_WORLD, root);
     int status = rank == 0 ? testutil_finish("mpi_test_edit") : 0;
     MPI_Finalize();
     return total ? 1 : status;

@@ -23,7 +23,8 @@ static void write_facts(const char *path) {
     while (in && out && n < N_FACTS && getline(&line, &cap, in) > 0) {
         if (line[0] != '{') continue;
         cJSON *rec = cJSON_Parse(line), *de = cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "langs"), "de");
-        if (n == 1) cJSON_ReplaceItemInObject(de, "rephrase", cJSON_CreateString(cJSON_GetObjectItem(de, "src")->valuestring));
+        if (n == 1)
+            cJSON_ReplaceItemInObject(de, "rephrase", cJSON_CreateString(cJSON_GetObjectItem(de, "src")->valuestring));
         char *text = cJSON_PrintUnformatted(rec);
         fprintf(out, "%s\n", text);
         cJSON_free(text);
@@ -39,7 +40,10 @@ static void write_facts(const char *path) {
 /* A pipeline file for the tiny model, the N_FACTS facts in en and de. */
 static void write_config(const char *path, const char *facts, const char *out_dir) {
     FILE *f = fopen(path, "w");
-    if (!f) { CHECK(0, "cannot write %s", path); return; }
+    if (!f) {
+        CHECK(0, "cannot write %s", path);
+        return;
+    }
     fprintf(f, "model = { path = \"%s\"; };\n", testutil_repo_path("tests/fixtures/models/tiny-gemma3.gguf"));
     fprintf(f, "data = { format = \"jsonl\"; path = \"%s\"; };\n", facts);
     fprintf(f, "languages = { codes = [\"en\", \"de\"]; };\n");
@@ -70,9 +74,13 @@ static void hand_edits_build(hand_edits *h, const model *m, const facts_set *fs)
             e->neuron[k] = k % F;
             for (int d = 0; d < D; d++) e->delta[(size_t)k * D + d] = scale * (float)(((k * 7 + d * 3) % 11) - 5);
         }
-        e->entry = (edit_cache_entry){.group = (long long)i, .n = n, .layer = e->layer, .neuron = e->neuron,
+        e->entry = (edit_cache_entry){.group = (long long)i,
+                                      .n = n,
+                                      .layer = e->layer,
+                                      .neuron = e->neuron,
                                       .delta = e->delta};
-        h->caches[i] = (edit_cache){.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = 0.0f, .n_entries = 1, .entries = &e->entry};
+        h->caches[i] =
+            (edit_cache){.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = 0.0f, .n_entries = 1, .entries = &e->entry};
         h->facts[i] = (int64_t)fs->facts[i].index;
     }
 }
@@ -109,7 +117,10 @@ static int read_data(const char *dir, eval_data *d) {
     lafn_err err = {{0}};
     snprintf(path, sizeof path, "%s/eval.h5", dir);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) { CHECK(0, "cannot open %s", path); return -1; }
+    if (f < 0) {
+        CHECK(0, "cannot open %s", path);
+        return -1;
+    }
     int rc = eval_data_read(f, path, 2, d, &err);
     CHECK(rc == 0, "%s", err.msg);
     H5Fclose(f);
@@ -119,7 +130,8 @@ static int read_data(const char *dir, eval_data *d) {
 /* Every fact once, values in [0,1], locality 1 for the zero edits and low for the destructive ones. */
 static void check_one(const eval_data *d) {
     CHECK(d->n_facts == N_FACTS, "eval.h5 holds %zu facts, expected %d", d->n_facts, N_FACTS);
-    for (size_t i = 0; i < d->n_facts; i++) CHECK(d->facts[i] == (int64_t)i, "row %zu is fact %lld", i, (long long)d->facts[i]);
+    for (size_t i = 0; i < d->n_facts; i++)
+        CHECK(d->facts[i] == (int64_t)i, "row %zu is fact %lld", i, (long long)d->facts[i]);
     size_t bad = 0;
     double loc_bad = 0.0;
     for (size_t i = 0; i < d->n_facts; i++)
@@ -128,7 +140,11 @@ static void check_one(const eval_data *d) {
                 for (int c = 0; c < EVAL_N_CRIT; c++)
                     for (int m = 0; m < EVAL_N_METRIC; m++) {
                         double v = eval_data_value(d, s, i, l, c, m);
-                        if (!(v >= 0.0 && v <= 1.0)) { bad++; fprintf(stderr, "fact %zu lang %zu set %zu %s/%s = %g\n", i, l, s, eval_criterion_names[c], eval_metric_names[m], v); }
+                        if (!(v >= 0.0 && v <= 1.0)) {
+                            bad++;
+                            fprintf(stderr, "fact %zu lang %zu set %zu %s/%s = %g\n", i, l, s, eval_criterion_names[c],
+                                    eval_metric_names[m], v);
+                        }
                     }
     CHECK(bad == 0, "%zu values outside [0,1] (or NaN; every demo fact has every question)", bad);
     for (size_t i = 0; i < d->n_facts; i++)
@@ -145,7 +161,8 @@ static void check_one(const eval_data *d) {
 static void check_subset(hid_t f, const eval_data *d) {
     int64_t n[2 * 2 * EVAL_N_METRIC];
     double mean[2 * 2 * EVAL_N_METRIC];
-    hid_t dn = H5Dopen2(f, "cells_rephrase_eq_src/n", H5P_DEFAULT), dm = H5Dopen2(f, "cells_rephrase_eq_src/mean", H5P_DEFAULT);
+    hid_t dn = H5Dopen2(f, "cells_rephrase_eq_src/n", H5P_DEFAULT),
+          dm = H5Dopen2(f, "cells_rephrase_eq_src/mean", H5P_DEFAULT);
     int ok = dn >= 0 && dm >= 0 && H5Dread(dn, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, n) >= 0 &&
              H5Dread(dm, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, mean) >= 0;
     /* index (set, lang, metric): set 1 = all, lang 1 = de, metric token_em */
@@ -164,7 +181,9 @@ static void check_same(const char *dir_a, const char *dir_b, const eval_data *a,
     size_t diff = 0;
     for (size_t k = 0; k < a->n_facts * 2 * EVAL_N_VALUES && a->n_facts == b->n_facts; k++) {
         if (memcmp(&a->pre[k], &b->pre[k], 8) || memcmp(&a->post[k], &b->post[k], 8)) {
-            if (!diff) fprintf(stderr, "first difference at value %zu: %g/%g vs %g/%g\n", k, a->pre[k], a->post[k], b->pre[k], b->post[k]);
+            if (!diff)
+                fprintf(stderr, "first difference at value %zu: %g/%g vs %g/%g\n", k, a->pre[k], a->post[k], b->pre[k],
+                        b->post[k]);
             diff++;
         }
     }
@@ -207,7 +226,8 @@ static void check_summaries(const char *dir) {
     cJSON *r0 = arr ? cJSON_GetArrayItem(arr, 0) : NULL;
     cJSON *rw = cJSON_GetObjectItem(r0, "requested_rewrite");
     CHECK(cJSON_IsString(cJSON_GetObjectItem(r0, "case_id")) && cJSON_IsString(cJSON_GetObjectItem(rw, "prompt")) &&
-              cJSON_IsString(cJSON_GetObjectItem(rw, "target_new")) && cJSON_IsString(cJSON_GetObjectItem(rw, "subject")),
+              cJSON_IsString(cJSON_GetObjectItem(rw, "target_new")) &&
+              cJSON_IsString(cJSON_GetObjectItem(rw, "subject")),
           "record 0 lacks case_id / requested_rewrite {prompt, target_new, subject}");
     cJSON *post_en = cJSON_GetObjectItem(cJSON_GetObjectItem(r0, "post"), "en");
     const char *keys[] = {"rewrite_acc", "rephrase_acc", "locality", "portability"};
@@ -218,7 +238,10 @@ static void check_summaries(const char *dir) {
     snprintf(path, sizeof path, "%s/summary.csv", dir);
     f = fopen(path, "r");
     size_t lines = 0, quotes = 0;
-    for (int c; f && (c = fgetc(f)) != EOF;) { lines += c == '\n'; quotes += c == '"'; }
+    for (int c; f && (c = fgetc(f)) != EOF;) {
+        lines += c == '\n';
+        quotes += c == '"';
+    }
     if (f) fclose(f);
     CHECK(lines == 1 + 2 * N_FACTS, "%s has %zu lines, expected %d", path, lines, 1 + 2 * N_FACTS);
     CHECK(quotes % 2 == 0, "%s: unbalanced quotes", path);
@@ -256,14 +279,16 @@ int main(int argc, char **argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     CHECK(size == 2, "run with 2 ranks, got %d", size);
-    char base[] = "/tmp/lafn_eval_XXXXXX", cfg[300], two[300], one[300], facts[300];
-    if (rank == 0 && !mkdtemp(base)) CHECK(0, "mkdtemp");
-    MPI_Bcast(base, sizeof base, MPI_CHAR, 0, MPI_COMM_WORLD);
+    char base[256], cfg[300], two[300], one[300], facts[300];
+    testutil_mpi_tmpdir(MPI_COMM_WORLD, "eval", base, sizeof base);
     snprintf(cfg, sizeof cfg, "%s/eval.cfg", base);
     snprintf(two, sizeof two, "%s/two", base);
     snprintf(one, sizeof one, "%s/one", base);
     snprintf(facts, sizeof facts, "%s/facts.jsonl", base);
-    if (rank == 0) { write_facts(facts); write_config(cfg, facts, two); }
+    if (rank == 0) {
+        write_facts(facts);
+        write_config(cfg, facts, two);
+    }
     MPI_Barrier(MPI_COMM_WORLD);
     run_eval(cfg, two, 0, MPI_COMM_WORLD);
     MPI_Comm self;
@@ -279,7 +304,8 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     run_eval(cfg, two, 1, MPI_COMM_WORLD);
     size_t n_after = count_shards(two);
-    if (rank == 0) CHECK(n_before >= 2 && n_after == n_before, "shards before %zu, after resume %zu", n_before, n_after);
+    if (rank == 0)
+        CHECK(n_before >= 2 && n_after == n_before, "shards before %zu, after resume %zu", n_before, n_after);
     if (rank == 0) {
         eval_data a = {0}, b = {0};
         if (read_data(two, &a) == 0 && read_data(one, &b) == 0) {
@@ -290,13 +316,9 @@ int main(int argc, char **argv) {
         eval_data_free(&b);
         check_summaries(two);
         check_table(two);
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", base);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", base);
     }
     MPI_Comm_free(&self);
-    int failures = testutil_failures, total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    int total = testutil_mpi_tmpdir_end(MPI_COMM_WORLD, base);
     int status = rank == 0 ? testutil_finish("mpi_test_eval") : 0;
     MPI_Finalize();
     return total ? 1 : status;

@@ -18,7 +18,10 @@
 
 static void write_config(const char *path, const char *out_dir) {
     FILE *f = fopen(path, "w");
-    if (!f) { CHECK(0, "cannot write %s", path); return; }
+    if (!f) {
+        CHECK(0, "cannot write %s", path);
+        return;
+    }
     fprintf(f, "model = { path = \"%s\"; };\n", testutil_repo_path("tests/fixtures/models/tiny-gemma3.gguf"));
     fprintf(f, "data = { format = \"jsonl\"; path = \"%s\"; fact_range = [0, %d]; };\n",
             testutil_repo_path("conf/data/demo_facts.jsonl"), N_FACTS);
@@ -45,11 +48,15 @@ static void check(const char *dir) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     eval_data d = {0};
     lafn_err err = {{0}};
-    if (f < 0 || eval_data_read(f, path, L, &d, &err) != 0) { CHECK(0, "%s: %s", path, err.msg); return; }
+    if (f < 0 || eval_data_read(f, path, L, &d, &err) != 0) {
+        CHECK(0, "%s: %s", path, err.msg);
+        return;
+    }
     char *sets = NULL;
     CHECK(h5out_attr_string(f, "eval_sets", &sets, &err) == 0 && !strcmp(sets, "unedited,all,each:en,each:zh"),
           "eval_sets = '%s'", sets ? sets : err.msg);
-    CHECK(d.n_sets == 2 + L && d.post_each != NULL, "%zu sets, post/each %s", d.n_sets, d.post_each ? "present" : "missing");
+    CHECK(d.n_sets == 2 + L && d.post_each != NULL, "%zu sets, post/each %s", d.n_sets,
+          d.post_each ? "present" : "missing");
     size_t in_range = 0, nan_beyond = 0, differ = 0;
     for (size_t i = 0; i < d.n_facts && d.post_each; i++)
         for (size_t e = 0; e < L; e++)
@@ -84,21 +91,14 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    char base[] = "/tmp/lafn_each_XXXXXX", cfg[300], out[300];
-    if (rank == 0 && !mkdtemp(base)) CHECK(0, "mkdtemp");
-    MPI_Bcast(base, sizeof base, MPI_CHAR, 0, MPI_COMM_WORLD);
+    char base[256], cfg[300], out[300];
+    testutil_mpi_tmpdir(MPI_COMM_WORLD, "eval_each", base, sizeof base);
     snprintf(cfg, sizeof cfg, "%s/each.cfg", base);
     snprintf(out, sizeof out, "%s/out", base);
     if (rank == 0) write_config(cfg, out);
     MPI_Barrier(MPI_COMM_WORLD);
     if (run_all(cfg) == 0 && rank == 0) check(out);
-    if (rank == 0) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", base);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", base);
-    }
-    int failures = testutil_failures, total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    int total = testutil_mpi_tmpdir_end(MPI_COMM_WORLD, base);
     int status = rank == 0 ? testutil_finish("mpi_test_eval_each") : 0;
     MPI_Finalize();
     return total ? 1 : status;

@@ -51,7 +51,10 @@ static void write_facts(const char *path, const char *mk) {
 
 static void write_config(const char *path, const char *facts) {
     FILE *f = fopen(path, "w");
-    if (!f) { CHECK(0, "cannot write %s", path); return; }
+    if (!f) {
+        CHECK(0, "cannot write %s", path);
+        return;
+    }
     fprintf(f, "model = { path = \"%s\"; };\n", testutil_repo_path("tests/fixtures/models/tiny-gemma3.gguf"));
     fprintf(f, "data = { format = \"jsonl\"; path = \"%s\"; };\n", facts);
     fprintf(f, "languages = { codes = [\"en\", \"de\", \"zh\"]; };\n");
@@ -95,9 +98,13 @@ static herr_t compare_one(hid_t loc, const char *name, const H5O_info_t *info, v
     int same = b >= 0 && sa == sb && ba && bb &&
                (n == 0 || (H5Dread(a, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, ba) >= 0 &&
                            H5Dread(b, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, bb) >= 0 && !memcmp(ba, bb, n)));
-    if (!same) { fprintf(stderr, "%s: dataset %s differs when only evaluation fields change\n", v->file, name); v->differ++; }
+    if (!same) {
+        fprintf(stderr, "%s: dataset %s differs when only evaluation fields change\n", v->file, name);
+        v->differ++;
+    }
     v->compared++;
-    free(ba); free(bb);
+    free(ba);
+    free(bb);
     if (t >= 0) H5Tclose(t);
     if (a >= 0) H5Dclose(a);
     if (b >= 0) H5Dclose(b);
@@ -115,8 +122,7 @@ static void compare_stage(const char *dir_a, const char *dir_b, const char *stag
     if (expect_same)
         CHECK(fa >= 0 && fb >= 0 && v.compared > 0 && v.differ == 0, "%s: %zu of %zu datasets differ", stage, v.differ,
               v.compared);
-    else
-        CHECK(fa >= 0 && fb >= 0 && v.differ > 0, "control: %s must change with the evaluation strings", stage);
+    else CHECK(fa >= 0 && fb >= 0 && v.differ > 0, "control: %s must change with the evaluation strings", stage);
     printf("%s: %zu of %zu datasets differ with other evaluation-only strings\n", stage, v.differ, v.compared);
     if (fa >= 0) H5Fclose(fa);
     if (fb >= 0) H5Fclose(fb);
@@ -134,14 +140,16 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    char base[] = "/tmp/lafn_leak_XXXXXX", facts[300], cfg[300], a[300], b[300];
-    if (rank == 0 && !mkdtemp(base)) CHECK(0, "mkdtemp");
-    MPI_Bcast(base, sizeof base, MPI_CHAR, 0, MPI_COMM_WORLD);
+    char base[256], facts[300], cfg[300], a[300], b[300];
+    testutil_mpi_tmpdir(MPI_COMM_WORLD, "eval_leak", base, sizeof base);
     snprintf(facts, sizeof facts, "%s/facts.jsonl", base);
     snprintf(cfg, sizeof cfg, "%s/leak.cfg", base);
     snprintf(a, sizeof a, "%s/a", base);
     snprintf(b, sizeof b, "%s/b", base);
-    if (rank == 0) { write_facts(facts, "QZXEVALONLYA"); write_config(cfg, facts); }
+    if (rank == 0) {
+        write_facts(facts, "QZXEVALONLYA");
+        write_config(cfg, facts);
+    }
     MPI_Barrier(MPI_COMM_WORLD);
     run_stages(cfg, a);
     MPI_Barrier(MPI_COMM_WORLD);
@@ -155,12 +163,8 @@ int main(int argc, char **argv) {
         compare_stage(a, b, "eval", 0);
         grep_markers(a, "QZXEVALONLYA");
         grep_markers(b, "WQVEVALONLYB");
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", base);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", base);
     }
-    int failures = testutil_failures, total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    int total = testutil_mpi_tmpdir_end(MPI_COMM_WORLD, base);
     int status = rank == 0 ? testutil_finish("mpi_test_eval_leak") : 0;
     MPI_Finalize();
     return total ? 1 : status;

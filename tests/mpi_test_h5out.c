@@ -30,8 +30,8 @@ static const h5out_dataset schema[] = {
 };
 
 /* Writes one shard of the given facts with all three datasets. */
-static int write_batch(const h5out_provenance *p, int r, size_t seq, const int64_t *facts, size_t n,
-                       size_t n_ds, lafn_err *err) {
+static int write_batch(const h5out_provenance *p, int r, size_t seq, const int64_t *facts, size_t n, size_t n_ds,
+                       lafn_err *err) {
     int64_t off[16] = {0}, off2[16] = {0};
     int32_t vals[64];
     double vals2[64];
@@ -75,8 +75,8 @@ static void check_csr(hid_t f, const char *name, const int64_t *facts, size_t n,
     void *val = read_plain(f, vn, is_f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32, is_f64 ? 8 : 4, &n_val);
     CHECK(off && val && n_off == n + 1, "%s: offsets %zu entries, expected %zu", name, n_off, n + 1);
     if (!off || !val || n_off != n + 1) goto done;
-    CHECK(off[0] == 0 && off[n] == (int64_t)n_val, "%s: offsets [0]=%lld, last=%lld, values %zu",
-          name, (long long)off[0], (long long)off[n], n_val);
+    CHECK(off[0] == 0 && off[n] == (int64_t)n_val, "%s: offsets [0]=%lld, last=%lld, values %zu", name,
+          (long long)off[0], (long long)off[n], n_val);
     size_t bad = 0, first_bad = (size_t)-1;
     for (size_t i = 0; i < n; i++) {
         size_t len = is_f64 ? list2_len(facts[i]) : list_len(facts[i]);
@@ -123,8 +123,10 @@ static void check_merged(const char *stage, const char *run, const int64_t *expe
             float d = rows[i] - row_val(facts[i / ROW_LEN], i % ROW_LEN);
             if (d != 0) bad++, worst = d > worst || -d > worst ? (d > 0 ? d : -d) : worst;
         }
-        CHECK(rows && n_rows == n * ROW_LEN && bad == 0, "%s/best: %zu elements (expected %zu), %zu "
-              "mismatches, worst |diff| %g", path, n_rows, n * ROW_LEN, bad, worst);
+        CHECK(rows && n_rows == n * ROW_LEN && bad == 0,
+              "%s/best: %zu elements (expected %zu), %zu "
+              "mismatches, worst |diff| %g",
+              path, n_rows, n * ROW_LEN, bad, worst);
         free(rows);
     }
     free(facts);
@@ -144,31 +146,37 @@ static void check_range_reads(const char *path, size_t n_total) {
     int32_t *vals = NULL;
     float *rows = NULL;
     CHECK(h5out_read_rows(f, path, "facts", H5OUT_I64, 0, row0, n, (void **)&facts, &err) == 0 &&
-          h5out_read_csr(f, path, "neurons", H5OUT_I32, row0, n, &off, (void **)&vals, &err) == 0 &&
-          h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN, row0, n, (void **)&rows, &err) == 0,
+              h5out_read_csr(f, path, "neurons", H5OUT_I32, row0, n, &off, (void **)&vals, &err) == 0 &&
+              h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN, row0, n, (void **)&rows, &err) == 0,
           "range reads of rows %zu..%zu: %s", row0, row0 + n, err.msg);
     size_t bad = 0;
     for (size_t i = 0; facts && off && vals && rows && i < n; i++) {
         bad += off[0] != 0 || (size_t)(off[i + 1] - off[i]) != list_len(facts[i]);
-        for (size_t j = 0; !bad && j < list_len(facts[i]); j++) bad += vals[off[i] + (int64_t)j] != list_val(facts[i], j);
+        for (size_t j = 0; !bad && j < list_len(facts[i]); j++)
+            bad += vals[off[i] + (int64_t)j] != list_val(facts[i], j);
         for (size_t k = 0; k < ROW_LEN; k++) bad += rows[i * ROW_LEN + k] != row_val(facts[i], k);
     }
-    CHECK(facts && off && vals && rows && bad == 0, "range reads rows %zu..%zu: %zu mismatches", row0,
-          row0 + n, bad);
+    CHECK(facts && off && vals && rows && bad == 0, "range reads rows %zu..%zu: %zu mismatches", row0, row0 + n, bad);
     void *none = NULL;
     CHECK(h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN, n_total - 1, 2, &none, &err) == -1 &&
-          strstr(err.msg, "best") && strstr(err.msg, "asked"), "read past the end: %s", err.msg);
+              strstr(err.msg, "best") && strstr(err.msg, "asked"),
+          "read past the end: %s", err.msg);
     CHECK(h5out_read_rows(f, path, "best", H5OUT_F32, ROW_LEN + 1, 0, 1, &none, &err) == -1 &&
-          strstr(err.msg, "columns"), "read with wrong row length: %s", err.msg);
+              strstr(err.msg, "columns"),
+          "read with wrong row length: %s", err.msg);
     free(facts), free(off), free(vals), free(rows);
     H5Fclose(f);
 }
 
 static h5out_provenance prov(const char *stage, const char *run, const char *text) {
-    h5out_provenance p = {stage, run, text, "probe = {\n  position = \"last\";\n};\n",
-        "models/gemma-3-270m-q4_k_m.gguf", "253114272",
-        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-        "lafn run conf/demo.cfg locate.threshold=0.3"};
+    h5out_provenance p = {stage,
+                          run,
+                          text,
+                          "probe = {\n  position = \"last\";\n};\n",
+                          "models/gemma-3-270m-q4_k_m.gguf",
+                          "253114272",
+                          "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                          "lafn run conf/demo.cfg locate.threshold=0.3"};
     return p;
 }
 
@@ -177,26 +185,27 @@ static void check_provenance(const char *path, const h5out_provenance *p, const 
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     CHECK(f >= 0, "%s: cannot open", path);
     if (f < 0) return;
-    const char *names[] = {"lafn_stage", "lafn_run_id", "lafn_pipeline_file", "lafn_config_resolved",
-        "lafn_model_path", "lafn_model_size", "lafn_model_sha256", "lafn_command_line", "lafn_file_kind"};
-    const char *want[] = {p->stage, p->run_id, p->pipeline_text, p->config_resolved, p->model_path,
-        p->model_size, p->model_sha256, p->command_line, kind};
+    const char *names[] = {"lafn_stage",           "lafn_run_id",       "lafn_pipeline_file",
+                           "lafn_config_resolved", "lafn_model_path",   "lafn_model_size",
+                           "lafn_model_sha256",    "lafn_command_line", "lafn_file_kind"};
+    const char *want[] = {p->stage,           p->run_id,       p->pipeline_text,
+                          p->config_resolved, p->model_path,   p->model_size,
+                          p->model_sha256,    p->command_line, kind};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char *got = NULL;
         lafn_err err = {{0}};
         int rc = h5out_attr_string(f, names[i], &got, &err);
-        CHECK(rc == 0 && !strcmp(got, want[i]), "%s: %s = '%.60s', expected '%.60s' (%s)", path,
-              names[i], got ? got : "(none)", want[i], err.msg);
+        CHECK(rc == 0 && !strcmp(got, want[i]), "%s: %s = '%.60s', expected '%.60s' (%s)", path, names[i],
+              got ? got : "(none)", want[i], err.msg);
         free(got);
     }
-    const char *present[] = {"lafn_version_mpi", "lafn_version_hdf5", "lafn_version_openblas",
-        "lafn_version_libconfig", "lafn_git_revision", "lafn_git_revision_source", "lafn_git_dirty", "lafn_host",
-        "lafn_time_utc"};
+    const char *present[] = {"lafn_version_mpi",       "lafn_version_hdf5", "lafn_version_openblas",
+                             "lafn_version_libconfig", "lafn_git_revision", "lafn_git_revision_source",
+                             "lafn_git_dirty",         "lafn_host",         "lafn_time_utc"};
     for (size_t i = 0; i < sizeof present / sizeof present[0]; i++) {
         char *got = NULL;
         lafn_err err = {{0}};
-        CHECK(h5out_attr_string(f, present[i], &got, &err) == 0 && got[0], "%s: %s missing/empty",
-              path, present[i]);
+        CHECK(h5out_attr_string(f, present[i], &got, &err) == 0 && got[0], "%s: %s missing/empty", path, present[i]);
         if (rank == 0 && got && !strcmp(kind, "stage")) printf("  %s: %.70s\n", present[i], got);
         free(got);
     }
@@ -229,23 +238,24 @@ static void test_identity(const char *path) {
     CHECK(strstr(err.msg, path) && strstr(err.msg, "stage 'probe'") && strstr(err.msg, "'locate'"),
           "stage mismatch message: %s", err.msg);
     if (rank == 0) printf("  refused: %s\n", err.msg);
-    CHECK(h5out_open(path, "probe", "run-B", MPI_COMM_WORLD, &f, &err) == -1 && f < 0,
-          "a run-A file opened by run-B");
-    CHECK(strstr(err.msg, path) && strstr(err.msg, "'run-A'") && strstr(err.msg, "'run-B'"),
-          "run mismatch message: %s", err.msg);
+    CHECK(h5out_open(path, "probe", "run-B", MPI_COMM_WORLD, &f, &err) == -1 && f < 0, "a run-A file opened by run-B");
+    CHECK(strstr(err.msg, path) && strstr(err.msg, "'run-A'") && strstr(err.msg, "'run-B'"), "run mismatch message: %s",
+          err.msg);
     if (rank == 0) printf("  refused: %s\n", err.msg);
     int64_t *done = NULL;
     size_t n_done = 0, next = 0;
     CHECK(h5out_resume(dir, "probe", "run-B", rank, &done, &n_done, &next, &err) == -1 &&
-          strstr(err.msg, "probe.shard-") && strstr(err.msg, "'run-A'"),
+              strstr(err.msg, "probe.shard-") && strstr(err.msg, "'run-A'"),
           "resume with another run id: %s", err.msg);
     free(done);
     char shard[600];
     snprintf(shard, sizeof shard, "%s/probe.shard-0-0.h5", dir);
     CHECK(h5out_open(shard, "probe", "run-A", MPI_COMM_WORLD, &f, &err) == -1 &&
-          strstr(err.msg, "not a merged stage file"), "a shard opened as a stage file: %s", err.msg);
+              strstr(err.msg, "not a merged stage file"),
+          "a shard opened as a stage file: %s", err.msg);
     CHECK(h5out_open("/nonexistent/probe.h5", "probe", "run-A", MPI_COMM_WORLD, &f, &err) == -1 &&
-          strstr(err.msg, "/nonexistent/probe.h5"), "missing file: %s", err.msg);
+              strstr(err.msg, "/nonexistent/probe.h5"),
+          "missing file: %s", err.msg);
 }
 
 static const int64_t all9[] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
@@ -291,9 +301,9 @@ static void test_failed_merges(const h5out_provenance *pa, const char *path) {
         h5out_provenance pb = prov("probe", "run-B", "");
         snprintf(shard, sizeof shard, "%s/probe.shard-0-%d.h5", dir, 7 + b);
         if (rank == 0) {
-            int rc = b == 0 ? write_batch(pa, 0, 7, dup, 1, 3, &err)
-                   : b == 1 ? write_batch(&pb, 0, 8, other, 1, 3, &err)
-                            : write_batch(pa, 0, 9, miss, 1, 2, &err);
+            int rc = b == 0   ? write_batch(pa, 0, 7, dup, 1, 3, &err)
+                     : b == 1 ? write_batch(&pb, 0, 8, other, 1, 3, &err)
+                              : write_batch(pa, 0, 9, miss, 1, 2, &err);
             CHECK(rc == 0, "bad shard %d: %s", b, err.msg);
         }
         MPI_Barrier(MPI_COMM_WORLD);
@@ -340,12 +350,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mpi_test_h5out needs 2 ranks, has %d\n", size);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    if (rank == 0) {
-        snprintf(dir, sizeof dir, "/tmp/lafn_test_h5out_XXXXXX");
-        if (!mkdtemp(dir)) dir[0] = '\0';
-    }
-    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
-    if (!dir[0]) MPI_Abort(MPI_COMM_WORLD, 1);
+    testutil_mpi_tmpdir(MPI_COMM_WORLD, "h5out", dir, sizeof dir);
     lafn_err err = {{0}};
     h5out_provenance pa = prov("probe", "run-A", "model = { path = \"models/x.gguf\"; };\n");
     char path[512], shard[600];
@@ -364,12 +369,7 @@ int main(int argc, char **argv) {
     check_merged("probe", "run-A", all9, 9);
     test_lonely_merge();
 
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (rank == 0 && testutil_failures == 0) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    }
+    testutil_mpi_tmpdir_end(MPI_COMM_WORLD, dir);
     char name[64];
     snprintf(name, sizeof name, "mpi_test_h5out[rank %d]", rank);
     int rc = testutil_finish(name), any = 0;

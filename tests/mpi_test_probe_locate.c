@@ -90,12 +90,9 @@ static int run_stage(const char *stage, const char *dir, MPI_Comm comm, FILE *lo
 }
 
 static void write_config(void) {
+    testutil_mpi_tmpdir(MPI_COMM_WORLD, "probe_locate", tmp, sizeof tmp);
+    snprintf(cfg_path, sizeof cfg_path, "%s/t.cfg", tmp);
     if (rank == 0) {
-        char *d = NULL;
-        snprintf(tmp, sizeof tmp, "/tmp/lafn-probe-locate-XXXXXX");
-        d = mkdtemp(tmp);
-        CHECK(d != NULL, "mkdtemp failed");
-        snprintf(cfg_path, sizeof cfg_path, "%s/t.cfg", tmp);
         FILE *f = fopen(cfg_path, "w");
         fprintf(f, "model = { path = \"%s\"; };\n", MODEL);
         fprintf(f, "data = { format = \"jsonl\"; path = \"conf/data/demo_facts.jsonl\"; facts = [0, 1, 2, 3, 4]; };\n");
@@ -103,13 +100,13 @@ static void write_config(void) {
         fprintf(f, "run = { shard_facts = 2; };\n");
         fprintf(f, "probe = { min_fraction = %g; keep_max = 64; };\n", MIN_FRACTION);
         /* every layer (edit_from_depth = 0): the reference sets below are recomputed over all of them */
-        fprintf(f, "locate = { threshold = %g; prompt_fraction = %g; language_fraction = 1.0; min_language_fraction = 0.5; "
-                   "edit_from_depth = 0.0; };\n",
-                THRESHOLD, PROMPT_FRACTION);
+        fprintf(
+            f,
+            "locate = { threshold = %g; prompt_fraction = %g; language_fraction = 1.0; min_language_fraction = 0.5; "
+            "edit_from_depth = 0.0; };\n",
+            THRESHOLD, PROMPT_FRACTION);
         fclose(f);
     }
-    MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, MPI_COMM_WORLD);
-    MPI_Bcast(cfg_path, sizeof cfg_path, MPI_CHAR, 0, MPI_COMM_WORLD);
 }
 
 /* tmp/name into buf (400 bytes). */
@@ -145,7 +142,8 @@ static int probe_read(probe_file *p, const char *dir) {
     p->kact = csr(&p->f, "kept/act_last", H5OUT_F32, &o[5]);
     lafn_err err = {{0}};
     CHECK(h5out_read_all(p->f.file, p->f.path, "global/layers", H5OUT_I32, 0, (void **)&p->layers, &p->n_layers,
-                         &err) == 0, "%s", err.msg);
+                         &err) == 0,
+          "%s", err.msg);
     int64_t *fam[6] = {p->op, p->ol, p->ok, p->ok, p->ok, p->ok};
     for (int k = 0; k < 6; k++)
         for (size_t r = 0; o[k] && fam[k] && r <= p->f.n; r++)
@@ -157,8 +155,8 @@ static int probe_read(probe_file *p, const char *dir) {
 
 static void probe_free(probe_file *p) {
     h5f_close(&p->f);
-    void *v[] = {p->op, p->ol, p->ok, p->plang, p->ntok, p->above, p->kprompt, p->klayer, p->kneuron, p->lmax,
-                 p->kscore, p->kact, p->layers};
+    void *v[] = {p->op,     p->ol,      p->ok,   p->plang,  p->ntok, p->above, p->kprompt,
+                 p->klayer, p->kneuron, p->lmax, p->kscore, p->kact, p->layers};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) free(v[i]);
 }
 
@@ -173,8 +171,8 @@ static void check_probe_layout(const probe_file *p, int keep_max) {
     size_t Y = p->n_layers, bad = 0;
     for (size_t r = 0; r < p->f.n; r++) {
         size_t nq = (size_t)(p->op[r + 1] - p->op[r]);
-        CHECK((size_t)(p->ol[r + 1] - p->ol[r]) == nq * Y, "fact row %zu: %lld layer entries for %zu prompts x %zu",
-              r, (long long)(p->ol[r + 1] - p->ol[r]), nq, Y);
+        CHECK((size_t)(p->ol[r + 1] - p->ol[r]) == nq * Y, "fact row %zu: %lld layer entries for %zu prompts x %zu", r,
+              (long long)(p->ol[r + 1] - p->ol[r]), nq, Y);
         for (size_t q = 0; q < nq; q++)
             for (size_t y = 0; y < Y; y++) {
                 float mx = p->lmax[p->ol[r] + q * Y + y];
@@ -188,15 +186,18 @@ static void check_probe_layout(const probe_file *p, int keep_max) {
                               p->layers[y], p->kneuron[e], p->kscore[e], MIN_FRACTION, mx);
                 }
                 int32_t above = p->above[p->ol[r] + q * Y + y];
-                CHECK(mx <= 0 || has_max >= 1, "row %zu prompt %zu layer %zu: the layer max %g is not kept", r, q, y, mx);
-                CHECK(n == (size_t)(above < keep_max ? above : keep_max), "row %zu prompt %zu layer %zu: %zu kept, "
-                      "%d above the cut, keep_max %d", r, q, y, n, above, keep_max);
+                CHECK(mx <= 0 || has_max >= 1, "row %zu prompt %zu layer %zu: the layer max %g is not kept", r, q, y,
+                      mx);
+                CHECK(n == (size_t)(above < keep_max ? above : keep_max),
+                      "row %zu prompt %zu layer %zu: %zu kept, "
+                      "%d above the cut, keep_max %d",
+                      r, q, y, n, above, keep_max);
             }
         for (int64_t e = p->ok[r] + 1; e < p->ok[r + 1]; e++) {
             long long a = (long long)p->kprompt[e - 1] << 40 | (long long)p->klayer[e - 1] << 20 | p->kneuron[e - 1];
             long long b = (long long)p->kprompt[e] << 40 | (long long)p->klayer[e] << 20 | p->kneuron[e];
-            if (a >= b && bad++ < 5) CHECK(0, "row %zu: kept entries not ordered by prompt, layer, neuron at %lld", r,
-                                           (long long)e);
+            if (a >= b && bad++ < 5)
+                CHECK(0, "row %zu: kept entries not ordered by prompt, layer, neuron at %lld", r, (long long)e);
         }
     }
     CHECK(bad == 0, "%zu kept-neuron violations", bad);
@@ -223,12 +224,14 @@ static int ref_prompt(engine_run *run, const model *m, const stage_sequence *s, 
     o.logit_pos = lp;
     o.n_logit_pos = (int)P;
     int rc = engine_forward(run, &b, &o, &err);
-    for (size_t y = 0; rc == 0 && y < Y; y++) memcpy(act + y * F, engine_ffn_act(run, p->layers[y]) + pos * F, F * sizeof *act);
+    for (size_t y = 0; rc == 0 && y < Y; y++)
+        memcpy(act + y * F, engine_ffn_act(run, p->layers[y]) + pos * F, F * sizeof *act);
     if (rc == 0 && kind == SCORE_GRAD) {
         engine_nll(engine_logits(run), (int)P, (int)V, s->ids + s->n_prompt, NULL, NULL, dl);
         rc = engine_backward(run, dl, p->layers[0], NULL, &err);
         for (size_t y = 0; rc == 0 && y < Y; y++)
-            for (size_t j = 0; j < F; j++) ref[y * F + j] = act[y * F + j] * -engine_ffn_act_grad(run, p->layers[y])[pos * F + j];
+            for (size_t j = 0; j < F; j++)
+                ref[y * F + j] = act[y * F + j] * -engine_ffn_act_grad(run, p->layers[y])[pos * F + j];
     }
     for (size_t y = 0; rc == 0 && kind == SCORE_IG && y < Y; y++) {
         memset(gs, 0, F * sizeof *gs);
@@ -250,7 +253,8 @@ static int ref_prompt(engine_run *run, const model *m, const stage_sequence *s, 
 }
 
 /* The subject's last token, found independently: the shortest decoded prefix (after BOS) containing the subject. */
-static int ref_subject_pos(const model *m, const stage_sequence *s, const char *prompt, const char *subject, size_t *pos) {
+static int ref_subject_pos(const model *m, const stage_sequence *s, const char *prompt, const char *subject,
+                           size_t *pos) {
     if (!subject || !strstr(prompt, subject)) return 1;
     int bos = tokenizer_adds_bos(m->tok) && s->ids[0] == tokenizer_bos(m->tok);
     lafn_err err = {{0}};
@@ -258,7 +262,10 @@ static int ref_subject_pos(const model *m, const stage_sequence *s, const char *
         char *t = tokenizer_decode(m->tok, s->ids + bos, k - (size_t)bos, &err);
         int has = t && strstr(t, subject) != NULL;
         free(t);
-        if (has) { *pos = k - 1; return 0; }
+        if (has) {
+            *pos = k - 1;
+            return 0;
+        }
     }
     return 1;
 }
@@ -275,7 +282,9 @@ static void compare_prompt(const probe_file *p, size_t r, size_t q, size_t F, co
         for (int64_t e = p->ok[r]; e < p->ok[r + 1]; e++) {
             if ((size_t)p->kprompt[e] != q || p->klayer[e] != p->layers[y]) continue;
             d = fabs(ref[y * F + p->kneuron[e]] - p->kscore[e]) / scale;
-            if (d > *worst) *worst = d, snprintf(at, cap, "prompt %zu blk.%d.ffn_down neuron %d score", q, p->layers[y], p->kneuron[e]);
+            if (d > *worst)
+                *worst = d,
+                snprintf(at, cap, "prompt %zu blk.%d.ffn_down neuron %d score", q, p->layers[y], p->kneuron[e]);
         }
     }
 }
@@ -291,7 +300,10 @@ static void check_probe_scores(const char *dir, const char *data, int kind, int 
     facts_opts fo = {.langs = "en,zh", .indices = idx, .n_indices = 1};
     int32_t *fb = NULL, *pos = NULL;
     int64_t *o1 = NULL, *o2 = NULL;
-    if (probe_read(&p, dir) != 0) { probe_free(&p); return; }
+    if (probe_read(&p, dir) != 0) {
+        probe_free(&p);
+        return;
+    }
     fb = csr(&p.f, "prompt/subject_fallback", H5OUT_I32, &o1);
     pos = csr(&p.f, "prompt/position", H5OUT_I32, &o2);
     CHECK(model_load(&m, MODEL, MPI_COMM_NULL, &err) == 0, "%s", err.msg);
@@ -307,25 +319,33 @@ static void check_probe_scores(const char *dir, const char *data, int kind, int 
         for (size_t k = 0; k <= sd->n_paraphrases; k++, q++) {
             stage_sequence s;
             const char *prompt = k ? sd->paraphrases[k - 1] : sd->src;
-            CHECK(stage_sequence_build(m->tok, sd->lang, prompt, kind == SCORE_ABS ? NULL : sd->alt, &s, &err) == 0, "%s", err.msg);
+            CHECK(stage_sequence_build(m->tok, sd->lang, prompt, kind == SCORE_ABS ? NULL : sd->alt, &s, &err) == 0,
+                  "%s", err.msg);
             size_t at_pos = s.n_prompt - 1, sp;
             int fell = subject ? ref_subject_pos(m, &s, prompt, sd->subject, &sp) : 0;
             if (subject && !fell) at_pos = sp;
-            CHECK(fb[p.op[r] + q] == fell && (size_t)pos[p.op[r] + q] == at_pos, "prompt %zu '%s': position %d fallback "
-                  "%d in probe.h5, expected %zu, %d", q, prompt, pos[p.op[r] + q], fb[p.op[r] + q], at_pos, fell);
+            CHECK(fb[p.op[r] + q] == fell && (size_t)pos[p.op[r] + q] == at_pos,
+                  "prompt %zu '%s': position %d fallback "
+                  "%d in probe.h5, expected %zu, %d",
+                  q, prompt, pos[p.op[r] + q], fb[p.op[r] + q], at_pos, fell);
             if (ref_prompt(run, m, &s, &p, at_pos, kind, steps, ref, act) == 0)
                 compare_prompt(&p, r, q, F, ref, act, &worst, at, sizeof at);
             stage_sequence_free(&s);
         }
     }
-    CHECK(q == (size_t)(p.op[r + 1] - p.op[r]), "fact 0: %zu prompts here, %lld in probe.h5", q, (long long)(p.op[r + 1] - p.op[r]));
-    CHECK(worst < tol, "%s: probe scores differ from single-prompt runs: worst error %.3g (of the layer's largest |score|) at %s",
+    CHECK(q == (size_t)(p.op[r + 1] - p.op[r]), "fact 0: %zu prompts here, %lld in probe.h5", q,
+          (long long)(p.op[r + 1] - p.op[r]));
+    CHECK(worst < tol,
+          "%s: probe scores differ from single-prompt runs: worst error %.3g (of the layer's largest |score|) at %s",
           dir, worst, at);
     printf("%s: scores vs single-prompt engine runs: worst error %.3g of the layer scale (%s)\n", dir, worst, at);
     free(ref);
     free(act);
 done:
-    free(fb); free(pos); free(o1); free(o2);
+    free(fb);
+    free(pos);
+    free(o1);
+    free(o2);
     engine_run_free(run);
     facts_set_free(&set);
     model_free(m);
@@ -346,13 +366,17 @@ static void test_score_variants(void) {
     snprintf(path, sizeof path, "data.path=%s", data);
     if (rank == 0) { /* en: the subject is in src and in one paraphrase; zh: in no prompt (fallback) */
         FILE *f = fopen(data, "w");
-        fprintf(f, "{\"id\": \"s0\", \"langs\": {\"en\": {\"subject\": \"Eiffel Tower\", \"src\": \"The Eiffel Tower "
-                "is located in the city of\", \"alt\": \"Rome\", \"paraphrases\": [\"That tower stands in\", \"The Eiffel "
-                "Tower stands in\"]}, \"zh\": {\"subject\": \"铁塔\", \"src\": \"埃菲尔塔位于\", \"alt\": \"罗马\"}}}\n");
+        fprintf(
+            f,
+            "{\"id\": \"s0\", \"langs\": {\"en\": {\"subject\": \"Eiffel Tower\", \"src\": \"The Eiffel Tower "
+            "is located in the city of\", \"alt\": \"Rome\", \"paraphrases\": [\"That tower stands in\", \"The Eiffel "
+            "Tower stands in\"]}, \"zh\": {\"subject\": \"铁塔\", \"src\": \"埃菲尔塔位于\", \"alt\": \"罗马\"}}}\n");
         for (int i = 1; i < N_FACTS; i++)
-            fprintf(f, "{\"id\": \"s%d\", \"langs\": {\"en\": {\"subject\": \"Paris\", \"src\": \"Paris is the "
+            fprintf(f,
+                    "{\"id\": \"s%d\", \"langs\": {\"en\": {\"subject\": \"Paris\", \"src\": \"Paris is the "
                     "capital of\", \"alt\": \"Spain\"}, \"zh\": {\"subject\": \"巴黎\", \"src\": \"巴黎是\", "
-                    "\"alt\": \"西班牙\"}}}\n", i);
+                    "\"alt\": \"西班牙\"}}}\n",
+                    i);
         fclose(f);
     }
     MPI_Barrier(MPI_COMM_WORLD);
@@ -365,7 +389,8 @@ static void test_score_variants(void) {
         lafn_err err = {{0}};
         if (probe_read(&p, d) == 0)
             CHECK(h5out_read_all(p.f.file, p.f.path, "global/lang_subject_fallbacks", H5OUT_I64, 0, (void **)&fl, &n,
-                                 &err) == 0 && n == 2 && fl[0] == 1 && fl[1] == 1,
+                                 &err) == 0 &&
+                      n == 2 && fl[0] == 1 && fl[1] == 1,
                   "subject fallbacks per language: expected en 1 (paraphrase), zh 1 (src); got %lld %lld (%s)",
                   fl && n > 0 ? (long long)fl[0] : -1LL, fl && n > 1 ? (long long)fl[1] : -1LL, err.msg);
         free(fl);
@@ -466,7 +491,8 @@ static int locate_read(locate_file *x, const char *dir) {
     x->elayer = csr(&x->f, "edit/layer", H5OUT_I32, &x->oe);
     x->eneuron = csr(&x->f, "edit/neuron", H5OUT_I32, &o[7]);
     CHECK(h5out_read_all(x->f.file, x->f.path, "status", H5OUT_I32, LOCATE_STATUS_LEN, (void **)&x->status, &n1,
-                         &err) == 0, "%s", err.msg);
+                         &err) == 0,
+          "%s", err.msg);
     CHECK(h5out_read_all(x->f.file, x->f.path, "language_fraction", H5OUT_F64, 1, (void **)&x->frac, &n2, &err) == 0,
           "%s", err.msg);
     int64_t *fam[8] = {x->ol, x->ol, x->ol, x->od, x->od, x->os, x->os, x->oe};
@@ -480,8 +506,8 @@ static int locate_read(locate_file *x, const char *dir) {
 
 static void locate_free(locate_file *x) {
     h5f_close(&x->f);
-    void *v[] = {x->ol, x->od, x->os, x->oe, x->layer, x->neuron, x->nlangs, x->dlang, x->dlayer, x->dneuron,
-                 x->slayer, x->sneuron, x->slang, x->elayer, x->eneuron, x->score, x->status, x->frac};
+    void *v[] = {x->ol,      x->od,     x->os,      x->oe,    x->layer,  x->neuron,  x->nlangs, x->dlang,  x->dlayer,
+                 x->dneuron, x->slayer, x->sneuron, x->slang, x->elayer, x->eneuron, x->score,  x->status, x->frac};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) free(v[i]);
 }
 
@@ -494,9 +520,10 @@ static void check_fact_sets(const locate_file *x, size_t r, const ref_sets *s, s
     CHECK(nd_file == nd_ref, "fact %lld: %zu D_l entries in locate.h5, %zu recomputed", (long long)x->f.facts[r],
           nd_file, nd_ref);
     for (int64_t e = x->od[r]; e < x->od[r + 1]; e++)
-        CHECK(s->in_d[x->dlang[e]][(size_t)x->dlayer[e] * s->F + x->dneuron[e]], "fact %lld: blk.%d.ffn_down neuron %d "
-              "is in D_%d of locate.h5 but not recomputed", (long long)x->f.facts[r], x->dlayer[e], x->dneuron[e],
-              x->dlang[e]);
+        CHECK(s->in_d[x->dlang[e]][(size_t)x->dlayer[e] * s->F + x->dneuron[e]],
+              "fact %lld: blk.%d.ffn_down neuron %d "
+              "is in D_%d of locate.h5 but not recomputed",
+              (long long)x->f.facts[r], x->dlayer[e], x->dneuron[e], x->dlang[e]);
     const int32_t *st = x->status + r * LOCATE_STATUS_LEN;
     int need = (int)ceil(x->frac[r] * NL - 1e-9);
     need = need < 1 ? 1 : need;
@@ -506,11 +533,14 @@ static void check_fact_sets(const locate_file *x, size_t r, const ref_sets *s, s
     float last = INFINITY;
     for (int64_t e = x->ol[r]; e < x->ol[r + 1]; e++) {
         size_t key = (size_t)x->layer[e] * s->F + x->neuron[e];
-        CHECK(ref_nd(s, key) >= need && ref_nd(s, key) == x->nlangs[e], "fact %lld: LAFN blk.%d.ffn_down neuron %d "
-              "is in %d recomputed D_l (file says %d), needs %d", (long long)x->f.facts[r], x->layer[e], x->neuron[e],
-              ref_nd(s, key), x->nlangs[e], need);
-        CHECK(fabs(x->score[e] - s->sum[key] / s->n_prompts) <= 1e-5 * (1 + fabs(x->score[e])), "fact %lld: LAFN "
-              "score %g, recomputed mean %g", (long long)x->f.facts[r], x->score[e], s->sum[key] / s->n_prompts);
+        CHECK(ref_nd(s, key) >= need && ref_nd(s, key) == x->nlangs[e],
+              "fact %lld: LAFN blk.%d.ffn_down neuron %d "
+              "is in %d recomputed D_l (file says %d), needs %d",
+              (long long)x->f.facts[r], x->layer[e], x->neuron[e], ref_nd(s, key), x->nlangs[e], need);
+        CHECK(fabs(x->score[e] - s->sum[key] / s->n_prompts) <= 1e-5 * (1 + fabs(x->score[e])),
+              "fact %lld: LAFN "
+              "score %g, recomputed mean %g",
+              (long long)x->f.facts[r], x->score[e], s->sum[key] / s->n_prompts);
         CHECK(x->score[e] <= last, "fact %lld: LAFNs not ranked by score", (long long)x->f.facts[r]);
         last = x->score[e];
     }
@@ -552,9 +582,10 @@ static void check_globals(const probe_file *p, const locate_file *x, int F) {
     int64_t *cnt = NULL, *lp = NULL, *lc = NULL, *hist = NULL;
     size_t n = 0, nl = 0, nc = 0, nh = 0;
     CHECK(h5out_read_all(p->f.file, p->f.path, "global/act_count", H5OUT_I64, 0, (void **)&cnt, &n, &err) == 0 &&
-          h5out_read_all(p->f.file, p->f.path, "global/lang_prompts", H5OUT_I64, 0, (void **)&lp, &nl, &err) == 0 &&
-          h5out_read_all(x->f.file, x->f.path, "global/counts", H5OUT_I64, 0, (void **)&lc, &nc, &err) == 0 &&
-          h5out_read_all(x->f.file, x->f.path, "global/lafn_per_layer", H5OUT_I64, 0, (void **)&hist, &nh, &err) == 0,
+              h5out_read_all(p->f.file, p->f.path, "global/lang_prompts", H5OUT_I64, 0, (void **)&lp, &nl, &err) == 0 &&
+              h5out_read_all(x->f.file, x->f.path, "global/counts", H5OUT_I64, 0, (void **)&lc, &nc, &err) == 0 &&
+              h5out_read_all(x->f.file, x->f.path, "global/lafn_per_layer", H5OUT_I64, 0, (void **)&hist, &nh, &err) ==
+                  0,
           "%s", err.msg);
     if (cnt && lp && lc && hist) {
         size_t total = (size_t)p->op[p->f.n], per_lang[NL] = {0}, n_lafn = 0, in_hist = 0;
@@ -567,10 +598,15 @@ static void check_globals(const probe_file *p, const locate_file *x, int F) {
                   per_lang[l]);
         for (size_t r = 0; r < x->f.n; r++) n_lafn += (size_t)x->status[r * LOCATE_STATUS_LEN + 1];
         for (size_t l = 0; l < nh; l++) in_hist += (size_t)hist[l];
-        CHECK(lc[0] == N_FACTS && (size_t)lc[4] == n_lafn && in_hist == n_lafn, "locate globals: %lld facts, %lld "
-              "LAFNs, %zu in the layer histogram; rows hold %zu", (long long)lc[0], (long long)lc[4], in_hist, n_lafn);
+        CHECK(lc[0] == N_FACTS && (size_t)lc[4] == n_lafn && in_hist == n_lafn,
+              "locate globals: %lld facts, %lld "
+              "LAFNs, %zu in the layer histogram; rows hold %zu",
+              (long long)lc[0], (long long)lc[4], in_hist, n_lafn);
     }
-    free(cnt); free(lp); free(lc); free(hist);
+    free(cnt);
+    free(lp);
+    free(lc);
+    free(hist);
 }
 
 /* The LAFN lists (layer, neuron, score) of two locate.h5 files are the same per fact. */
@@ -581,12 +617,15 @@ static void compare_lafns(const char *da, const char *db) {
         size_t diff = 0;
         for (size_t r = 0; r < a.f.n; r++) {
             size_t s = row_of(&b.f, a.f.facts[r]);
-            if (s == (size_t)-1) { CHECK(0, "fact %lld missing from %s", (long long)a.f.facts[r], db); continue; }
+            if (s == (size_t)-1) {
+                CHECK(0, "fact %lld missing from %s", (long long)a.f.facts[r], db);
+                continue;
+            }
             size_t na = (size_t)(a.ol[r + 1] - a.ol[r]), nb = (size_t)(b.ol[s + 1] - b.ol[s]);
             CHECK(na == nb, "fact %lld: %zu LAFNs in %s, %zu in %s", (long long)a.f.facts[r], na, da, nb, db);
             for (size_t k = 0; k < na && k < nb; k++)
-                diff += a.layer[a.ol[r] + k] != b.layer[b.ol[s] + k] || a.neuron[a.ol[r] + k] != b.neuron[b.ol[s] + k] ||
-                        a.score[a.ol[r] + k] != b.score[b.ol[s] + k];
+                diff += a.layer[a.ol[r] + k] != b.layer[b.ol[s] + k] ||
+                        a.neuron[a.ol[r] + k] != b.neuron[b.ol[s] + k] || a.score[a.ol[r] + k] != b.score[b.ol[s] + k];
         }
         CHECK(diff == 0, "%zu LAFNs differ between %s and %s", diff, da, db);
     }
@@ -615,10 +654,11 @@ static void test_active_variants(const char *dir, int L, int F) {
         for (size_t r = 0; r < x.f.n; r++) {
             diff += x.oe[r + 1] - x.oe[r] != x.os[r + 1] - x.os[r];
             for (int64_t k = 0; k < x.oe[r + 1] - x.oe[r] && k < x.os[r + 1] - x.os[r]; k++)
-                diff += x.elayer[x.oe[r] + k] != x.slayer[x.os[r] + k] || x.eneuron[x.oe[r] + k] != x.sneuron[x.os[r] + k];
+                diff += x.elayer[x.oe[r] + k] != x.slayer[x.os[r] + k] ||
+                        x.eneuron[x.oe[r] + k] != x.sneuron[x.os[r] + k];
         }
-        CHECK(diff == 0 && x.oe[x.f.n] > 0, "neuron_set = language_specific: edit/ differs from specific/ in %zu places",
-              diff);
+        CHECK(diff == 0 && x.oe[x.f.n] > 0,
+              "neuron_set = language_specific: edit/ differs from specific/ in %zu places", diff);
     }
     if (rank == 0) locate_free(&x);
 }
@@ -664,12 +704,13 @@ static void check_min_neurons(const char *dir, size_t m, double start, const cha
         for (size_t r = 0; r < x.f.n; r++) {
             int64_t f = x.f.facts[r];
             const int32_t *st = x.status + r * LOCATE_STATUS_LEN;
-            int at_full = both[f] >= m, want_found = at_full || (can_relax && any[f] >= m), want_steps = at_full ? 0 : relax_steps;
+            int at_full = both[f] >= m, want_found = at_full || (can_relax && any[f] >= m),
+                want_steps = at_full ? 0 : relax_steps;
             CHECK(st[0] == want_found, "fact %lld: found = %d, expected %d (both %zu, any %zu, min_neurons %zu, %s)",
                   (long long)f, st[0], want_found, both[f], any[f], m, min_lf);
             if (want_found)
                 CHECK(st[3] == want_steps && fabs(x.frac[r] - (want_steps ? 0.5 : start)) < 1e-9 &&
-                      (size_t)st[1] == (at_full ? both[f] : any[f]),
+                          (size_t)st[1] == (at_full ? both[f] : any[f]),
                       "fact %lld: relaxed %d steps to %g with %d LAFNs; expected %d steps, %zu LAFNs", (long long)f,
                       st[3], x.frac[r], st[1], want_steps, at_full ? both[f] : any[f]);
             else
@@ -679,7 +720,7 @@ static void check_min_neurons(const char *dir, size_t m, double start, const cha
             *n_missing += !want_found;
         }
         CHECK(h5out_read_all(x.f.file, x.f.path, "global/counts", H5OUT_I64, 0, (void **)&counts, &nc, &err) == 0 &&
-              nc == 6 && counts[2] == *n_missing && counts[3] == *n_relaxed,
+                  nc == 6 && counts[2] == *n_missing && counts[3] == *n_relaxed,
               "global/counts: no_lafn %lld relaxed %lld, expected %d and %d", counts ? (long long)counts[2] : -1LL,
               counts && nc > 3 ? (long long)counts[3] : -1LL, *n_missing, *n_relaxed);
     }
@@ -710,7 +751,8 @@ static void test_relaxation(const char *dir, int L, int F) {
         CHECK(missing_strict > 0, "strict fractions (min_neurons %zu) left no fact without LAFNs", hi);
         CHECK(relaxed > 0, "no fact was found only after relaxing");
         printf("relaxation: strict min_neurons %zu -> %d facts without LAFN; min_neurons %zu -> %d found after "
-               "relaxing\n", hi, missing_strict, m, relaxed);
+               "relaxing\n",
+               hi, missing_strict, m, relaxed);
     }
 }
 
@@ -748,13 +790,14 @@ static void test_resume(const char *ref_dir, const char *dir) {
         CHECK(text && strstr(text, want), "the resumed run should report '%s'; log:\n%s", want, text ? text : "");
         h5out_shard *s2 = NULL;
         size_t n2 = 0;
-        CHECK(h5out_shard_list(dir, "probe", &s2, &n2, &err) == 0 && n2 == n, "%zu shards after resume, %zu before",
-              n2, n);
+        CHECK(h5out_shard_list(dir, "probe", &s2, &n2, &err) == 0 && n2 == n, "%zu shards after resume, %zu before", n2,
+              n);
         for (size_t i = 0; i + 1 < n && i < n2 && i < MAXS; i++) {
             struct stat now;
             stat(s2[i].path, &now);
             CHECK(now.st_ino == kept[i].st_ino && now.st_mtim.tv_nsec == kept[i].st_mtim.tv_nsec &&
-                  now.st_mtim.tv_sec == kept[i].st_mtim.tv_sec, "shard %s was rewritten by the resumed run", s2[i].path);
+                      now.st_mtim.tv_sec == kept[i].st_mtim.tv_sec,
+                  "shard %s was rewritten by the resumed run", s2[i].path);
         }
         CHECK(n2 && access(removed, F_OK) == 0, "the removed shard %s was not redone", removed);
         h5out_shards_free(s2, n2);
@@ -763,9 +806,13 @@ static void test_resume(const char *ref_dir, const char *dir) {
             size_t diff = 0;
             for (size_t r = 0; r < a.f.n; r++) {
                 size_t t = row_of(&b.f, a.f.facts[r]);
-                if (t == (size_t)-1 || a.ok[r + 1] - a.ok[r] != b.ok[t + 1] - b.ok[t]) { diff++; continue; }
+                if (t == (size_t)-1 || a.ok[r + 1] - a.ok[r] != b.ok[t + 1] - b.ok[t]) {
+                    diff++;
+                    continue;
+                }
                 for (int64_t k = 0; k < a.ok[r + 1] - a.ok[r]; k++)
-                    diff += a.kneuron[a.ok[r] + k] != b.kneuron[b.ok[t] + k] || a.kscore[a.ok[r] + k] != b.kscore[b.ok[t] + k];
+                    diff += a.kneuron[a.ok[r] + k] != b.kneuron[b.ok[t] + k] ||
+                            a.kscore[a.ok[r] + k] != b.kscore[b.ok[t] + k];
             }
             CHECK(diff == 0 && a.f.n == b.f.n, "resumed probe.h5 differs from a fresh run in %zu places", diff);
         }
@@ -923,8 +970,8 @@ int main(int argc, char **argv) {
     char da[400], db[400], dc[400];
     const char *a = dir_of(da, "two"), *b = dir_of(db, "one"), *c = dir_of(dc, "resume");
     int L = 0, F = 0;
-    if (run_stage("probe", a, MPI_COMM_WORLD, NULL, NULL, 0) == 0 && run_stage("locate", a, MPI_COMM_WORLD, NULL, NULL, 0) == 0 &&
-        rank == 0) {
+    if (run_stage("probe", a, MPI_COMM_WORLD, NULL, NULL, 0) == 0 &&
+        run_stage("locate", a, MPI_COMM_WORLD, NULL, NULL, 0) == 0 && rank == 0) {
         probe_file p = {.f.file = H5I_INVALID_HID};
         locate_file x = {.f.file = H5I_INVALID_HID};
         if (probe_read(&p, a) == 0 && locate_read(&x, a) == 0) {
@@ -943,7 +990,8 @@ int main(int argc, char **argv) {
             for (size_t r = 0; r < x.f.n; r++) {
                 diff += x.oe[r + 1] - x.oe[r] != x.ol[r + 1] - x.ol[r];
                 for (int64_t k = 0; k < x.oe[r + 1] - x.oe[r] && k < x.ol[r + 1] - x.ol[r]; k++)
-                    diff += x.elayer[x.oe[r] + k] != x.layer[x.ol[r] + k] || x.eneuron[x.oe[r] + k] != x.neuron[x.ol[r] + k];
+                    diff += x.elayer[x.oe[r] + k] != x.layer[x.ol[r] + k] ||
+                            x.eneuron[x.oe[r] + k] != x.neuron[x.ol[r] + k];
             }
             CHECK(diff == 0, "neuron_set = lafn: edit/ differs from lafn/ in %zu places", diff);
         }
@@ -954,7 +1002,8 @@ int main(int argc, char **argv) {
     MPI_Bcast(&F, 1, MPI_INT, 0, MPI_COMM_WORLD);
     MPI_Comm solo;
     MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? 0 : MPI_UNDEFINED, 0, &solo);
-    if (rank == 0 && run_stage("probe", b, solo, NULL, NULL, 0) == 0 && run_stage("locate", b, solo, NULL, NULL, 0) == 0)
+    if (rank == 0 && run_stage("probe", b, solo, NULL, NULL, 0) == 0 &&
+        run_stage("locate", b, solo, NULL, NULL, 0) == 0)
         compare_lafns(a, b);
     if (solo != MPI_COMM_NULL) MPI_Comm_free(&solo);
     MPI_Barrier(MPI_COMM_WORLD);
@@ -965,13 +1014,7 @@ int main(int argc, char **argv) {
     test_edit_from_depth(a, L);
     test_random_control(a, b, L, F);
     test_contrast(a, b, L, F);
-    int failures = testutil_failures, total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (rank == 0 && total == 0) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-        CHECK(system(cmd) == 0, "cannot remove %s", tmp);
-    }
+    int total = testutil_mpi_tmpdir_end(MPI_COMM_WORLD, tmp);
     int status = rank == 0 ? testutil_finish("mpi_test_probe_locate") : 0;
     MPI_Finalize();
     return total ? 1 : status;

@@ -1,6 +1,7 @@
-/* testutil: check counters and repository-relative paths for the tests. */
+/* testutil: check counters, repository-relative paths and the MPI tests' temporary directory. */
 #include "testutil.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,6 +56,33 @@ char *testutil_read_text(const char *path) {
     lafn_err err = {{0}};
     if (file_read_all(path, SIZE_MAX, &buf, &len, &err) != 0) fprintf(stderr, "%s\n", err.msg);
     return buf;
+}
+
+void testutil_mpi_tmpdir(MPI_Comm comm, const char *tag, char *out, size_t cap) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0) {
+        int n = snprintf(out, cap, "/tmp/lafn_%s_XXXXXX", tag);
+        int fits = n >= 0 && (size_t)n < cap;
+        if (!fits) errno = ENAMETOOLONG;
+        int made = fits && mkdtemp(out) != NULL;
+        CHECK(made, "cannot make a temporary directory /tmp/lafn_%s_XXXXXX: %s", tag, strerror(errno));
+        if (!made) MPI_Abort(comm, 1);
+    }
+    MPI_Bcast(out, (int)cap, MPI_CHAR, 0, comm);
+}
+
+int testutil_mpi_tmpdir_end(MPI_Comm comm, const char *dir) {
+    int rank, failures = testutil_failures, total = 0;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, comm);
+    if (rank == 0 && total) fprintf(stderr, "%s is kept for a look: %d checks failed\n", dir, total);
+    if (rank == 0 && !total) {
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        CHECK(system(cmd) == 0, "cannot remove %s", dir);
+    }
+    return total;
 }
 
 int testutil_finish(const char *name) {

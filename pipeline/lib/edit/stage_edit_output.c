@@ -166,18 +166,28 @@ int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, 
         pack_one(&p, i, &r[i], n_langs, r[i].kind == ENGINE_EDIT_VALUE_VECTOR ? D : 1, D);
     h5out_dataset ds[DS_COUNT];
     edit_schema(ds, n_langs);
-    const void *vals[DS_COUNT] = {
-        [DS_STATUS] = p.status, [DS_PARAM] = p.param, [DS_GROUP] = p.group, [DS_ORDER] = p.order,
-        [DS_STEPS] = p.steps, [DS_EARLY] = p.early, [DS_NLL_B] = p.nll_b, [DS_NLL_A] = p.nll_a,
-        [DS_LOSS] = p.loss, [DS_WALL] = p.wall, [DS_MEM] = p.mem, [DS_G_INFO] = p.ginfo,
-        [DS_G_LAYER] = p.g_layer, [DS_G_NEURON] = p.g_neuron, [DS_G_SIGN] = p.g_sign, [DS_G_THR] = p.g_thr,
-        [DS_D_LAYER] = p.d_layer, [DS_D_NEURON] = p.d_neuron, [DS_D_VAL] = p.d_val, [DS_K_INFO] = p.kinfo,
-        [DS_K_THR] = p.k_thr, [DS_K_CENTER] = p.k_center, [DS_K_VAL] = p.k_val};
+    /* each dataset's values with the dtype of their C type, checked against the table */
+#define VALUES(i, ptr) [i] = {ptr, H5OUT_DTYPE_OF(ptr)}
+    const struct { const void *v; h5out_dtype t; } vals[DS_COUNT] = {
+        VALUES(DS_STATUS, p.status), VALUES(DS_PARAM, p.param), VALUES(DS_GROUP, p.group),
+        VALUES(DS_ORDER, p.order), VALUES(DS_STEPS, p.steps), VALUES(DS_EARLY, p.early),
+        VALUES(DS_NLL_B, p.nll_b), VALUES(DS_NLL_A, p.nll_a), VALUES(DS_LOSS, p.loss), VALUES(DS_WALL, p.wall),
+        VALUES(DS_MEM, p.mem), VALUES(DS_G_INFO, p.ginfo), VALUES(DS_G_LAYER, p.g_layer),
+        VALUES(DS_G_NEURON, p.g_neuron), VALUES(DS_G_SIGN, p.g_sign), VALUES(DS_G_THR, p.g_thr),
+        VALUES(DS_D_LAYER, p.d_layer), VALUES(DS_D_NEURON, p.d_neuron), VALUES(DS_D_VAL, p.d_val),
+        VALUES(DS_K_INFO, p.kinfo), VALUES(DS_K_THR, p.k_thr), VALUES(DS_K_CENTER, p.k_center),
+        VALUES(DS_K_VAL, p.k_val)};
+#undef VALUES
     const int64_t *offs[DS_COUNT] = {[DS_G_LAYER] = p.g_off, [DS_G_NEURON] = p.g_off, [DS_G_SIGN] = p.g_off,
                                      [DS_G_THR] = p.g_off, [DS_D_LAYER] = p.d_off, [DS_D_NEURON] = p.d_off,
                                      [DS_D_VAL] = p.v_off, [DS_K_CENTER] = p.kc_off, [DS_K_VAL] = p.kv_off};
     for (size_t i = 0; i < DS_COUNT; i++) {
-        ds[i].values = vals[i];
+        if (vals[i].t != ds[i].dtype) {
+            packed_free(&p);
+            return lafn_err_set(err, "edit.h5 schema: dataset %s is declared with dtype %d but packed as %d",
+                                ds[i].name, (int)ds[i].dtype, (int)vals[i].t);
+        }
+        ds[i].values = vals[i].v;
         ds[i].offsets = offs[i];
     }
     int rc = h5out_shard_write(dir, prov, rank, seq, p.facts, n, ds, DS_COUNT, err);
@@ -237,7 +247,7 @@ static int store_finish(edit_store *s, const int32_t *param, const char *path, i
 
 int edit_store_read_file(hid_t file, const char *path, int D, edit_store *s, lafn_err *err) {
     h5out_dataset ds[EDIT_SCHEMA_MAX];
-    int64_t *o[7] = {0};
+    int64_t *o[5] = {0};
     int32_t *param = NULL;
     void *vals = NULL;
     memset(s, 0, sizeof *s);
@@ -270,11 +280,11 @@ int edit_store_read_file(hid_t file, const char *path, int D, edit_store *s, laf
         goto fail;
     }
     if (store_finish(s, param, path, D, err)) goto fail;
-    for (int i = 0; i < 7; i++) free(o[i]);
+    for (int i = 0; i < 5; i++) free(o[i]);
     free(param);
     return 0;
 fail:
-    for (int i = 0; i < 7; i++) free(o[i]);
+    for (int i = 0; i < 5; i++) free(o[i]);
     free(param);
     free(vals);
     edit_store_free(s);

@@ -79,18 +79,17 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     *rec = (edit_record){.fact = (int64_t)S->ctx.facts.facts[i].index, .group = has ? group : -1 - (int64_t)i,
                          .order = (int64_t)i, .kind = S->h.kind, .n_gate = has ? (int)ng : 0,
                          .n_delta = has ? n : 0};
-    rec->nll_before = malloc(L * sizeof(double));
-    rec->nll_after = malloc(L * sizeof(double));
-    rec->gate_layer = malloc((ng + 1) * 4);
-    rec->gate_neuron = malloc((ng + 1) * 4);
-    rec->gate_sign = malloc((ng + 1) * 4);
-    rec->gate_threshold = malloc((ng + 1) * 4);
-    rec->delta_layer = malloc(((size_t)n + 1) * 4);
-    rec->delta_neuron = malloc(((size_t)n + 1) * 4);
-    rec->delta = malloc(((size_t)n * width + 1) * 4);
+    rec->nll_before = malloc(L * sizeof *rec->nll_before);
+    rec->nll_after = malloc(L * sizeof *rec->nll_after);
+    rec->gate_layer = malloc((ng + 1) * sizeof *rec->gate_layer);
+    rec->gate_neuron = malloc((ng + 1) * sizeof *rec->gate_neuron);
+    rec->gate_sign = malloc((ng + 1) * sizeof *rec->gate_sign);
+    rec->gate_threshold = malloc((ng + 1) * sizeof *rec->gate_threshold);
+    rec->delta_layer = malloc(((size_t)n + 1) * sizeof *rec->delta_layer);
+    rec->delta_neuron = malloc(((size_t)n + 1) * sizeof *rec->delta_neuron);
+    rec->delta = malloc(((size_t)n * width + 1) * sizeof *rec->delta);
     if (!rec->nll_before || !rec->nll_after || !rec->gate_layer || !rec->gate_neuron || !rec->gate_sign ||
-        !rec->gate_threshold ||
-        !rec->delta_layer || !rec->delta_neuron || !rec->delta)
+        !rec->gate_threshold || !rec->delta_layer || !rec->delta_neuron || !rec->delta)
         return lafn_err_set(err, "edit: out of memory for the record of fact %s", S->ctx.facts.facts[i].id);
     for (size_t l = 0; l < L; l++) {
         rec->nll_before[l] = has ? res->nll_before[slot * L + l] : NAN;
@@ -98,9 +97,9 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     }
     if (!has) { rec->status = EDIT_STATUS_NO_LAFN; return 0; }
     if (edit_gate_for_fact(S, i, rec, err)) return -1;
-    memcpy(rec->delta_layer, layer, (size_t)n * 4);
-    memcpy(rec->delta_neuron, neuron, (size_t)n * 4);
-    memcpy(rec->delta, delta, (size_t)n * width * 4);
+    memcpy(rec->delta_layer, layer, (size_t)n * sizeof *rec->delta_layer);
+    memcpy(rec->delta_neuron, neuron, (size_t)n * sizeof *rec->delta_neuron);
+    memcpy(rec->delta, delta, (size_t)n * width * sizeof *rec->delta);
     int reached = 1;
     for (size_t l = 0; l < L; l++)
         if (p->present[slot * L + l] && !(res->nll_after[slot * L + l] < S->h.stop_nll)) reached = 0;

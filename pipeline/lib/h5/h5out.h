@@ -50,9 +50,14 @@ typedef struct {
 typedef enum { H5OUT_I32, H5OUT_I64, H5OUT_F32, H5OUT_F64 } h5out_dtype;
 typedef enum { H5OUT_ROWS, H5OUT_CSR } h5out_layout;
 
+/* The h5out_dtype of what ptr points to (int32_t, int64_t, float or double; another type does not compile): a
+ * dataset's dtype can follow from the type of its buffer. */
+#define H5OUT_DTYPE_OF(ptr) \
+    _Generic(*(ptr), int32_t : H5OUT_I32, int64_t : H5OUT_I64, float : H5OUT_F32, double : H5OUT_F64)
+
 /* One per-fact dataset of a batch. As a merge schema, values/offsets are unused. */
 typedef struct {
-    const char *name;       /* HDF5 path, e.g. "lafn" or "scores/blk.12.ffn_down"; groups are created */
+    const char *name; /* HDF5 path, e.g. "lafn" or "scores/blk.12.ffn_down"; groups are created */
     h5out_layout layout;
     h5out_dtype dtype;
     size_t row_len;         /* ROWS: elements per fact (> 0) */
@@ -74,8 +79,7 @@ size_t h5out_dtype_size(h5out_dtype t);
  * (collective over comm, the communicator the file was opened with; host, time
  * and git revision are taken on rank 0 and broadcast). kind is "shard" or
  * "stage". Returns 0, or -1 with err set. */
-int h5out_provenance_write(hid_t file, const h5out_provenance *p, const char *kind, MPI_Comm comm,
-                           lafn_err *err);
+int h5out_provenance_write(hid_t file, const h5out_provenance *p, const char *kind, MPI_Comm comm, lafn_err *err);
 
 /* Reads string attribute `name` of obj (fixed or variable length) into a new
  * string the caller frees. Returns 0, or -1 with err naming the attribute. */
@@ -84,35 +88,31 @@ int h5out_attr_string(hid_t obj, const char *name, char **out, lafn_err *err);
 /* Checks the identity attributes of an open file: lafn_stage == stage,
  * lafn_format_version == H5OUT_FORMAT_VERSION and, unless run_id is NULL,
  * lafn_run_id == run_id. Returns 0, or -1 with err naming path and the mismatch. */
-int h5out_check_identity(hid_t file, const char *path, const char *stage, const char *run_id,
-                         lafn_err *err);
+int h5out_check_identity(hid_t file, const char *path, const char *stage, const char *run_id, lafn_err *err);
 
 /* Opens a merged stage file read-only, collectively over comm (MPI-IO driver),
  * checks its identity as h5out_check_identity and that it is not a shard. On success *file is the caller's
  * to H5Fclose. Returns 0, or -1 with err set and nothing left open. */
-int h5out_open(const char *path, const char *stage, const char *run_id, MPI_Comm comm,
-               hid_t *file, lafn_err *err);
+int h5out_open(const char *path, const char *stage, const char *run_id, MPI_Comm comm, hid_t *file, lafn_err *err);
 
 /* Writes one rank's batch of n_facts (> 0) finished facts and its datasets to
  * DIR/STAGE.shard-RANK-SEQ.h5 (serial HDF5; written as .tmp, synced, renamed).
  * Returns 0, or -1 with err set; on failure no committed shard exists. */
-int h5out_shard_write(const char *dir, const h5out_provenance *p, int rank, size_t seq,
-                      const int64_t *facts, size_t n_facts, const h5out_dataset *ds, size_t n_ds,
-                      lafn_err *err);
+int h5out_shard_write(const char *dir, const h5out_provenance *p, int rank, size_t seq, const int64_t *facts,
+                      size_t n_facts, const h5out_dataset *ds, size_t n_ds, lafn_err *err);
 
 /* Lists the committed shards of stage in dir (names STAGE.shard-RANK-SEQ.h5
  * exactly; .tmp files and others are ignored), sorted by rank then seq. The
  * caller frees with h5out_shards_free. Returns 0, or -1 with err set. */
-int h5out_shard_list(const char *dir, const char *stage, h5out_shard **out, size_t *n,
-                     lafn_err *err);
+int h5out_shard_list(const char *dir, const char *stage, h5out_shard **out, size_t *n, lafn_err *err);
 void h5out_shards_free(h5out_shard *s, size_t n);
 
 /* Resume: the sorted, distinct fact indices already in committed shards of
  * stage in dir (each shard's identity checked against stage and run_id), and
  * the first unused shard seq of `rank`. *done (may be NULL when *n_done is 0) is
  * the caller's to free. Returns 0, or -1 with err naming the shard at fault. */
-int h5out_resume(const char *dir, const char *stage, const char *run_id, int rank,
-                 int64_t **done, size_t *n_done, size_t *next_seq, lafn_err *err);
+int h5out_resume(const char *dir, const char *stage, const char *run_id, int rank, int64_t **done, size_t *n_done,
+                 size_t *next_seq, lafn_err *err);
 
 /* Collectively (every rank of comm, also ranks with no shard) merges the
  * committed shards of p->stage in dir into DIR/STAGE.h5: written as .tmp and
@@ -121,35 +121,35 @@ int h5out_resume(const char *dir, const char *stage, const char *run_id, int ran
  * dtype, row_len). Rows are in shard order (rank, seq); /facts maps rows to
  * facts; a fact in two shards is an error. Returns 0 on every rank, or -1 on
  * every rank with the same err. */
-int h5out_merge(const char *dir, const h5out_provenance *p, const h5out_dataset *schema,
-                size_t n_schema, MPI_Comm comm, lafn_err *err);
+int h5out_merge(const char *dir, const h5out_provenance *p, const h5out_dataset *schema, size_t n_schema, MPI_Comm comm,
+                lafn_err *err);
 
 /* Reads a whole 1-D or 2-D dataset of an open file (serial or collective reads)
  * into a new buffer of dtype: checks the rank, that dims[1] == row_len for a
  * 2-D dataset (row_len 0: 1-D) and that the stored type is of dtype's class.
  * *n_rows gets dims[0]. Returns 0, or -1 with err naming path and dataset. */
-int h5out_read_all(hid_t file, const char *path, const char *name, h5out_dtype dtype,
-                   size_t row_len, void **out, size_t *n_rows, lafn_err *err);
+int h5out_read_all(hid_t file, const char *path, const char *name, h5out_dtype dtype, size_t row_len, void **out,
+                   size_t *n_rows, lafn_err *err);
 
 /* Reads rows [row0, row0 + n_rows) of a ROWS dataset (row_len > 0) or a 1-D
  * dataset (row_len 0) into a new buffer of dtype, the caller's. For a stage's
  * ranks each reading its share of a stage file. Returns 0, or -1 with err naming
  * path, dataset and the range or shape at fault. */
-int h5out_read_rows(hid_t file, const char *path, const char *name, h5out_dtype dtype,
-                    size_t row_len, size_t row0, size_t n_rows, void **out, lafn_err *err);
+int h5out_read_rows(hid_t file, const char *path, const char *name, h5out_dtype dtype, size_t row_len, size_t row0,
+                    size_t n_rows, void **out, lafn_err *err);
 
 /* Reads rows [row0, row0 + n_rows) of CSR dataset `name`: *offsets gets
  * n_rows + 1 entries rebased to start at 0, *values the rows' values (both new,
  * the caller's). The offsets read are checked (non-decreasing, inside values).
  * Returns 0, or -1 with err set. */
-int h5out_read_csr(hid_t file, const char *path, const char *name, h5out_dtype dtype, size_t row0,
-                   size_t n_rows, int64_t **offsets, void **values, lafn_err *err);
+int h5out_read_csr(hid_t file, const char *path, const char *name, h5out_dtype dtype, size_t row0, size_t n_rows,
+                   int64_t **offsets, void **values, lafn_err *err);
 
 /* Reads dataset ds (layout, dtype, row_len from the schema) of n_facts rows:
  * ROWS into *values; CSR into *offsets (checked: n_facts + 1 entries, 0 first,
  * non-decreasing, last == number of values) and *values. Buffers are new and
  * the caller's. Returns 0, or -1 with err naming path, dataset and the fault. */
-int h5out_read_dataset(hid_t file, const char *path, const h5out_dataset *ds, size_t n_facts,
-                       void **values, int64_t **offsets, lafn_err *err);
+int h5out_read_dataset(hid_t file, const char *path, const h5out_dataset *ds, size_t n_facts, void **values,
+                       int64_t **offsets, lafn_err *err);
 
 #endif
