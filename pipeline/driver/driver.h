@@ -45,6 +45,7 @@ typedef struct {
     size_t n_overrides;
     int stage_on[DRIVER_N_STAGES]; /* 1 = the stage runs */
     int dry_run;
+    int all_metrics;         /* --all-metrics: the full results table */
     lafn_config cfg;         /* the pipeline file with the overrides applied */
     const char *out_dir;     /* run.output_dir (owned by cfg) */
     int64_t ranks;           /* run.ranks */

@@ -126,6 +126,7 @@ static int parse_args(driver_plan *p, int argc, char **argv, int allow_dry_run, 
         else if (!strcmp(a, "--resume")) rc = add_override(p, "run.resume=true", err);
         else if (!strcmp(a, "--no-resume")) rc = add_override(p, "run.resume=false", err);
         else if (!strcmp(a, "--dry-run") && allow_dry_run) p->dry_run = 1;
+        else if (!strcmp(a, "--all-metrics")) p->all_metrics = 1;
         else if ((v = option_value(argc, argv, &i, "--stages", &missing))) rc = parse_stages(p, v, err);
         else if ((v = option_value(argc, argv, &i, "--facts", &missing))) rc = parse_facts(p, v, err);
         else if ((v = option_value(argc, argv, &i, "--languages", &missing)) ||

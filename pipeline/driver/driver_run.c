@@ -10,7 +10,7 @@
 #include "eval/eval_table.h"
 
 static const char run_usage[] =
-    "usage: lafn run FILE.cfg [--resume | --no-resume] [--dry-run] [--stages probe,locate,edit,eval]\n"
+    "usage: lafn run FILE.cfg [--resume | --no-resume] [--dry-run] [--all-metrics] [--stages probe,locate,edit,eval]\n"
     "                [--facts A-B | --facts 1,4,7-9] [--languages en,zh] [--ranks N] [section.key=value ...]\n";
 
 /* The stage's own error line ("lafn-STAGE: ...") of its latest attempt in the log, into msg ("" if none). */
@@ -101,7 +101,7 @@ static int print_table(const driver_plan *p, lafn_err *err) {
     snprintf(path, sizeof path, "%s/eval.h5", p->out_dir);
     printf("\nresults (%s):\n", path);
     fflush(stdout);
-    return eval_table_print(path, stdout, err);
+    return eval_table_print(path, p->all_metrics, stdout, err);
 }
 
 int driver_run(int argc, char **argv) {

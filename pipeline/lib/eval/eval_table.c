@@ -137,11 +137,53 @@ static void print_block(FILE *out, const table_data *t, const char *title, const
     }
 }
 
-int eval_table_print(const char *path, FILE *out, lafn_err *err) {
+/* Index of set name in t, or -1. */
+static int set_index(const table_data *t, const char *name) {
+    for (size_t s = 0; s < t->S; s++)
+        if (!strcmp(t->sets[s], name)) return (int)s;
+    return -1;
+}
+
+/* The compact table: token accuracy (or the first metric shown), rows = test
+ * languages, columns = criteria, cells "unedited -> edited [lo,hi] n" for the
+ * edit made in all languages. */
+static void print_compact(FILE *out, const table_data *t) {
+    int m = 0; /* token accuracy when shown (EVAL_TOKEN_EM is 0), else the first metric shown */
+    while (m < EVAL_N_METRIC - 1 && !list_has(t->shown, eval_metric_names[m])) m++;
+    int pre = set_index(t, "unedited"), post = set_index(t, "all");
+    if (pre < 0 || post < 0) {
+        fprintf(out, "\n(no unedited and all-language rows: see --all-metrics)\n");
+        return;
+    }
+    fprintf(out, "\n%s, unedited -> LAFN edit in all languages [interval] n\n%-6s", eval_metric_names[m], "test");
+    for (int c = 0; c < EVAL_N_CRIT; c++) fprintf(out, " %-30s", eval_criterion_names[c]);
+    fputc('\n', out);
+    for (size_t l = 0; l < t->L; l++) {
+        fprintf(out, "%-6s", t->langs[l]);
+        for (int c = 0; c < EVAL_N_CRIT; c++) {
+            size_t a = ((size_t)pre * t->L + l) * EVAL_N_VALUES + (size_t)c * EVAL_N_METRIC + (size_t)m;
+            size_t b = ((size_t)post * t->L + l) * EVAL_N_VALUES + (size_t)c * EVAL_N_METRIC + (size_t)m;
+            char buf[64];
+            if (t->n[b] == 0 || isnan(t->mean[b])) snprintf(buf, sizeof buf, "-");
+            else snprintf(buf, sizeof buf, "%.2f -> %.2f [%.2f,%.2f] n=%lld", t->mean[a], t->mean[b], t->lo[b],
+                          t->hi[b], (long long)t->n[b]);
+            fprintf(out, " %-30s", buf);
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "(every criterion, metric and edit set: lafn run ... --all-metrics)\n");
+}
+
+int eval_table_print(const char *path, int all_metrics, FILE *out, lafn_err *err) {
     table_data t;
     if (table_read(path, &t, err) != 0) return -1;
     fprintf(out, "Results from %s: mean [bootstrap interval] n = facts per cell. Locality = share of "
                  "teacher-forced loc_ans predictions unchanged by the edit.\n", path);
+    if (!all_metrics) {
+        print_compact(out, &t);
+        table_free(&t);
+        return 0;
+    }
     char title[160];
     int show[EVAL_N_METRIC];
     for (int m = 0; m < EVAL_N_METRIC; m++) show[m] = list_has(t.shown, eval_metric_names[m]);

@@ -7,12 +7,14 @@
 #include "base/lafn_err.h"
 
 /* Prints, from the cell means of the eval.h5 at path (serial read; MPI need
- * not be initialised), one block per criterion and metric (the run's
- * eval.metrics): rows = the
- * unedited model (baseline), LAFN with the edit made in all languages, and
- * LAFN edited in one language ("each", if evaluated); columns = test
- * languages; each cell "mean [lo,hi] n". Then generality on the records whose
- * rephrase equals src. Returns 0, or -1 with err naming the file and dataset. */
-int eval_table_print(const char *path, FILE *out, lafn_err *err);
+ * not be initialised), the results table. Compact (all_metrics 0): token
+ * accuracy, rows = test languages, columns = the four criteria, cells
+ * "unedited -> edited (all languages) [lo,hi] n". With all_metrics: one block
+ * per criterion and metric (the run's eval.metrics): rows = the unedited
+ * model (baseline), LAFN with the edit made in all languages, and LAFN edited
+ * in one language ("each", if evaluated); columns = test languages; each
+ * cell "mean [lo,hi] n"; then generality on the records whose rephrase
+ * equals src. Returns 0, or -1 with err naming the file and dataset. */
+int eval_table_print(const char *path, int all_metrics, FILE *out, lafn_err *err);
 
 #endif
