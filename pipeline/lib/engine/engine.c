@@ -72,11 +72,6 @@ struct engine_run {
     int grad_lowest;       /* lowest layer with a valid act gradient; L+1 = none */
 };
 
-typedef struct {
-    float **ptr;
-    size_t n;
-} buf_spec;
-
 /* Lays out the run's float buffers in one block (llm.c style). */
 static int run_alloc_block(engine_run *r, lafn_err *err) {
     const model_config *c = &r->m->cfg;
@@ -84,7 +79,7 @@ static int run_alloc_block(engine_run *r, lafn_err *err) {
     size_t F = (size_t)c->d_ffn, H = (size_t)c->n_head, K = (size_t)c->n_head_kv;
     size_t QE = H * (size_t)c->head_dim, KE = K * (size_t)c->head_dim;
     size_t qkn = c->has_qk_norm ? 1 : 0, pn = c->has_post_norms ? 1 : 0;
-    buf_spec specs[] = {
+    float_slice specs[] = {
         {&r->resid, (L + 1) * N * D}, {&r->xn, L * N * D}, {&r->rstd_attn, L * N},
         {&r->q_raw, qkn * L * N * QE}, {&r->k_raw, qkn * L * N * KE},
         {&r->rstd_q, qkn * L * N * H}, {&r->rstd_k, qkn * L * N * K},
@@ -100,18 +95,12 @@ static int run_alloc_block(engine_run *r, lafn_err *err) {
         {&r->rope_buf, rope_tables_floats(c, N)},
         {&r->scratch, attention_scratch_floats(N)},
     };
-    size_t n_specs = sizeof specs / sizeof specs[0], total = 0;
-    for (size_t i = 0; i < n_specs; i++) total += specs[i].n;
-    r->block = malloc(total * sizeof(float));
+    size_t total;
+    r->block = float_block_alloc(specs, sizeof specs / sizeof specs[0], &total);
     if (!r->block)
         return lafn_err_set(err, "engine_run_init: cannot allocate %zu MiB of activations "
                                  "(max_tokens %zu, max_logit_pos %zu)",
                             total * sizeof(float) >> 20, N, P);
-    float *p = r->block;
-    for (size_t i = 0; i < n_specs; i++) {
-        *specs[i].ptr = specs[i].n ? p : NULL;
-        p += specs[i].n;
-    }
     return 0;
 }
 

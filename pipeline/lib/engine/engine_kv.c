@@ -42,11 +42,6 @@ struct engine_kv {
     int *ones;            /* (S) all 1: the lengths of a step */
 };
 
-typedef struct {
-    float **ptr;
-    size_t n;
-} kv_buf;
-
 /* Lays out the float buffers in one block. */
 static int kv_alloc_block(engine_kv *kv, lafn_err *err) {
     const model_config *c = &kv->m->cfg;
@@ -55,7 +50,7 @@ static int kv_alloc_block(engine_kv *kv, lafn_err *err) {
     size_t QE = H * (size_t)c->head_dim, KE = K * (size_t)c->head_dim;
     size_t qkn = c->has_qk_norm ? 1 : 0, pn = c->has_post_norms ? 1 : 0;
     layer_bufs *b = &kv->lb;
-    kv_buf specs[] = {
+    float_slice specs[] = {
         {&kv->k, L * S * T * KE}, {&kv->v, L * S * T * KE}, {&kv->x, C * D},
         {&b->xn, C * D}, {&b->rstd_attn, C}, {&b->q_raw, qkn * C * QE}, {&b->k_raw, qkn * C * KE},
         {&b->rstd_q, qkn * C * H}, {&b->rstd_k, qkn * C * K}, {&b->q, C * QE}, {&b->k, C * KE},
@@ -65,17 +60,11 @@ static int kv_alloc_block(engine_kv *kv, lafn_err *err) {
         {&kv->scratch, attention_scratch_floats(T)}, {&kv->rope_buf, rope_tables_floats(c, T)},
         {&kv->xf, S * D}, {&kv->rstd_f, S}, {&kv->logits, S * (size_t)c->vocab},
     };
-    size_t n_specs = sizeof specs / sizeof specs[0], total = 0;
-    for (size_t i = 0; i < n_specs; i++) total += specs[i].n;
-    kv->block = malloc(total * sizeof(float));
+    size_t total;
+    kv->block = float_block_alloc(specs, sizeof specs / sizeof specs[0], &total);
     if (!kv->block)
         return lafn_err_set(err, "engine_kv_init: cannot allocate %zu MiB (max_seqs %zu, max_len %zu)",
                             total * sizeof(float) >> 20, S, T);
-    float *p = kv->block;
-    for (size_t i = 0; i < n_specs; i++) {
-        *specs[i].ptr = specs[i].n ? p : NULL;
-        p += specs[i].n;
-    }
     return 0;
 }
 

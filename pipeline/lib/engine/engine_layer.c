@@ -1,5 +1,18 @@
-/* engine_layer: one transformer layer's forward pieces over n tokens (norms, projections, QK-norm, RoPE, FFN with edits), shared by the batch run and the KV cache. */
+/* engine_layer: one transformer layer's forward pieces over n tokens (norms, projections, QK-norm, RoPE, FFN with edits) and the buffer block, shared by the batch run and the KV cache. */
+#include <stdlib.h>
+
 #include "engine/engine_ops.h"
+
+float *float_block_alloc(const float_slice *slices, size_t n_slices, size_t *total) {
+    *total = 0;
+    for (size_t i = 0; i < n_slices; i++) *total += slices[i].n;
+    float *block = malloc(*total * sizeof(float)), *p = block;
+    for (size_t i = 0; block && i < n_slices; i++) {
+        *slices[i].ptr = slices[i].n ? p : NULL;
+        p += slices[i].n;
+    }
+    return block;
+}
 
 size_t rope_tables_floats(const model_config *c, size_t max_pos) {
     return 4 * max_pos * ((size_t)c->head_dim / 2);

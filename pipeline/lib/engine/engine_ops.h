@@ -32,7 +32,7 @@ void rmsnorm_backward(float *dinp, const float *dout, const float *inp, const fl
 
 /* ---- engine_ffn.c ---- */
 
-/* out (n, dout) = inp (n, din) · wᵀ (+ bias), one sgemm. */
+/* out (n, dout) = inp (n, din) · wᵀ (+ bias), one sgemm (sgemv for n = 1). */
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                     size_t n, size_t din, size_t dout);
 /* dinp (n, din) += dout (n, dout) · w (dout, din), one sgemm. */
@@ -134,6 +134,17 @@ void edit_values_backward(float *d_delta, float *dact, const float *dy, const fl
                           const engine_edit *ed, int layer, const edit_dims *d);
 
 /* ---- engine_layer.c: one layer's forward pieces, shared by engine_run and engine_kv ---- */
+
+/* A slice of n floats to carve out of one block; *ptr is NULL when n = 0. */
+typedef struct {
+    float **ptr;
+    size_t n;
+} float_slice;
+
+/* Allocates one block holding every slice and points each into it (llm.c
+ * style). Returns the block (the caller frees it), or NULL with *total the
+ * floats that could not be had. */
+float *float_block_alloc(const float_slice *slices, size_t n_slices, size_t *total);
 
 /* RoPE tables of the global and the local (sliding-window) layers: cos/sin (max_pos, E/2) each. */
 typedef struct {
