@@ -118,8 +118,12 @@ typedef struct {
  * Keys outside a row's causal window get probability 0. */
 static void block_probs(float *S, const attn_block *b, const attn_dims *a, float *lse_out,
                         const float *lse_in, size_t lse_stride) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)b->R, (blasint)b->W, a->E, a->scale,
-                b->q, (blasint)b->qs, b->k, (blasint)b->ks, 0.0f, S, (blasint)b->W);
+    if (b->R == 1) /* one query row (a decode step): sgemv, which does not pack the keys first */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)b->W, a->E, a->scale, b->k, (blasint)b->ks, b->q, 1,
+                    0.0f, S, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)b->R, (blasint)b->W, a->E, a->scale,
+                    b->q, (blasint)b->qs, b->k, (blasint)b->ks, 0.0f, S, (blasint)b->W);
     for (size_t i = 0; i < b->R; i++) {
         size_t t = b->t0 + i, lo = attn_first_key(t, a->window) - b->kstart, hi = t - b->kstart;
         float *row = S + i * b->W;
@@ -186,8 +190,11 @@ static void block_forward(const attn_block *b, size_t row0, int h, int kh, void 
     float *S = c->scratch;
     block_probs(S, b, c->a, c->lse + row0 * (size_t)c->a->H + (size_t)h, NULL, (size_t)c->a->H);
     float *o = c->out + row0 * b->qs + (size_t)h * (size_t)c->a->E;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)b->R, c->a->E, (blasint)b->W, 1.0f, S,
-                (blasint)b->W, b->v, (blasint)b->ks, 0.0f, o, (blasint)b->qs);
+    if (b->R == 1)
+        cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)b->W, c->a->E, 1.0f, b->v, (blasint)b->ks, S, 1, 0.0f, o, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)b->R, c->a->E, (blasint)b->W, 1.0f, S,
+                    (blasint)b->W, b->v, (blasint)b->ks, 0.0f, o, (blasint)b->qs);
 }
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
