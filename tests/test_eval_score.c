@@ -7,7 +7,8 @@
 #include "edit/edit_cache.h"
 #include "engine/engine.h"
 #include "facts/facts.h"
-#include "engine/generate.h"
+#include "engine/decode.h"
+#include "engine/engine_kv.h"
 #include "stage/stage.h"
 #include "eval/stage_eval_int.h"
 #include "testutil.h"
@@ -97,14 +98,26 @@ static void check_pair(eval_scorer *s, engine_run *ref, const char *lang, const 
 }
 
 /* The greedy continuation of prompt (up to max_new tokens) as text, NULL on failure; its ids in out. */
-static char *greedy_text(engine_run *ref, const model *m, const char *prompt, int max_new, int32_t *out, size_t *n_out) {
+static char *greedy_text(const model *m, const char *prompt, int max_new, int32_t *out, size_t *n_out) {
     int32_t ids[256];
-    float logp[8];
-    size_t n = encode(m->tok, prompt, tokenizer_adds_bos(m->tok), ids, 256);
-    generate_opts go = {.max_new_tokens = max_new, .stop_at_newline = 0};
+    int len = (int)encode(m->tok, prompt, tokenizer_adds_bos(m->tok), ids, 256);
+    engine_batch b = {.n_seq = 1, .seq_len = &len, .tokens = ids};
+    decode_opts o = decode_defaults();
+    o.max_new_tokens = max_new;
+    decode_result r = {0};
+    engine_kv *kv = NULL;
     lafn_err err = {{0}};
-    if (generate_greedy(ref, m, ids, n, &go, out, logp, n_out, &err) || *n_out == 0) return NULL;
-    return tokenizer_decode(m->tok, out, *n_out, &err);
+    char *text = NULL;
+    if (engine_kv_init(&kv, m, 1, (size_t)(len + max_new), &err) == 0 && decode_generate(kv, m, &b, &o, &r, &err) == 0 &&
+        r.n > 0) {
+        memcpy(out, r.ids, r.n * sizeof *out);
+        *n_out = r.n;
+        text = r.text;
+        r.text = NULL;
+    }
+    decode_result_free(&r);
+    engine_kv_free(kv);
+    return text;
 }
 
 /* A target the model surely predicts (its own greedy continuation, where that
@@ -119,7 +132,7 @@ static void test_pairs(eval_scorer *s, engine_run *ref, const facts_set *fs) {
             for (int max_new = 1; side && max_new <= 2; max_new++) {
                 int32_t out[8];
                 size_t n_out = 0;
-                char *cont = greedy_text(ref, m, side->src, max_new, out, &n_out);
+                char *cont = greedy_text(m, side->src, max_new, out, &n_out);
                 if (!cont) { CHECK(0, "greedy continuation of '%s' failed", side->src); continue; }
                 const char *target = cont + strspn(cont, " ");
                 stage_sequence seq;

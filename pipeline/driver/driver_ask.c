@@ -1,4 +1,4 @@
-/* driver_ask: `lafn ask` — greedy answers of the model to prompts, with their log-probabilities (RUN_DIR FACT: driver_ask_run.c). */
+/* driver_ask: `lafn ask` — greedy answers of the model to prompts, all decoded at once on the KV cache, with their log-probabilities (RUN_DIR FACT: driver_ask_run.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,45 +6,31 @@
 #include <sys/stat.h>
 
 #include "driver.h"
-#include "engine/engine.h"
-#include "engine/generate.h"
+#include "engine/decode.h"
+#include "engine/engine_kv.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
-enum { ASK_MAX_PROMPT_TOKENS = 448, ASK_MAX_NEW_TOKENS = 16 };
+enum { ASK_MAX_PROMPT_TOKENS = 448, ASK_MAX_NEW_TOKENS = 16, ASK_MAX_PROMPTS = 256 };
 
-/* Answers one prompt and prints "[lang] prompt → answer" with per-token log-probs. */
-static int ask_one(engine_run *run, const model *m, const char *lang, const char *prompt, lafn_err *err) {
-    int32_t ids[ASK_MAX_PROMPT_TOKENS];
-    size_t n = 0;
-    if (tokenizer_encode(m->tok, prompt, strlen(prompt), tokenizer_adds_bos(m->tok), ids,
-                         ASK_MAX_PROMPT_TOKENS, &n, err) != 0)
-        return -1;
-    if (n > ASK_MAX_PROMPT_TOKENS)
-        return lafn_err_set(err, "prompt '%.60s…' has %zu tokens; at most %d are allowed", prompt, n,
-                            ASK_MAX_PROMPT_TOKENS);
-    int32_t out[ASK_MAX_NEW_TOKENS];
-    float logp[ASK_MAX_NEW_TOKENS];
-    size_t n_out = 0;
-    generate_opts go = {.max_new_tokens = ASK_MAX_NEW_TOKENS, .stop_at_newline = 1};
-    if (generate_greedy(run, m, ids, n, &go, out, logp, &n_out, err) != 0) return -1;
-    char *answer = tokenizer_decode(m->tok, out, n_out, err);
-    if (!answer) return -1;
-    double total = 0.0;
-    for (size_t i = 0; i < n_out; i++) total += logp[i];
-    printf("[%s] %s →%s\n      log p(answer) = %.3f; per token:", lang, prompt, answer, total);
-    for (size_t i = 0; i < n_out; i++) {
-        char *piece = tokenizer_decode(m->tok, &out[i], 1, err);
-        printf(" '%s' %.3f", piece ? piece : "?", logp[i]);
-        free(piece);
+/* The questions: language label and prompt of each (pointers into argv or into owned lines). */
+typedef struct {
+    int n;
+    const char *lang[ASK_MAX_PROMPTS], *prompt[ASK_MAX_PROMPTS];
+    char *owned[ASK_MAX_PROMPTS]; /* the file's lines */
+} ask_list;
+
+static int ask_add(ask_list *q, const char *lang, const char *prompt, char *owned, lafn_err *err) {
+    if (q->n == ASK_MAX_PROMPTS) {
+        free(owned);
+        return lafn_err_set(err, "more than %d prompts; ask them in several calls", ASK_MAX_PROMPTS);
     }
-    printf("\n");
-    free(answer);
+    q->lang[q->n] = lang, q->prompt[q->n] = prompt, q->owned[q->n++] = owned;
     return 0;
 }
 
-/* Answers every "lang<TAB>prompt" line of a TSV file (# starts a comment). */
-static int ask_file(engine_run *run, const model *m, const char *path, lafn_err *err) {
+/* Reads every "lang<TAB>prompt" line of a TSV file (# starts a comment). */
+static int ask_file(ask_list *q, const char *path, lafn_err *err) {
     FILE *f = fopen(path, "r");
     if (!f) return lafn_err_set(err, "%s: cannot open: %s", path, strerror(errno));
     char line[4096];
@@ -59,10 +45,70 @@ static int ask_file(engine_run *run, const model *m, const char *path, lafn_err 
                                   line_no, line);
             break;
         }
-        *tab = '\0';
-        status = ask_one(run, m, line, tab + 1, err);
+        char *copy = strdup(line);
+        if (!copy) {
+            status = lafn_err_set(err, "%s:%d: out of memory", path, line_no);
+            break;
+        }
+        copy[tab - line] = '\0';
+        status = ask_add(q, copy, copy + (tab - line) + 1, copy, err);
     }
     fclose(f);
+    return status;
+}
+
+/* Prints text with control characters as escapes, so each answer stays on its line. */
+static void put_escaped(const char *text) {
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+        if (*c == '\n') fputs("\\n", stdout);
+        else putchar(*c < 0x20 || *c == 0x7f ? '?' : *c);
+}
+
+/* Prints "[lang] prompt → answer" with the answer's per-token log-probabilities. */
+static void ask_print(const model *m, const char *lang, const char *prompt, const decode_result *r) {
+    printf("[%s] %s →", lang, prompt);
+    put_escaped(r->text);
+    printf("\n      log p(answer) = %.3f; per token:", r->score);
+    for (size_t i = 0; i < r->n; i++) {
+        char *piece = tokenizer_decode(m->tok, &r->ids[i], 1, NULL);
+        printf(" '");
+        put_escaped(piece ? piece : "?");
+        printf("' %.3f", r->logp[i]);
+        free(piece);
+    }
+    printf("\n");
+}
+
+/* Answers every question greedily in one batch (up to a newline or ASK_MAX_NEW_TOKENS tokens). */
+static int ask_all(const model *m, const ask_list *q, lafn_err *err) {
+    static int32_t ids[ASK_MAX_PROMPTS * ASK_MAX_PROMPT_TOKENS];
+    int len[ASK_MAX_PROMPTS], status = 0, longest = 0;
+    size_t off = 0;
+    for (int i = 0; i < q->n; i++) {
+        size_t n = 0;
+        if (tokenizer_encode(m->tok, q->prompt[i], strlen(q->prompt[i]), tokenizer_adds_bos(m->tok), ids + off,
+                             ASK_MAX_PROMPT_TOKENS, &n, err) != 0)
+            return -1;
+        if (n > ASK_MAX_PROMPT_TOKENS)
+            return lafn_err_set(err, "prompt '%.60s…' has %zu tokens; at most %d are allowed", q->prompt[i], n,
+                                ASK_MAX_PROMPT_TOKENS);
+        len[i] = (int)n, off += n;
+        longest = len[i] > longest ? len[i] : longest;
+    }
+    static const char *const newline[] = {"\n"};
+    decode_opts o = decode_defaults();
+    o.max_new_tokens = ASK_MAX_NEW_TOKENS, o.stop = newline, o.n_stop = 1;
+    engine_batch b = {.n_seq = q->n, .seq_len = len, .tokens = ids};
+    decode_result out[ASK_MAX_PROMPTS];
+    engine_kv *kv = NULL;
+    if (engine_kv_init(&kv, m, (size_t)q->n, (size_t)longest + ASK_MAX_NEW_TOKENS, err) ||
+        decode_generate(kv, m, &b, &o, out, err))
+        status = -1;
+    for (int i = 0; status == 0 && i < q->n; i++) {
+        ask_print(m, q->lang[i], q->prompt[i], &out[i]);
+        decode_result_free(&out[i]);
+    }
+    engine_kv_free(kv);
     return status;
 }
 
@@ -84,15 +130,17 @@ int driver_ask(int argc, char **argv) {
     }
     lafn_err err = {{0}};
     model *m = NULL;
-    engine_run *run = NULL;
-    int status = model_load(&m, model_path, MPI_COMM_NULL, &err);
+    ask_list *q = calloc(1, sizeof *q);
+    int status = q ? 0 : lafn_err_set(&err, "out of memory");
+    if (status == 0 && questions) status = ask_file(q, questions, &err);
+    for (int i = first_prompt; status == 0 && i < argc; i++) status = ask_add(q, "--", argv[i], NULL, &err);
+    if (status == 0) status = model_load(&m, model_path, MPI_COMM_NULL, &err);
     if (status == 0) {
         printf("model: %s (%s, %.1f MB, sha256 %.16s…)\n\n", m->path, m->name, m->file_bytes / 1e6, m->sha256);
-        status = engine_run_init(&run, m, ASK_MAX_PROMPT_TOKENS + ASK_MAX_NEW_TOKENS, 1, &err);
+        status = ask_all(m, q, &err);
     }
-    if (status == 0 && questions) status = ask_file(run, m, questions, &err);
-    for (int i = first_prompt; status == 0 && i < argc; i++) status = ask_one(run, m, "--", argv[i], &err);
-    engine_run_free(run);
+    for (int i = 0; q && i < q->n; i++) free(q->owned[i]);
+    free(q);
     model_free(m);
     if (status != 0) {
         fprintf(stderr, "lafn ask: %s\n", err.msg);

@@ -1,4 +1,4 @@
-/* driver_ask_run: `lafn ask RUN_DIR FACT` — one fact of a finished run, unedited and edited answers side by side in every language. */
+/* driver_ask_run: `lafn ask RUN_DIR FACT` — one fact of a finished run, unedited and edited answers side by side in every language: teacher-forced, and generated on the KV cache with the edit behind its gate. */
 #include <hdf5.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -8,6 +8,8 @@
 
 #include "driver.h"
 #include "edit/edit_cache.h"
+#include "engine/decode.h"
+#include "engine/engine_kv.h"
 #include "h5/h5out.h"
 #include "model/model.h"
 #include "stage/stage.h"
@@ -74,41 +76,126 @@ static void put_text(const char *text) {
     for (const unsigned char *c = (const unsigned char *)text; *c; c++) putchar(*c < 0x20 || *c == 0x7f ? '?' : *c);
 }
 
-/* One question: the unedited and the edited model's teacher-forced answers beside the expected one. */
-static int ask_question(eval_scorer *s, const char *lang, const char *what, const char *prompt, const char *target,
-                        const edit_cache *cache, lafn_err *err) {
-    if (!prompt || !target || !prompt[0] || !target[0]) return 0;
+enum { ASK_MAX_QUESTIONS = 4 * 64, ASK_NEW_TOKENS = 16 };
+
+/* One question of the fact. */
+typedef struct {
+    const char *lang, *what, *prompt, *target;
+} ask_q;
+
+/* Every language of the fact: src and rephrase (new answer), loc (its true answer), portability. */
+static size_t ask_questions(const facts_set *set, const facts_record *rec, ask_q *q) {
+    size_t n = 0;
+    for (size_t l = 0; l < set->n_langs; l++) {
+        const facts_side *side = facts_record_side(rec, set->langs[l]);
+        const facts_eval *ev = facts_record_eval(rec, set->langs[l]); /* display of the test questions */
+        if (!side || !ev) continue;
+        const ask_q four[4] = {{side->lang, "reliability", side->src, side->alt},
+                               {side->lang, "generality", ev->rephrase, side->alt},
+                               {side->lang, "locality", ev->loc, ev->loc_ans},
+                               {side->lang, "portability", ev->port_q, ev->port_a}};
+        for (int k = 0; k < 4 && n < ASK_MAX_QUESTIONS; k++)
+            if (four[k].prompt && four[k].target && four[k].prompt[0] && four[k].target[0]) q[n++] = four[k];
+    }
+    return n;
+}
+
+/* Packs the questions' prompts (tokenized as the stages do) into ids; lens, last_pos (n); *longest. */
+static int ask_pack(const model *m, const ask_q *q, size_t n, int32_t **ids, int *lens, int *last_pos, int *longest,
+                    lafn_err *err) {
+    size_t total = 0;
+    *ids = NULL;
+    *longest = 0;
+    for (size_t i = 0; i < n; i++) {
+        stage_sequence seq;
+        if (stage_sequence_build(m->tok, q[i].lang, q[i].prompt, NULL, &seq, err) != 0) return -1;
+        int32_t *grown = realloc(*ids, (total + seq.n_prompt) * sizeof *grown);
+        if (!grown) {
+            stage_sequence_free(&seq);
+            return lafn_err_set(err, "out of memory for %zu prompt tokens", total + seq.n_prompt);
+        }
+        *ids = grown;
+        memcpy(*ids + total, seq.ids, seq.n_prompt * sizeof *grown);
+        total += seq.n_prompt;
+        lens[i] = (int)seq.n_prompt, last_pos[i] = (int)total - 1;
+        *longest = lens[i] > *longest ? lens[i] : *longest;
+        stage_sequence_free(&seq);
+    }
+    return 0;
+}
+
+/* Greedy continuations of every question on the KV cache, unedited (pre) and
+ * with the cache applied through its gate on each prompt (post), as eval decides it. */
+static int ask_generate(const model *m, const ask_q *q, size_t n, const edit_cache *cache, decode_result *pre,
+                        decode_result *post, lafn_err *err) {
+    int lens[ASK_MAX_QUESTIONS], last_pos[ASK_MAX_QUESTIONS], longest, rc = -1;
+    int32_t *ids = NULL;
+    engine_run *run = NULL;
+    engine_kv *kv = NULL;
+    edit_cache_edit ce = {0};
+    static const char *const newline[] = {"\n"};
+    decode_opts o = decode_defaults();
+    o.max_new_tokens = ASK_NEW_TOKENS, o.stop = newline, o.n_stop = 1;
+    if (ask_pack(m, q, n, &ids, lens, last_pos, &longest, err) != 0) goto done;
+    engine_batch b = {.n_seq = (int)n, .seq_len = lens, .tokens = ids};
+    if (engine_run_init(&run, m, (size_t)last_pos[n - 1] + 1, 0, err) ||
+        edit_cache_decide(run, m, &b, last_pos, cache, NULL, NULL, &ce, err) ||
+        engine_kv_init(&kv, m, n, (size_t)longest + ASK_NEW_TOKENS, err) || decode_generate(kv, m, &b, &o, pre, err))
+        goto done;
+    o.edit = ce.edit.n > 0 ? &ce.edit : NULL;
+    if (decode_generate(kv, m, &b, &o, post, err)) {
+        for (size_t i = 0; i < n; i++) decode_result_free(&pre[i]);
+        goto done;
+    }
+    rc = 0;
+done:
+    edit_cache_edit_free(&ce);
+    engine_kv_free(kv);
+    engine_run_free(run);
+    free(ids);
+    return rc;
+}
+
+/* One question: the unedited and the edited model's teacher-forced answers
+ * beside the expected one, then their greedy continuations. */
+static int ask_question(eval_scorer *s, const ask_q *q, const edit_cache *cache, const decode_result *gen_pre,
+                        const decode_result *gen_post, lafn_err *err) {
     eval_pred pre = {0}, post = {0};
-    if (eval_predict(s, lang, prompt, target, cache, &pre, &post, err) != 0) return -1;
-    printf("  [%s] %-11s ", lang, what);
-    put_text(prompt);
+    if (eval_predict(s, q->lang, q->prompt, q->target, cache, &pre, &post, err) != 0) return -1;
+    printf("  [%s] %-11s ", q->lang, q->what);
+    put_text(q->prompt);
     printf("\n       expected: ");
     put_text(post.target_text);
     printf(" | unedited: ");
     put_text(pre.answer_text);
     printf(" | edited: ");
     put_text(post.answer_text);
-    printf("%s\n", post.fired ? "" : "   (edit did not fire)");
+    printf("%s\n       generated, unedited: ", post.fired ? "" : "   (edit did not fire)");
+    put_text(gen_pre->text + strspn(gen_pre->text, " "));
+    printf(" | edited: ");
+    put_text(gen_post->text + strspn(gen_post->text, " "));
+    printf("\n");
     eval_pred_free(&pre);
     eval_pred_free(&post);
     return 0;
 }
 
-/* Every language of the fact: src and rephrase (new answer), loc (its true answer), portability. */
+/* Every question of the fact, teacher-forced and generated. */
 static int ask_fact(eval_scorer *s, const facts_set *set, const facts_record *rec, const edit_cache *cache,
                     lafn_err *err) {
-    printf("\n(answers are the teacher-forced argmax tokens, as the benchmarks score them)\n");
-    for (size_t l = 0; l < set->n_langs; l++) {
-        const facts_side *side = facts_record_side(rec, set->langs[l]);
-        const facts_eval *ev = facts_record_eval(rec, set->langs[l]); /* display of the test questions */
-        if (!side || !ev) continue;
-        if (ask_question(s, side->lang, "reliability", side->src, side->alt, cache, err) ||
-            ask_question(s, side->lang, "generality", ev->rephrase, side->alt, cache, err) ||
-            ask_question(s, side->lang, "locality", ev->loc, ev->loc_ans, cache, err) ||
-            ask_question(s, side->lang, "portability", ev->port_q, ev->port_a, cache, err))
-            return -1;
-    }
-    return 0;
+    ask_q *q = malloc(ASK_MAX_QUESTIONS * sizeof *q);
+    decode_result *gen = calloc(2 * ASK_MAX_QUESTIONS, sizeof *gen);
+    size_t n = q ? ask_questions(set, rec, q) : 0;
+    int rc = q && gen ? 0 : lafn_err_set(err, "out of memory");
+    if (rc == 0 && n > 0) rc = ask_generate(s->m, q, n, cache, gen, gen + n, err);
+    if (rc == 0)
+        printf("\n(answers are the teacher-forced argmax tokens, as the benchmarks score them; 'generated' is the "
+               "greedy continuation, up to %d tokens or a newline)\n", ASK_NEW_TOKENS);
+    for (size_t i = 0; rc == 0 && i < n; i++) rc = ask_question(s, &q[i], cache, &gen[i], &gen[n + i], err);
+    for (size_t i = 0; gen && i < 2 * n; i++) decode_result_free(&gen[i]);
+    free(gen);
+    free(q);
+    return rc;
 }
 
 int driver_ask_run(int argc, char **argv) {

@@ -110,30 +110,35 @@ int edit_cache_compose(const edit_cache *c, const uint8_t *fires, int n_seq, int
     return 0;
 }
 
-int edit_cache_forward(engine_run *r, const model *m, const engine_batch *b, const int *last_pos,
-                       const edit_cache *c, const engine_forward_opts *opts, uint8_t *fires, lafn_err *err) {
+int edit_cache_decide(engine_run *r, const model *m, const engine_batch *b, const int *last_pos, const edit_cache *c,
+                      const engine_forward_opts *opts, uint8_t *fires, edit_cache_edit *out, lafn_err *err) {
     size_t n_tokens = 0, B = (size_t)b->n_seq;
+    memset(out, 0, sizeof *out);
     for (int s = 0; s < b->n_seq; s++) n_tokens += (size_t)b->seq_len[s];
-    engine_forward_opts plain = *opts;
-    plain.edit = NULL;
-    plain.from_layer = 0;
-    edit_cache_edit ce = {0};
     uint8_t *f = fires ? fires : malloc(c->n_entries * B + 1);
     if (!f) return lafn_err_set(err, "edit cache: out of memory for %zu x %zu gate flags", c->n_entries, B);
+    engine_forward_opts plain = opts ? *opts : engine_forward_defaults();
+    plain.edit = NULL;
+    plain.from_layer = 0;
     int rc = -1;
     if (engine_forward(r, b, &plain, err)) goto fail;
     if (edit_cache_fires(c, r, &m->cfg, last_pos, b->n_seq, n_tokens, f, err)) goto fail;
-    if (edit_cache_compose(c, f, b->n_seq, m->cfg.n_layer, m->cfg.d_model, &ce, err)) goto fail;
-    if (ce.edit.n > 0) {
-        engine_forward_opts edited = *opts;
-        edited.edit = &ce.edit;
-        edited.from_layer = ce.min_layer;
-        if (engine_forward(r, b, &edited, err)) goto fail;
-    }
+    if (edit_cache_compose(c, f, b->n_seq, m->cfg.n_layer, m->cfg.d_model, out, err)) goto fail;
     rc = 0;
 fail:
-    edit_cache_edit_free(&ce);
     if (f != fires) free(f);
+    return rc;
+}
+
+int edit_cache_forward(engine_run *r, const model *m, const engine_batch *b, const int *last_pos,
+                       const edit_cache *c, const engine_forward_opts *opts, uint8_t *fires, lafn_err *err) {
+    edit_cache_edit ce;
+    int rc = edit_cache_decide(r, m, b, last_pos, c, opts, fires, &ce, err);
+    engine_forward_opts edited = *opts;
+    edited.edit = &ce.edit;
+    edited.from_layer = ce.min_layer;
+    if (rc == 0 && ce.edit.n > 0) rc = engine_forward(r, b, &edited, err);
+    edit_cache_edit_free(&ce);
     return rc;
 }
 

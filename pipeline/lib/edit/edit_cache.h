@@ -89,6 +89,16 @@ int edit_gate_calibrate(const engine_run *r, const model_config *cfg, const int 
                         int n, const int *layer, const int *neuron, const float *sign, const float *threshold,
                         uint8_t *keep, float *thr_out);
 
+/* Decides which entries fire on each sequence of the batch from an unedited
+ * forward of it (run into r with opts, NULL = defaults, less the edit and
+ * from_layer; last_pos[b] is sequence b's last prompt token) and composes them
+ * into out, whose edit has seq_mask (n, B) over the batch's sequences — what
+ * engine_forward and decode_opts.edit take. fires (n_entries, B) may be NULL.
+ * out is freed with edit_cache_edit_free (also after a failure). Returns 0,
+ * or -1 with err. */
+int edit_cache_decide(engine_run *r, const model *m, const engine_batch *b, const int *last_pos, const edit_cache *c,
+                      const engine_forward_opts *opts, uint8_t *fires, edit_cache_edit *out, lafn_err *err);
+
 /* Runs the batch with the cache applied: an unedited forward (its FFN
  * activations decide the gates), then, if anything fires, an edited forward
  * from the lowest edited layer with opts' logit positions. fires (n_entries,

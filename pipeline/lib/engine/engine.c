@@ -50,7 +50,8 @@ struct engine_run {
     float *dk, *dv, *dk2;  /* (N, K*E) x3 */
     float *dxf;            /* (P, D) */
     /* RoPE tables and scratch */
-    float *cos_g, *sin_g, *cos_l, *sin_l; /* (N, E/2) x4: global and local bases */
+    float *rope_buf;       /* rope_tables_floats(N): the tables below */
+    rope_tables rope;
     float *scratch;        /* attention_scratch_floats(N): blocks of attention probabilities */
     /* the current batch */
     int *pos;              /* (N) position inside the sequence */
@@ -71,19 +72,14 @@ struct engine_run {
     int grad_lowest;       /* lowest layer with a valid act gradient; L+1 = none */
 };
 
-typedef struct {
-    float **ptr;
-    size_t n;
-} buf_spec;
-
 /* Lays out the run's float buffers in one block (llm.c style). */
 static int run_alloc_block(engine_run *r, lafn_err *err) {
     const model_config *c = &r->m->cfg;
     size_t L = (size_t)c->n_layer, N = r->max_n, P = r->max_p, D = (size_t)c->d_model;
     size_t F = (size_t)c->d_ffn, H = (size_t)c->n_head, K = (size_t)c->n_head_kv;
-    size_t QE = H * (size_t)c->head_dim, KE = K * (size_t)c->head_dim, HALF = (size_t)c->head_dim / 2;
+    size_t QE = H * (size_t)c->head_dim, KE = K * (size_t)c->head_dim;
     size_t qkn = c->has_qk_norm ? 1 : 0, pn = c->has_post_norms ? 1 : 0;
-    buf_spec specs[] = {
+    float_slice specs[] = {
         {&r->resid, (L + 1) * N * D}, {&r->xn, L * N * D}, {&r->rstd_attn, L * N},
         {&r->q_raw, qkn * L * N * QE}, {&r->k_raw, qkn * L * N * KE},
         {&r->rstd_q, qkn * L * N * H}, {&r->rstd_k, qkn * L * N * K},
@@ -96,21 +92,15 @@ static int run_alloc_block(engine_run *r, lafn_err *err) {
         {&r->d_act, L * N * F}, {&r->dres, N * D}, {&r->dh, N * D}, {&r->dtmp, N * D},
         {&r->dgate, N * F}, {&r->dup, N * F}, {&r->dq, N * QE}, {&r->datt, N * QE},
         {&r->dk, N * KE}, {&r->dv, N * KE}, {&r->dk2, N * KE}, {&r->dxf, P * D},
-        {&r->cos_g, N * HALF}, {&r->sin_g, N * HALF}, {&r->cos_l, N * HALF}, {&r->sin_l, N * HALF},
+        {&r->rope_buf, rope_tables_floats(c, N)},
         {&r->scratch, attention_scratch_floats(N)},
     };
-    size_t n_specs = sizeof specs / sizeof specs[0], total = 0;
-    for (size_t i = 0; i < n_specs; i++) total += specs[i].n;
-    r->block = malloc(total * sizeof(float));
+    size_t total;
+    r->block = float_block_alloc(specs, sizeof specs / sizeof specs[0], &total);
     if (!r->block)
         return lafn_err_set(err, "engine_run_init: cannot allocate %zu MiB of activations "
                                  "(max_tokens %zu, max_logit_pos %zu)",
                             total * sizeof(float) >> 20, N, P);
-    float *p = r->block;
-    for (size_t i = 0; i < n_specs; i++) {
-        *specs[i].ptr = specs[i].n ? p : NULL;
-        p += specs[i].n;
-    }
     return 0;
 }
 
@@ -138,11 +128,8 @@ int engine_run_init(engine_run **out, const model *m, size_t max_tokens, size_t 
         lafn_err_set(err, "engine_run_init: out of memory for %zu tokens", max_tokens);
         goto fail;
     }
-    const model_config *c = &m->cfg;
-    rope_table(r->cos_g, r->sin_g, max_tokens, c->head_dim, c->rope_base, m->w.rope_freq_factors);
-    rope_table(r->cos_l, r->sin_l, max_tokens, c->head_dim, c->rope_base_local,
-               m->w.rope_freq_factors);
-    r->grad_lowest = c->n_layer + 1;
+    rope_tables_init(&r->rope, r->rope_buf, m, max_tokens);
+    r->grad_lowest = m->cfg.n_layer + 1;
     *out = r;
     return 0;
 fail:
@@ -261,77 +248,46 @@ static edit_dims run_edit_dims(const engine_run *r) {
     return d;
 }
 
-static attn_dims layer_attn_dims(const model_config *c, int l) {
-    int local = model_layer_is_local(c, l);
-    attn_dims a = {.H = c->n_head, .K = c->n_head_kv, .E = c->head_dim, .scale = c->attn_scale,
-                   .window = local ? c->sliding_window : 0};
-    return a;
-}
-
 /* Offsets of layer l's slices: per-token widths times N tokens. */
 #define LAYER(buf, l, width) ((buf) + (size_t)(l) * r->max_n * (size_t)(width))
 
-/* Attention half of layer l: resid[l] -> h[l]. */
-static void layer_attention_forward(engine_run *r, int l) {
+/* Layer l's slices of the activation buffers. */
+static layer_bufs run_layer_bufs(const engine_run *r, int l) {
     const model_config *c = &r->m->cfg;
-    const model_layer *w = &r->m->w.layers[l];
-    size_t N = r->n_tok, D = (size_t)c->d_model, H = (size_t)c->n_head, K = (size_t)c->n_head_kv;
-    size_t E = (size_t)c->head_dim, QE = H * E, KE = K * E;
-    const float *x = LAYER(r->resid, l, D);
-    float *xn = LAYER(r->xn, l, D), *q = LAYER(r->q, l, QE), *k = LAYER(r->k, l, KE);
-    rmsnorm_forward(xn, LAYER(r->rstd_attn, l, 1), x, w->attn_norm, N, D, c->norm_eps);
-    float *qd = c->has_qk_norm ? LAYER(r->q_raw, l, QE) : q;
-    float *kd = c->has_qk_norm ? LAYER(r->k_raw, l, KE) : k;
-    matmul_forward(qd, xn, w->wq, w->bq, N, D, QE);
-    matmul_forward(kd, xn, w->wk, w->bk, N, D, KE);
-    matmul_forward(LAYER(r->v, l, KE), xn, w->wv, w->bv, N, D, KE);
-    if (c->has_qk_norm) {
-        rmsnorm_forward(q, LAYER(r->rstd_q, l, H), qd, w->q_norm, N * H, E, c->norm_eps);
-        rmsnorm_forward(k, LAYER(r->rstd_k, l, K), kd, w->k_norm, N * K, E, c->norm_eps);
-    }
-    int local = model_layer_is_local(c, l);
-    const float *ct = local ? r->cos_l : r->cos_g, *st = local ? r->sin_l : r->sin_g;
-    rope_forward(q, r->pos, N, (int)H, (int)E, ct, st);
-    rope_forward(k, r->pos, N, (int)K, (int)E, ct, st);
-    engine_seqs s = run_seqs(r);
-    attn_dims a = layer_attn_dims(c, l);
-    float *att = LAYER(r->att, l, QE);
-    attention_forward(att, LAYER(r->lse, l, H), q, k, LAYER(r->v, l, KE), &s, &a, r->scratch);
-    float *h = LAYER(r->h, l, D);
-    if (c->has_post_norms) {
-        float *o = LAYER(r->o, l, D);
-        matmul_forward(o, att, w->wo, NULL, N, QE, D);
-        rmsnorm_forward(h, LAYER(r->rstd_post_attn, l, 1), o, w->post_attn_norm, N, D, c->norm_eps);
-    } else {
-        matmul_forward(h, att, w->wo, NULL, N, QE, D);
-    }
-    for (size_t i = 0; i < N * D; i++) h[i] += x[i];
+    size_t D = (size_t)c->d_model, F = (size_t)c->d_ffn, H = (size_t)c->n_head, K = (size_t)c->n_head_kv;
+    size_t QE = H * (size_t)c->head_dim, KE = K * (size_t)c->head_dim;
+    layer_bufs b = {
+        .xn = LAYER(r->xn, l, D), .rstd_attn = LAYER(r->rstd_attn, l, 1),
+        .q_raw = c->has_qk_norm ? LAYER(r->q_raw, l, QE) : NULL,
+        .k_raw = c->has_qk_norm ? LAYER(r->k_raw, l, KE) : NULL,
+        .rstd_q = c->has_qk_norm ? LAYER(r->rstd_q, l, H) : NULL,
+        .rstd_k = c->has_qk_norm ? LAYER(r->rstd_k, l, K) : NULL,
+        .q = LAYER(r->q, l, QE), .k = LAYER(r->k, l, KE), .v = LAYER(r->v, l, KE),
+        .att = LAYER(r->att, l, QE),
+        .o = c->has_post_norms ? LAYER(r->o, l, D) : NULL,
+        .rstd_post_attn = c->has_post_norms ? LAYER(r->rstd_post_attn, l, 1) : NULL,
+        .h = LAYER(r->h, l, D), .hn = LAYER(r->hn, l, D), .rstd_ffn = LAYER(r->rstd_ffn, l, 1),
+        .gate = LAYER(r->gate, l, F), .up = LAYER(r->up, l, F), .act = LAYER(r->act, l, F),
+        .y = c->has_post_norms ? LAYER(r->y, l, D) : NULL,
+        .rstd_post_ffn = c->has_post_norms ? LAYER(r->rstd_post_ffn, l, 1) : NULL,
+    };
+    return b;
 }
 
-/* FFN half of layer l: h[l] -> resid[l+1], with scaling and edits. */
-static void layer_ffn_forward(engine_run *r, int l) {
+/* Layer l: resid[l] -> h[l] -> resid[l+1], with scaling and edits. */
+static void layer_forward(engine_run *r, int l) {
     const model_config *c = &r->m->cfg;
-    const model_layer *w = &r->m->w.layers[l];
-    size_t N = r->n_tok, D = (size_t)c->d_model, F = (size_t)c->d_ffn;
-    const float *h = LAYER(r->h, l, D);
-    float *hn = LAYER(r->hn, l, D), *gate = LAYER(r->gate, l, F), *up = LAYER(r->up, l, F);
-    float *act = LAYER(r->act, l, F), *out = LAYER(r->resid, l + 1, D);
-    rmsnorm_forward(hn, LAYER(r->rstd_ffn, l, 1), h, w->ffn_norm, N, D, c->norm_eps);
-    matmul_forward(gate, hn, w->w_gate, NULL, N, D, F);
-    matmul_forward(up, hn, w->w_up, NULL, N, D, F);
-    glu_forward(act, gate, up, N, F, c->act);
-    if (l == r->scale_layer)
-        for (size_t i = 0; i < N * F; i++) act[i] *= r->scale_alpha;
+    size_t D = (size_t)c->d_model, N = r->n_tok;
+    layer_bufs b = run_layer_bufs(r, l);
+    const float *x = LAYER(r->resid, l, D);
+    layer_qkv_forward(r->m, l, x, r->pos, N, &r->rope, &b);
+    engine_seqs s = run_seqs(r);
+    attn_dims a = layer_attn_dims(c, l);
+    attention_forward(b.att, LAYER(r->lse, l, c->n_head), b.q, b.k, b.v, &s, &a, r->scratch);
+    layer_attn_out_forward(r->m, l, x, N, &b);
     edit_dims ed = run_edit_dims(r);
-    int offsets = r->edit && r->edit->kind == ENGINE_EDIT_ACTIVATION_OFFSET;
-    int values = r->edit && r->edit->kind == ENGINE_EDIT_VALUE_VECTOR;
-    if (offsets) edit_offsets_forward(act, r->edit, l, &ed);
-    float *y = c->has_post_norms ? LAYER(r->y, l, D) : out;
-    matmul_forward(y, act, w->w_down, NULL, N, F, D);
-    if (values) edit_values_forward(y, act, r->edit, l, &ed);
-    if (c->has_post_norms)
-        rmsnorm_forward(out, LAYER(r->rstd_post_ffn, l, 1), y, w->post_ffn_norm, N, D, c->norm_eps);
-    for (size_t i = 0; i < N * D; i++) out[i] += h[i];
+    float scale = l == r->scale_layer ? r->scale_alpha : 1.0f;
+    layer_ffn_forward(r->m, l, LAYER(r->resid, l + 1, D), N, &b, scale, r->edit, &ed);
 }
 
 int engine_forward(engine_run *r, const engine_batch *b, const engine_forward_opts *opts,
@@ -354,10 +310,7 @@ int engine_forward(engine_run *r, const engine_batch *b, const engine_forward_op
     size_t D = (size_t)c->d_model;
     if (o->from_layer == 0)
         embed_forward(r->resid, r->tokens, r->m->w.token_embd, r->n_tok, D, c->embed_scale);
-    for (int l = o->from_layer; l < c->n_layer; l++) {
-        layer_attention_forward(r, l);
-        layer_ffn_forward(r, l);
-    }
+    for (int l = o->from_layer; l < c->n_layer; l++) layer_forward(r, l);
     logits_forward(r->logits, r->xf, r->rstd_f, LAYER(r->resid, c->n_layer, D), r->logit_pos,
                    r->n_pos, r->m->w.output_norm, r->m->w.output, (size_t)c->vocab, D, c->norm_eps);
     r->have_forward = 1;
@@ -445,8 +398,8 @@ static void layer_attention_backward(engine_run *r, int l) {
     attention_backward(r->dq, r->dk, r->dv, r->datt, LAYER(r->att, l, QE), LAYER(r->lse, l, H),
                        LAYER(r->q, l, QE), LAYER(r->k, l, KE), LAYER(r->v, l, KE), &s, &a,
                        r->scratch);
-    int local = model_layer_is_local(c, l);
-    const float *ct = local ? r->cos_l : r->cos_g, *st = local ? r->sin_l : r->sin_g;
+    const float *ct, *st;
+    rope_tables_layer(&r->rope, c, l, &ct, &st);
     rope_backward(r->dq, r->pos, N, (int)H, (int)E, ct, st);
     rope_backward(r->dk, r->pos, N, (int)K, (int)E, ct, st);
     const float *dq = r->dq, *dk = r->dk;

@@ -118,8 +118,12 @@ typedef struct {
  * Keys outside a row's causal window get probability 0. */
 static void block_probs(float *S, const attn_block *b, const attn_dims *a, float *lse_out,
                         const float *lse_in, size_t lse_stride) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)b->R, (blasint)b->W, a->E, a->scale,
-                b->q, (blasint)b->qs, b->k, (blasint)b->ks, 0.0f, S, (blasint)b->W);
+    if (b->R == 1) /* one query row (a decode step): sgemv, which does not pack the keys first */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)b->W, a->E, a->scale, b->k, (blasint)b->ks, b->q, 1,
+                    0.0f, S, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)b->R, (blasint)b->W, a->E, a->scale,
+                    b->q, (blasint)b->qs, b->k, (blasint)b->ks, 0.0f, S, (blasint)b->W);
     for (size_t i = 0; i < b->R; i++) {
         size_t t = b->t0 + i, lo = attn_first_key(t, a->window) - b->kstart, hi = t - b->kstart;
         float *row = S + i * b->W;
@@ -141,28 +145,38 @@ static void block_probs(float *S, const attn_block *b, const attn_dims *a, float
 
 size_t attention_scratch_floats(size_t max_n) { return 2 * ATTN_BLOCK_ROWS * max_n; }
 
-/* Calls fn for every (sequence, head, block of query rows). */
 typedef void (*attn_block_fn)(const attn_block *b, size_t row0, int h, int kh, void *ctx);
 
-static void attention_blocks(const float *q, const float *k, const float *v, const float *o,
-                             const engine_seqs *s, const attn_dims *a, attn_block_fn fn, void *ctx) {
+/* Calls fn for every (head, block of query rows) of one sequence: its T query
+ * rows are rows [row0, row0 + T) of q (and o) at positions [t_first, t_first + T);
+ * k and v point at the sequence's position 0. */
+static void attention_seq_blocks(const float *q, const float *k, const float *v, const float *o,
+                                 size_t row0, size_t t_first, size_t T, const attn_dims *a,
+                                 attn_block_fn fn, void *ctx) {
     size_t qs = (size_t)a->H * (size_t)a->E, ks = (size_t)a->K * (size_t)a->E;
     int group = a->H / a->K;
+    for (int h = 0; h < a->H; h++) {
+        int kh = h / group;
+        for (size_t i0 = 0; i0 < T; i0 += ATTN_BLOCK_ROWS) {
+            attn_block b = {.qs = qs, .ks = ks, .t0 = t_first + i0};
+            b.R = T - i0 < ATTN_BLOCK_ROWS ? T - i0 : ATTN_BLOCK_ROWS;
+            b.kstart = attn_first_key(b.t0, a->window);
+            b.W = b.t0 + b.R - b.kstart;
+            size_t qoff = (row0 + i0) * qs + (size_t)h * (size_t)a->E;
+            size_t koff = b.kstart * ks + (size_t)kh * (size_t)a->E;
+            b.q = q + qoff, b.o = o ? o + qoff : NULL, b.k = k + koff, b.v = v + koff;
+            fn(&b, row0 + i0, h, kh, ctx);
+        }
+    }
+}
+
+/* Calls fn for every (sequence, head, block of query rows) of a packed batch. */
+static void attention_blocks(const float *q, const float *k, const float *v, const float *o,
+                             const engine_seqs *s, const attn_dims *a, attn_block_fn fn, void *ctx) {
+    size_t ks = (size_t)a->K * (size_t)a->E;
     for (int sq = 0; sq < s->n_seq; sq++) {
         size_t start = s->seq_start[sq], T = s->seq_start[sq + 1] - start;
-        for (int h = 0; h < a->H; h++) {
-            int kh = h / group;
-            for (size_t t0 = 0; t0 < T; t0 += ATTN_BLOCK_ROWS) {
-                attn_block b = {.qs = qs, .ks = ks, .t0 = t0};
-                b.R = T - t0 < ATTN_BLOCK_ROWS ? T - t0 : ATTN_BLOCK_ROWS;
-                b.kstart = attn_first_key(t0, a->window);
-                b.W = t0 + b.R - b.kstart;
-                size_t qoff = (start + t0) * qs + (size_t)h * (size_t)a->E;
-                size_t koff = (start + b.kstart) * ks + (size_t)kh * (size_t)a->E;
-                b.q = q + qoff, b.o = o ? o + qoff : NULL, b.k = k + koff, b.v = v + koff;
-                fn(&b, start + t0, h, kh, ctx);
-            }
-        }
+        attention_seq_blocks(q, k + start * ks, v + start * ks, o, start, 0, T, a, fn, ctx);
     }
 }
 
@@ -176,14 +190,23 @@ static void block_forward(const attn_block *b, size_t row0, int h, int kh, void 
     float *S = c->scratch;
     block_probs(S, b, c->a, c->lse + row0 * (size_t)c->a->H + (size_t)h, NULL, (size_t)c->a->H);
     float *o = c->out + row0 * b->qs + (size_t)h * (size_t)c->a->E;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)b->R, c->a->E, (blasint)b->W, 1.0f, S,
-                (blasint)b->W, b->v, (blasint)b->ks, 0.0f, o, (blasint)b->qs);
+    if (b->R == 1)
+        cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)b->W, c->a->E, 1.0f, b->v, (blasint)b->ks, S, 1, 0.0f, o, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)b->R, c->a->E, (blasint)b->W, 1.0f, S,
+                    (blasint)b->W, b->v, (blasint)b->ks, 0.0f, o, (blasint)b->qs);
 }
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        const engine_seqs *s, const attn_dims *a, float *scratch) {
     fwd_ctx c = {.out = out, .lse = lse, .scratch = scratch, .a = a};
     attention_blocks(q, k, v, NULL, s, a, block_forward, &c);
+}
+
+void attention_forward_tail(float *out, float *lse, const float *q, const float *k, const float *v,
+                            size_t t_first, size_t T, const attn_dims *a, float *scratch) {
+    fwd_ctx c = {.out = out, .lse = lse, .scratch = scratch, .a = a};
+    attention_seq_blocks(q, k, v, NULL, 0, t_first, T, a, block_forward, &c);
 }
 
 typedef struct {

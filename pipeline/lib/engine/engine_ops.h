@@ -32,7 +32,7 @@ void rmsnorm_backward(float *dinp, const float *dout, const float *inp, const fl
 
 /* ---- engine_ffn.c ---- */
 
-/* out (n, dout) = inp (n, din) · wᵀ (+ bias), one sgemm. */
+/* out (n, dout) = inp (n, din) · wᵀ (+ bias), one sgemm (sgemv for n = 1). */
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                     size_t n, size_t din, size_t dout);
 /* dinp (n, din) += dout (n, dout) · w (dout, din), one sgemm. */
@@ -86,6 +86,14 @@ void attention_backward_ref(float *dq, float *dk, float *dv, const float *dout, 
                             const float *lse, const float *q, const float *k, const float *v,
                             const engine_seqs *s, const attn_dims *a);
 
+/* Query rows of one sequence's newest tokens against all its keys: q, out
+ * (T, H*E) and lse (T, H) are the tokens at positions [t_first, t_first + T);
+ * k, v (t_first + T, K*E) hold the sequence from position 0 (a KV cache).
+ * The same blocked kernel as attention_forward (which is the case t_first = 0);
+ * scratch holds attention_scratch_floats(t_first + T) floats. */
+void attention_forward_tail(float *out, float *lse, const float *q, const float *k, const float *v,
+                            size_t t_first, size_t T, const attn_dims *a, float *scratch);
+
 /* ---- engine_embed.c ---- */
 
 /* out (n, D) = token_embd[tokens] * scale. Token ids must be checked by the caller. */
@@ -124,5 +132,60 @@ void edit_values_forward(float *y, const float *act, const engine_edit *ed, int 
 /* d_delta (n, D) += Σ_n act[n, j_e] dy[n] (skipped if d_delta is NULL); dact[n, j_e] += delta_e · dy[n]. */
 void edit_values_backward(float *d_delta, float *dact, const float *dy, const float *act,
                           const engine_edit *ed, int layer, const edit_dims *d);
+
+/* ---- engine_layer.c: one layer's forward pieces, shared by engine_run and engine_kv ---- */
+
+/* A slice of n floats to carve out of one block; *ptr is NULL when n = 0. */
+typedef struct {
+    float **ptr;
+    size_t n;
+} float_slice;
+
+/* Allocates one block holding every slice and points each into it (llm.c
+ * style). Returns the block (the caller frees it), or NULL with *total the
+ * floats that could not be had. */
+float *float_block_alloc(const float_slice *slices, size_t n_slices, size_t *total);
+
+/* RoPE tables of the global and the local (sliding-window) layers: cos/sin (max_pos, E/2) each. */
+typedef struct {
+    const float *cos_g, *sin_g, *cos_l, *sin_l;
+} rope_tables;
+
+/* Floats of storage rope_tables_init needs for positions [0, max_pos). */
+size_t rope_tables_floats(const model_config *c, size_t max_pos);
+/* Fills storage with the model's four tables and points t into it. */
+void rope_tables_init(rope_tables *t, float *storage, const model *m, size_t max_pos);
+/* The tables layer l rotates with (local layers use the local base). */
+void rope_tables_layer(const rope_tables *t, const model_config *c, int l, const float **cos_t,
+                       const float **sin_t);
+/* Heads, scale and window of layer l's attention. */
+attn_dims layer_attn_dims(const model_config *c, int l);
+
+/* Where one layer's forward over n tokens writes (the caller's storage; the
+ * QK-norm and post-norm entries are used only by models that have them). */
+typedef struct {
+    float *xn, *rstd_attn;     /* (n, D), (n): attn_norm output and its 1/rms */
+    float *q_raw, *k_raw;      /* (n, H*E), (n, K*E): projections before QK-norm */
+    float *rstd_q, *rstd_k;    /* (n, H), (n, K) */
+    float *q, *k, *v;          /* (n, H*E), (n, K*E) x2: attention inputs after QK-norm and RoPE */
+    float *att;                /* (n, H*E): attention output, input of wo (the caller fills it) */
+    float *o, *rstd_post_attn; /* (n, D), (n): wo output before the post-attention norm */
+    float *h;                  /* (n, D): stream after the attention block */
+    float *hn, *rstd_ffn;      /* (n, D), (n): ffn_norm output */
+    float *gate, *up, *act;    /* (n, F) x3; act after scaling and edits */
+    float *y, *rstd_post_ffn;  /* (n, D), (n): FFN output before the post-FFN norm */
+} layer_bufs;
+
+/* x (n, D) → b->q, b->k, b->v: attn_norm, the three projections (+ bias),
+ * QK-norm, RoPE at positions pos (n). */
+void layer_qkv_forward(const model *m, int l, const float *x, const int *pos, size_t n,
+                       const rope_tables *rt, const layer_bufs *b);
+/* b->att → b->h = x + (post-norm of) att · woᵀ. */
+void layer_attn_out_forward(const model *m, int l, const float *x, size_t n, const layer_bufs *b);
+/* b->h → out (n, D) = h + (post-norm of) the FFN, its activation multiplied by
+ * scale (1 = none), with the entries of edit (NULL = none) for layer l
+ * applied where d says they apply. */
+void layer_ffn_forward(const model *m, int l, float *out, size_t n, const layer_bufs *b, float scale,
+                       const engine_edit *edit, const edit_dims *d);
 
 #endif
