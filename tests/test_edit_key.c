@@ -1,4 +1,4 @@
-/* test_edit_key: the key trigger's unit keys, nearest-key cosine and per-fact threshold against hand cases, and the cache firing on them. */
+/* test_edit_key: the key trigger's unit keys, nearest-key cosine and per-fact threshold against hand cases (the firing on the real model: test_edit_gate). */
 #include <math.h>
 #include <string.h>
 
