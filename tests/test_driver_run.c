@@ -405,17 +405,27 @@ static size_t parse_ask(char *out, ask_line *q, size_t cap) {
     return n;
 }
 
+/* A run of the tiny pipeline in tmp/NAME: its folder, its pipeline file (written) and the output-folder override. */
+typedef struct {
+    char dir[PATH_MAX + 16], cfg[PATH_MAX + 16], out_override[PATH_MAX + 32];
+} tiny_run;
+
+static void tiny_run_prepare(tiny_run *t, const char *name) {
+    snprintf(t->dir, sizeof t->dir, "%s/%s", tmp, name);
+    snprintf(t->cfg, sizeof t->cfg, "%s/%s.cfg", tmp, name);
+    snprintf(t->out_override, sizeof t->out_override, "run.output_dir=%s", t->dir);
+    write_tiny_cfg(t->cfg, "unused", "conf/data/demo_facts.jsonl");
+}
+
 /* lafn ask RUN_DIR FACT applies the fact's cached edit as eval did (edit.trigger = trigger): same gates fired, same exact matches. */
 static void check_ask(const char *name, const char *trigger) {
-    char run_dir[PATH_MAX + 16], cfg[PATH_MAX + 16], o_dir[PATH_MAX + 32], eval_h5[PATH_MAX + 32], *out = NULL;
-    char trig[64];
-    snprintf(run_dir, sizeof run_dir, "%s/%s", tmp, name);
-    snprintf(cfg, sizeof cfg, "%s/%s.cfg", tmp, name);
-    snprintf(o_dir, sizeof o_dir, "run.output_dir=%s", run_dir);
+    tiny_run t;
+    char eval_h5[PATH_MAX + 32], trig[64], *out = NULL;
+    tiny_run_prepare(&t, name);
+    char *run_dir = t.dir;
     snprintf(eval_h5, sizeof eval_h5, "%s/eval.h5", run_dir);
     snprintf(trig, sizeof trig, "edit.trigger=%s", trigger);
-    write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
-    char *argv_run[] = {NULL, "run", cfg, o_dir, trig, "--facts", "0-2", NULL};
+    char *argv_run[] = {NULL, "run", t.cfg, t.out_override, trig, "--facts", "0-2", NULL};
     int st = run_lafn(argv_run, &out);
     free(out);
     CHECK(st == 0 && exists(eval_h5), "run for ask: status %d", st);
@@ -522,13 +532,11 @@ static void test_submit(void) {
 /* locate.neuron_set = random through edit: every fact with LAFNs is edited on random neurons, whose gate signs
  * (unknown to locate) the edit stage calibrated to +1 or -1 on the fact's prompts. */
 static void test_random_control(void) {
-    char run_dir[PATH_MAX + 16], cfg[PATH_MAX + 16], o_dir[PATH_MAX + 32], edit_h5[PATH_MAX + 32], *out = NULL;
-    snprintf(run_dir, sizeof run_dir, "%s/random-run", tmp);
-    snprintf(cfg, sizeof cfg, "%s/random.cfg", tmp);
-    snprintf(o_dir, sizeof o_dir, "run.output_dir=%s", run_dir);
-    snprintf(edit_h5, sizeof edit_h5, "%s/edit.h5", run_dir);
-    write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
-    char *argv_run[] = {NULL, "run", cfg, o_dir, "locate.neuron_set=random", "edit.steps=5", "--facts", "0-2",
+    tiny_run t;
+    char edit_h5[PATH_MAX + 32], *out = NULL;
+    tiny_run_prepare(&t, "random-run");
+    snprintf(edit_h5, sizeof edit_h5, "%s/edit.h5", t.dir);
+    char *argv_run[] = {NULL, "run", t.cfg, t.out_override, "locate.neuron_set=random", "edit.steps=5", "--facts", "0-2",
                         "--stages", "probe,locate,edit", NULL};
     int st = run_lafn(argv_run, &out);
     CHECK(st == 0 && exists(edit_h5), "run with locate.neuron_set = random: status %d: %s", st, out ? out : "");
