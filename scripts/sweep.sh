@@ -7,7 +7,7 @@
 #   from=OTHER seeds it with OTHER's probe, locate and edit files (merged and
 #   committed shards: resume goes by the shards), so it reruns eval only; such
 #   a variant must repeat OTHER's overrides and may differ only in eval-time
-#   knobs (eval.*, edit.gate, edit.trigger), which is checked.
+#   knobs (eval.*, edit.gate, edit.trigger, edit.key_nearest_floor), which is checked.
 # The whole file is checked (names, duplicates, from= targets, every variant's
 # overrides through `lafn run --dry-run`) before anything runs. Rerunning the same command resumes: finished variants are recognised
 # and kept, an interrupted one continues from its last committed shard.
@@ -25,10 +25,10 @@ python3 -c 'import h5py, numpy' 2>/dev/null ||
   { echo "sweep: the table needs python3 with h5py and numpy (scripts/setup.sh --tests installs them)" >&2; exit 2; }
 mkdir -p "$out"
 
-# The overrides of a variant line that shape probe, locate or edit (all but eval.*, edit.gate and edit.trigger), sorted.
+# The overrides of a variant line that shape probe, locate or edit (all but eval.* and the trigger knobs), sorted.
 method_overrides() {
   local w
-  for w in "$@"; do [[ "$w" == eval.* || "$w" == edit.gate=* || "$w" == edit.trigger=* || "$w" == from=* ]] || echo "$w"; done | sort
+  for w in "$@"; do [[ "$w" == eval.* || "$w" == edit.gate=* || "$w" == edit.trigger=* || "$w" == edit.key_nearest_floor=* || "$w" == from=* ]] || echo "$w"; done | sort
 }
 
 # First pass: every line checked before anything runs.
@@ -52,7 +52,7 @@ while IFS= read -r line || [ -n "$line" ]; do
     [ -n "${method_of[$seed]+set}" ] ||
       { echo "sweep: $sweep_file:$line_no: from=$seed: no earlier variant of that name" >&2; exit 2; }
     [ "${method_of[$seed]}" = "${method_of[$name]}" ] ||
-      { echo "sweep: $sweep_file:$line_no: $name differs from $seed in more than eval.*, edit.gate and edit.trigger; only those can reuse $seed's edits" >&2; exit 2; }
+      { echo "sweep: $sweep_file:$line_no: $name differs from $seed in more than eval.*, edit.gate, edit.trigger and edit.key_nearest_floor; only those can reuse $seed's edits" >&2; exit 2; }
   fi
   overrides=("${words[@]:1}")
   [[ "${overrides[0]:-}" != from=* ]] || overrides=("${overrides[@]:1}")

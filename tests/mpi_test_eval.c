@@ -80,7 +80,7 @@ static void hand_edits_build(hand_edits *h, const model *m, const facts_set *fs)
                                       .neuron = e->neuron,
                                       .delta = e->delta};
         h->caches[i] =
-            (edit_cache){.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = 0.0f, .n_entries = 1, .entries = &e->entry};
+            (edit_cache){.kind = ENGINE_EDIT_VALUE_VECTOR, .trigger = {.gate = 0.0f}, .n_entries = 1, .entries = &e->entry};
         h->facts[i] = (int64_t)fs->facts[i].index;
     }
 }

@@ -76,7 +76,7 @@ static void run_id_of(const char *stage, const char *const *overrides, char id[S
     config_free(&c);
 }
 
-/* edit.gate and edit.trigger only decide where a stored edit applies: they are part of eval's
+/* edit.gate, edit.trigger and edit.key_nearest_floor only decide where a stored edit applies: they are part of eval's
  * run id, not edit's — except in sequential mode, where they shape the edits. */
 static void test_run_ids(void) {
     char a[STAGE_RUN_ID_LEN + 1], b[STAGE_RUN_ID_LEN + 1];
@@ -106,6 +106,14 @@ static void test_run_ids(void) {
     run_id_of("edit", seq_1, a);
     run_id_of("edit", seq_key, b);
     CHECK(a[0] && strcmp(a, b) != 0, "sequential mode: the trigger did not change edit's run id");
+    const char *floor_0[] = {"edit.trigger=nearest_key", "edit.key_nearest_floor=0.0", NULL};
+    const char *floor_1[] = {"edit.trigger=nearest_key", "edit.key_nearest_floor=0.9", NULL};
+    run_id_of("edit", floor_0, a);
+    run_id_of("edit", floor_1, b);
+    CHECK(a[0] && strcmp(a, b) == 0, "single mode: edit.key_nearest_floor changed edit's run id (%s vs %s)", a, b);
+    run_id_of("eval", floor_0, a);
+    run_id_of("eval", floor_1, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "edit.key_nearest_floor did not change eval's run id");
 }
 
 int main(int argc, char **argv) {

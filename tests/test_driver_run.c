@@ -473,10 +473,11 @@ static void check_ask(const char *name, const char *trigger) {
     free(facts); free(f2); free(f3); free(fired); free(post); free(pre);
 }
 
-/* lafn ask answers as eval scored, for the gate neurons and for the key trigger. */
+/* lafn ask answers as eval scored, for the gate neurons and for both key triggers. */
 static void test_ask(void) {
     check_ask("ask-run", "neurons");
     check_ask("ask-key", "key");
+    check_ask("ask-nearest", "nearest_key");
 }
 
 /* lafn submit: one script per stage with the run's ranks and overrides, submitted as an afterok chain.

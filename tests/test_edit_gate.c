@@ -124,6 +124,62 @@ static int prompt_keys(const model *m, const char *const *langs, const char *con
     return rc;
 }
 
+/* The nearest-key trigger: fact 0 (entry e0, keys of its own prompts) against every other fact of the views
+ * (keys of their src, src_keys as test_key_trigger lays them out) fires on fact 0's own prompts and on none of
+ * the other facts' src, whose own keys are nearer; the unrelated prompts it fires on are counted and bounded by
+ * the floor (a floor of 1 fires on nothing but exact own prompts). */
+static void test_nearest_key_trigger(const model *m, const facts_edit_view *views, size_t n_views,
+                                     const edit_cache_entry *e0, const float *src_keys) {
+    edit_cache_entry rivals[64];
+    const char *langs[64], *prompts[64];
+    size_t n_rivals = 0, off = 0;
+    int D = m->cfg.d_model, n_neg = 0;
+    rivals[n_rivals++] = *e0;
+    for (size_t f = 0; f < n_views && n_rivals < 64; f++) {
+        if (f > 0) {
+            rivals[n_rivals] = *e0;
+            rivals[n_rivals].group = (long long)f;
+            rivals[n_rivals].n_keys = (int)views[f].n_langs;
+            rivals[n_rivals++].keys = src_keys + off * (size_t)D;
+        }
+        for (size_t l = 0; l < views[f].n_langs; l++, off++)
+            if (f > 0 && n_neg < 64) {
+                langs[n_neg] = views[f].langs[l].lang;
+                prompts[n_neg++] = views[f].langs[l].prompts[0];
+            }
+    }
+    edit_cache c = {.kind = ENGINE_EDIT_VALUE_VECTOR,
+                    .trigger = {.gate = 1.0f, .kind = EDIT_TRIGGER_NEAREST_KEY, .nearest_floor = 0.5f},
+                    .n_entries = 1, .entries = e0, .n_rivals = n_rivals, .rivals = rivals};
+    uint8_t fires[64];
+    lafn_err err = {{0}};
+    int n_fire = 0, n_unrelated = 0;
+    CHECK(gate_on(m, &c, langs, prompts, n_neg, fires, &err) == 0, "%s", err.msg);
+    for (int b = 0; b < n_neg; b++) n_fire += fires[b];
+    CHECK(n_fire == 0, "the nearest-key trigger of fact 0 fires on %d of %d other facts' src, which are their own "
+          "facts' keys", n_fire, n_neg);
+    const char *own_langs[64], *own_prompts[64];
+    int n_own = 0;
+    for (size_t l = 0; l < views[0].n_langs; l++)
+        for (size_t p = 0; p < views[0].langs[l].n_prompts && n_own < 64; p++, n_own++) {
+            own_langs[n_own] = views[0].langs[l].lang;
+            own_prompts[n_own] = views[0].langs[l].prompts[p];
+        }
+    CHECK(gate_on(m, &c, own_langs, own_prompts, n_own, fires, &err) == 0, "%s", err.msg);
+    for (int b = 0; b < n_own; b++) CHECK(fires[b], "the nearest-key trigger does not fire on own prompt '%s'", own_prompts[b]);
+    for (int b = 0; b < N_UNRELATED; b++) {
+        langs[b] = unrelated[b][0];
+        prompts[b] = unrelated[b][1];
+    }
+    CHECK(gate_on(m, &c, langs, prompts, N_UNRELATED, fires, &err) == 0, "%s", err.msg);
+    for (int b = 0; b < N_UNRELATED; b++) n_unrelated += fires[b];
+    c.trigger.nearest_floor = 1.0f;
+    CHECK(gate_on(m, &c, langs, prompts, N_UNRELATED, fires, &err) == 0 && !memchr(fires, 1, N_UNRELATED),
+          "the nearest-key trigger with floor 1 fires on an unrelated prompt");
+    printf("nearest-key trigger (floor 0.5, %zu facts): fires on %d own prompts, 0 of %d other facts' src, %d of %d "
+           "unrelated prompts\n", n_rivals, n_own, n_neg, n_unrelated, N_UNRELATED);
+}
+
 /* The key trigger of fact 0: keys of its prompts around the mean state of every fact's src, its threshold above
  * the other facts' src; fires on its own prompts, on none of the other facts' questions, on no unrelated prompt. */
 static void test_key_trigger(const model *m, const facts_edit_view *views, size_t n_views) {
@@ -150,7 +206,7 @@ static void test_key_trigger(const model *m, const facts_edit_view *views, size_
     int zero = 0;
     edit_cache_entry e = {.group = 0, .n_keys = n_own, .key_layer = layer, .keys = own, .key_center = center,
                           .key_threshold = thr, .n = 1, .layer = &zero, .neuron = &zero, .delta = delta};
-    edit_cache c = {.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = 1.0f, .by_key = 1, .n_entries = 1, .entries = &e};
+    edit_cache c = {.kind = ENGINE_EDIT_VALUE_VECTOR, .trigger = {.gate = 1.0f, .kind = EDIT_TRIGGER_KEY}, .n_entries = 1, .entries = &e};
     uint8_t fires[64];
     int n_fire = 0;
     CHECK(rc == 0 && gate_on(m, &c, own_langs, own_prompts, n_own, fires, &err) == 0, "%s", err.msg);
@@ -169,6 +225,7 @@ static void test_key_trigger(const model *m, const facts_edit_view *views, size_
     CHECK(n_fire == 0, "the key trigger fires on %d of %d unrelated prompts", n_fire, N_UNRELATED);
     printf("key trigger (layer %d, threshold %.3f): fires on %d own prompts, 0 of %d other facts' questions\n", layer,
            (double)thr, n_own, n_neg);
+    test_nearest_key_trigger(m, views, n_views, &e, src);
     free(center);
     free(src);
     free(own);
@@ -202,7 +259,7 @@ int main(int argc, char **argv) {
                               .gate_sign = nr.sign, .gate_threshold = nr.threshold, .n = 1, .layer = &layer,
                               .neuron = &neuron, .delta = delta};
         /* gate 1: every gate neuron must reach its calibrated threshold (see docs/stage_edit.md for 0.5 and 0.75) */
-        edit_cache c = {.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = 1.0f, .n_entries = 1, .entries = &e};
+        edit_cache c = {.kind = ENGINE_EDIT_VALUE_VECTOR, .trigger = {.gate = 1.0f}, .n_entries = 1, .entries = &e};
         const char *langs[64], *prompts[64];
         int B = 0;
         for (size_t l = 0; l < v.n_langs; l++)
@@ -228,11 +285,11 @@ int main(int argc, char **argv) {
             CHECK(!fires[b], "the gate fires on the unrelated prompt '%s'", prompts[b]);
         }
         for (int g = 0; g < 2; g++) {
-            c.gate = g ? 0.75f : 0.5f;
+            c.trigger.gate = g ? 0.75f : 0.5f;
             int n_fire = 0;
             if (gate_on(m, &c, langs, prompts, N_UNRELATED, fires, &err) == 0)
                 for (int b = 0; b < N_UNRELATED; b++) n_fire += fires[b];
-            printf("gate %.2f: fires on %d of %d unrelated prompts\n", (double)c.gate, n_fire, N_UNRELATED);
+            printf("gate %.2f: fires on %d of %d unrelated prompts\n", (double)c.trigger.gate, n_fire, N_UNRELATED);
         }
         int n_ref = 0;
         for (size_t f = 1; f < set.n_facts; f++)
@@ -240,7 +297,7 @@ int main(int argc, char **argv) {
                 langs[n_ref] = views[f].langs[l].lang;
                 prompts[n_ref] = views[f].langs[l].prompts[0];
             }
-        c.gate = 1.0f;
+        c.trigger.gate = 1.0f;
         if (gate_on(m, &c, langs, prompts, n_ref, fires, &err) == 0) {
             int n_fire = 0;
             for (int b = 0; b < n_ref; b++) n_fire += fires[b];
@@ -250,7 +307,7 @@ int main(int argc, char **argv) {
             langs[b] = unrelated[b][0];
             prompts[b] = unrelated[b][1];
         }
-        c.gate = 0.0f;
+        c.trigger.gate = 0.0f;
         rc = gate_on(m, &c, langs, prompts, N_UNRELATED, fires, &err);
         for (int b = 0; rc == 0 && b < N_UNRELATED; b++) CHECK(fires[b], "gate 0 must always fire ('%s')", prompts[b]);
         free(delta);

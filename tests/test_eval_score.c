@@ -177,7 +177,7 @@ static void make_edit(eval_edit *e, const model *m, int l0, float scale, float g
     e->entry = (edit_cache_entry){.group = 0, .n_gate = 1, .gate_layer = e->gate_layer, .gate_neuron = e->gate_neuron,
                                   .gate_sign = e->gate_sign, .gate_threshold = e->gate_threshold, .n = n, .layer = e->layer,
                                   .neuron = e->neuron, .delta = e->delta};
-    e->cache = (edit_cache){.kind = ENGINE_EDIT_VALUE_VECTOR, .gate = gate, .n_entries = 1,
+    e->cache = (edit_cache){.kind = ENGINE_EDIT_VALUE_VECTOR, .trigger = {.gate = gate}, .n_entries = 1,
                             .entries = &e->entry};
 }
 

@@ -62,11 +62,14 @@ static void ask_print_edit(const edit_store *st, long row, const facts_record *r
     int32_t s = st->status[row];
     printf("fact %s (index %zu): %s; %d edited neuron(s), ", rec->id, rec->index,
            s >= 0 && s <= 2 ? status_names[s] : "unknown status", e->n);
-    if (c->by_key && e->n_keys > 0)
+    if (c->trigger.kind == EDIT_TRIGGER_KEY && e->n_keys > 0)
         printf("trigger: %d keys of blk.%d, threshold %.3f\n  neurons:", e->n_keys, e->key_layer,
                (double)e->key_threshold);
+    else if (c->trigger.kind == EDIT_TRIGGER_NEAREST_KEY && e->n_keys > 0)
+        printf("trigger: %d keys of blk.%d nearer than those of %zu other facts, cosine >= %.3f\n  neurons:",
+               e->n_keys, e->key_layer, c->n_rivals ? c->n_rivals - 1 : 0, (double)c->trigger.nearest_floor);
     else
-        printf("trigger: %d gate neuron(s), gate %.2f\n  neurons:", e->n_gate, (double)c->gate);
+        printf("trigger: %d gate neuron(s), gate %.2f\n  neurons:", e->n_gate, (double)c->trigger.gate);
     for (int k = 0; k < e->n && k < 12; k++) printf(" blk.%d.ffn_down[%d]", e->layer[k], e->neuron[k]);
     printf("%s\n", e->n > 12 ? " …" : "");
 }
@@ -210,11 +213,10 @@ int driver_ask_run(int argc, char **argv) {
     edit_store st = {0};
     eval_scorer s = {0};
     int status = 1, have_scorer = 0;
-    float gate = 0;
-    int by_key = 0;
+    edit_trigger trigger;
     const char *model_path;
     const facts_record *rec = NULL;
-    if (ask_config(edit_path, argv + 3, argc - 3, &cfg, &err) || edit_trigger_from_config(&cfg, &gate, &by_key, &err) ||
+    if (ask_config(edit_path, argv + 3, argc - 3, &cfg, &err) || edit_trigger_from_config(&cfg, &trigger, &err) ||
         driver_load_facts(&cfg, &set, &err) || config_get_string(&cfg, "model.path", &model_path, &err))
         goto fail;
     if (!(rec = ask_find(&set, fact))) {
@@ -231,7 +233,9 @@ int driver_ask_run(int argc, char **argv) {
         lafn_err_set(&err, "%s has no edit of fact %s (index %zu)", edit_path, rec->id, rec->index);
         goto fail;
     }
-    edit_cache cache = {.kind = st.kind, .gate = gate, .by_key = by_key, .n_entries = 1, .entries = &st.entries[row]};
+    edit_cache cache = edit_store_cache(&st, &trigger);
+    cache.n_entries = 1;
+    cache.entries = &st.entries[row];
     printf("run %s, model %s (sha256 %.16s…)\n", dir, m->path, m->sha256);
     ask_print_edit(&st, row, rec, &cache);
     if (eval_scorer_init(&s, m, &err) != 0) goto fail;

@@ -130,14 +130,17 @@ static const config_knob edit_knobs[] = {
      "if > 0: |delta_j| <= norm_clamp * |v_j| (original value vector)"},
     {"gate", CONFIG_KNOB_FLOAT, "1.0", 0, 1, 0, 0, NULL, NOVALID,
      "cached edit fires when >= this fraction of its LAFNs pass their threshold; 0 = always"},
-    {"trigger", CONFIG_KNOB_STRING, "\"neurons\"", 0, 0, 0, 0, "neurons key", NOVALID,
-     "what decides that a cached edit fires on an input: its gate neurons (edit.gate), or the key of the "
-     "input's state against the keys of the fact's prompts (edit.key_*); like edit.gate, read where edits are "
-     "applied (eval, lafn ask; sequential edits), both triggers are stored"},
+    {"trigger", CONFIG_KNOB_STRING, "\"neurons\"", 0, 0, 0, 0, "neurons key nearest_key", NOVALID,
+     "what decides that a cached edit fires on an input: its gate neurons (edit.gate); the key of the "
+     "input's state against the keys of the fact's prompts and the fact's threshold (edit.key_*); or "
+     "nearest_key: the fact's keys nearer than every other edited fact's and at least edit.key_nearest_floor; "
+     "like edit.gate, read where edits are applied (eval, lafn ask; sequential edits), all triggers are stored"},
     {"key_depth", CONFIG_KNOB_FLOAT, "0.85", 0, 1, 0, 0, NULL, NOVALID,
      "trigger = key: keys are the residual stream entering layer floor(key_depth * n_layer) at the last prompt token"},
     {"key_floor", CONFIG_KNOB_FLOAT, "0.5", -1, 1, 0, 0, NULL, NOVALID,
      "trigger = key: a fact's cosine threshold is never below this"},
+    {"key_nearest_floor", CONFIG_KNOB_FLOAT, "0.5", -1, 1, 0, 0, NULL, NOVALID,
+     "trigger = nearest_key: an input fires no edit whose nearest key has a lower cosine; read where edits are applied"},
     {"key_margin", CONFIG_KNOB_FLOAT, "0.02", 0, 1, 0, 0, NULL, NOVALID,
      "trigger = key: a fact's threshold is the nearest other fact's question plus this"},
     {"mode", CONFIG_KNOB_STRING, "\"single\"", 0, 0, 0, 0, "single batch sequential", NOVALID,

@@ -7,17 +7,32 @@
 
 #include "edit/edit_key.h"
 
-/* 1 if entry e's key trigger passes on the token at global position pos. */
-static int key_passes(const edit_cache_entry *e, const engine_run *r, int D, int pos, float *q) {
+/* Cosine of the input's key (at global position pos, into q) with the nearest of entry e's keys. */
+static float key_cosine(const edit_cache_entry *e, const engine_run *r, int D, int pos, float *q) {
     edit_key_of(engine_residual(r, e->key_layer) + (size_t)pos * (size_t)D, e->key_center, D, q);
-    return edit_key_nearest(q, e->keys, e->n_keys, D) >= e->key_threshold;
+    return edit_key_nearest(q, e->keys, e->n_keys, D);
 }
 
-/* 1 if entry e's gate passes on the token at global position pos; q is (D) scratch. */
+/* 1 if entry e's key is at least the floor and nearer than every rival fact's; q is (D) scratch. */
+static int nearest_key_passes(const edit_cache *c, const edit_cache_entry *e, const engine_run *r, int D, int pos,
+                              float *q) {
+    float own = key_cosine(e, r, D, pos, q);
+    if (own < c->trigger.nearest_floor) return 0;
+    for (size_t i = 0; i < c->n_rivals; i++) {
+        const edit_cache_entry *x = &c->rivals[i];
+        if (x->group != e->group && x->n_keys > 0 && key_cosine(x, r, D, pos, q) >= own) return 0;
+    }
+    return 1;
+}
+
+/* 1 if entry e's trigger passes on the token at global position pos; q is (D) scratch. */
 static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const engine_run *r, const model_config *cfg,
                        int pos, float *q) {
-    if (c->gate <= 0.0f) return 1;
-    if (c->by_key && e->n_keys > 0) return key_passes(e, r, cfg->d_model, pos, q);
+    if (c->trigger.gate <= 0.0f) return 1;
+    if (c->trigger.kind == EDIT_TRIGGER_KEY && e->n_keys > 0)
+        return key_cosine(e, r, cfg->d_model, pos, q) >= e->key_threshold;
+    if (c->trigger.kind == EDIT_TRIGGER_NEAREST_KEY && e->n_keys > 0)
+        return nearest_key_passes(c, e, r, cfg->d_model, pos, q);
     if (e->n_gate == 0) return 0;
     int F = cfg->d_ffn;
     int pass = 0;
@@ -25,7 +40,7 @@ static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const eng
         float a = engine_ffn_act(r, e->gate_layer[g])[(size_t)pos * (size_t)F + (size_t)e->gate_neuron[g]];
         if (a * e->gate_sign[g] >= e->gate_threshold[g]) pass++;
     }
-    return (double)pass >= (double)c->gate * (double)e->n_gate - 1e-9;
+    return (double)pass >= (double)c->trigger.gate * (double)e->n_gate - 1e-9;
 }
 
 static int check_entry(const edit_cache_entry *e, size_t i, const model_config *cfg, lafn_err *err) {
@@ -47,6 +62,8 @@ int edit_cache_fires(const edit_cache *c, const engine_run *r, const model_confi
         if (last_pos[b] < 0 || (size_t)last_pos[b] >= n_tokens)
             return lafn_err_set(err, "edit cache: last prompt position %d of sequence %d outside the batch's %zu tokens",
                                 last_pos[b], b, n_tokens);
+    for (size_t i = 0; i < c->n_rivals; i++)
+        if (check_entry(&c->rivals[i], i, cfg, err)) return lafn_err_wrap(err, "the rival facts of the nearest-key trigger");
     float *q = malloc((size_t)cfg->d_model * sizeof *q);
     if (!q) return lafn_err_set(err, "edit cache: out of memory");
     for (size_t i = 0; i < c->n_entries; i++) {

@@ -10,7 +10,7 @@
 
 /* One cached edit: its triggers — the fact's gate neurons (its LAFNs with
  * their calibrated thresholds) and the keys of its prompts (edit_key.h; the
- * cache's by_key chooses) — and the edited entries with their deltas. Entries of one group
+ * cache's trigger chooses) — and the edited entries with their deltas. Entries of one group
  * (the facts of one batch-mode edit, which share one delta set) fire together
  * and their delta is applied once: an entry whose `group` equals an earlier
  * entry's carries n = 0 or the same delta, which is then ignored. All arrays
@@ -33,12 +33,29 @@ typedef struct {
     const float *delta;          /* (n, D) value vectors or (n) activation offsets */
 } edit_cache_entry;
 
+/* What decides that an entry fires on an input (edit.trigger). Entries
+ * without keys always fire by their gate neurons. */
+typedef enum {
+    EDIT_TRIGGER_NEURONS,    /* >= gate of the gate neurons pass their thresholds */
+    EDIT_TRIGGER_KEY,        /* the nearest of the fact's keys has cosine >= the fact's key_threshold */
+    EDIT_TRIGGER_NEAREST_KEY /* the fact's nearest key has cosine >= nearest_floor and is nearer than
+                              * every rival fact's nearest key (a nearest-neighbour choice among the facts) */
+} edit_trigger_kind;
+
+/* The knobs that decide where a stored edit fires: edit.gate, edit.trigger, edit.key_nearest_floor. */
+typedef struct {
+    float gate; /* fraction of gate neurons that must pass; 0 = always fire (for every kind) */
+    edit_trigger_kind kind;
+    float nearest_floor;
+} edit_trigger;
+
 typedef struct {
     engine_edit_kind kind;
-    float gate;          /* fraction of gate neurons that must pass; 0 = always fire (also for key triggers) */
-    int by_key;          /* 1 (edit.trigger = key): entries with keys fire by their keys, the others by gate neurons */
+    edit_trigger trigger;
     size_t n_entries;
     const edit_cache_entry *entries; /* (n_entries) */
+    size_t n_rivals;                 /* EDIT_TRIGGER_NEAREST_KEY: the facts an input is matched against (the */
+    const edit_cache_entry *rivals;  /* run's edits, entries included; members of an entry's group are skipped) */
 } edit_cache;
 
 /* An engine_edit composed from a cache for one batch, with its own arrays. */

@@ -13,7 +13,7 @@ static int read_knobs(edit_stage *S, lafn_err *err) {
     int64_t bs, sf;
     double key_depth, key_floor, key_margin;
     const char *set;
-    if (edit_hparams_from_config(c, &S->h, err) || edit_trigger_from_config(c, &S->gate, &S->by_key, err) ||
+    if (edit_hparams_from_config(c, &S->h, err) || edit_trigger_from_config(c, &S->trigger, err) ||
         config_get_string(c, "edit.mode", &S->mode, err) || config_get_int(c, "edit.batch_size", &bs, err) ||
         config_get_int(c, "run.shard_facts", &sf, err) ||
         config_get_string(c, "locate.neuron_set", &set, err) || config_get_float(c, "edit.key_depth", &key_depth, err) || config_get_float(c, "edit.key_floor", &key_floor, err) ||
@@ -235,8 +235,8 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
         if ((rc = history_cache(&entries, st, n_st, hist, n_hist, err)) != 0) break;
         size_t n_entries = n_hist;
         for (size_t s = 0; s < n_st; s++) n_entries += st[s].n_facts;
-        edit_cache fixed = {.kind = S->h.kind, .gate = S->gate, .by_key = S->by_key, .n_entries = n_entries,
-                            .entries = entries};
+        edit_cache fixed = {.kind = S->h.kind, .trigger = S->trigger, .n_entries = n_entries, .entries = entries,
+                            .n_rivals = n_entries, .rivals = entries}; /* the edits made so far */
         if ((rc = edit_unit_run(S, &i, 1, (long long)i, S->ctx.comm, n_entries ? &fixed : NULL, &hist[n_hist], err)))
             break;
         n_hist++;

@@ -86,11 +86,11 @@ int edit_store_read_file(hid_t file, const char *path, int D, edit_store *out, l
 int edit_store_read(const char *path, const char *run_id, int D, MPI_Comm comm, edit_store *out, lafn_err *err);
 void edit_store_free(edit_store *s);
 /* An edit_cache over the stored facts (entries of status NO_LAFN carry no delta) with the trigger knobs. */
-edit_cache edit_store_cache(const edit_store *s, float gate, int by_key);
+edit_cache edit_store_cache(const edit_store *s, const edit_trigger *t);
 
-/* The knobs that decide where a stored edit fires: edit.gate and edit.trigger
- * (by_key = 1 for "key"). Read at eval and ask time (and by sequential edits).
- * Returns 0, or -1 with err. */
-int edit_trigger_from_config(const lafn_config *cfg, float *gate, int *by_key, lafn_err *err);
+/* The knobs that decide where a stored edit fires (edit.gate, edit.trigger,
+ * edit.key_nearest_floor), read at eval and ask time (and by sequential
+ * edits). Returns 0, or -1 with err. */
+int edit_trigger_from_config(const lafn_config *cfg, edit_trigger *t, lafn_err *err);
 
 #endif

@@ -11,8 +11,7 @@ typedef struct {
     edit_hparams h;
     const char *mode;         /* edit.mode */
     size_t batch_size, shard_facts;
-    float gate;               /* edit.gate: applies while optimising in sequential mode only */
-    int by_key;               /* edit.trigger = key: likewise */
+    edit_trigger trigger;     /* edit.gate, edit.trigger: apply while optimising in sequential mode only */
     int key_layer;            /* floor(edit.key_depth · n_layer) */
     float key_floor, key_margin;
     float *key_center;        /* (D) mean state entering key_layer over the set's src questions */

@@ -300,16 +300,20 @@ int edit_store_read(const char *path, const char *run_id, int D, MPI_Comm comm, 
     return rc;
 }
 
-edit_cache edit_store_cache(const edit_store *s, float gate, int by_key) {
-    return (edit_cache){.kind = s->kind, .gate = gate, .by_key = by_key, .n_entries = s->n_facts,
+edit_cache edit_store_cache(const edit_store *s, const edit_trigger *t) {
+    return (edit_cache){.kind = s->kind, .trigger = *t, .n_entries = s->n_facts, .n_rivals = s->n_facts, .rivals = s->entries,
                         .entries = s->entries};
 }
 
-int edit_trigger_from_config(const lafn_config *cfg, float *gate, int *by_key, lafn_err *err) {
-    double g;
-    const char *trigger;
-    if (config_get_float(cfg, "edit.gate", &g, err) || config_get_string(cfg, "edit.trigger", &trigger, err)) return -1;
-    *gate = (float)g;
-    *by_key = strcmp(trigger, "key") == 0;
+int edit_trigger_from_config(const lafn_config *cfg, edit_trigger *t, lafn_err *err) {
+    double g, floor;
+    const char *kind;
+    if (config_get_float(cfg, "edit.gate", &g, err) || config_get_string(cfg, "edit.trigger", &kind, err) ||
+        config_get_float(cfg, "edit.key_nearest_floor", &floor, err))
+        return -1;
+    *t = (edit_trigger){.gate = (float)g, .nearest_floor = (float)floor,
+                        .kind = !strcmp(kind, "key")           ? EDIT_TRIGGER_KEY
+                                : !strcmp(kind, "nearest_key") ? EDIT_TRIGGER_NEAREST_KEY
+                                                               : EDIT_TRIGGER_NEURONS};
     return 0;
 }

@@ -12,10 +12,10 @@ void eval_each_free(eval_each *e) {
     *e = (eval_each){0};
 }
 
-int eval_each_init(const stage_context *ctx, const edit_store *st, float gate, int by_key, eval_each *e,
+int eval_each_init(const stage_context *ctx, const edit_store *st, const edit_trigger *t, eval_each *e,
                    lafn_err *err) {
     int64_t max_facts;
-    *e = (eval_each){.store = st, .facts = &ctx->facts, .m = ctx->m, .gate = gate, .by_key = by_key};
+    *e = (eval_each){.store = st, .facts = &ctx->facts, .m = ctx->m, .trigger = *t};
     if (edit_hparams_from_config(&ctx->cfg, &e->h, err) ||
         config_get_int(&ctx->cfg, "eval.each_max_facts", &max_facts, err))
         return -1;
@@ -50,7 +50,8 @@ static int each_problem(const eval_each *e, size_t f, size_t lang, edit_problem 
 int eval_each_make(const eval_each *e, size_t f, size_t lang, eval_edit *out, lafn_err *err) {
     const facts_record *rec = &e->facts->facts[f];
     long row = store_find(e->store, (int64_t)rec->index);
-    *out = (eval_edit){.cache = {.kind = e->store->kind, .gate = e->gate, .by_key = e->by_key}};
+    *out = (eval_edit){.cache = {.kind = e->store->kind, .trigger = e->trigger, .n_rivals = e->store->n_facts,
+                                 .rivals = e->store->entries}};
     if (row < 0) return lafn_err_set(err, "fact %s (index %zu) has no row in edit.h5", rec->id, rec->index);
     int64_t lo = e->store->delta_off[row], hi = e->store->delta_off[row + 1];
     int n = (int)(hi - lo);

@@ -117,13 +117,12 @@ struct eval_each {
     const facts_set *facts;
     const model *m;
     edit_hparams h;
-    float gate;
-    int by_key;
+    edit_trigger trigger;
     facts_edit_view *views;  /* (n_views) every fact's edit view (owned) */
     size_t n_views;
 };
 
-int eval_each_init(const stage_context *ctx, const edit_store *st, float gate, int by_key, eval_each *e,
+int eval_each_init(const stage_context *ctx, const edit_store *st, const edit_trigger *t, eval_each *e,
                    lafn_err *err);
 void eval_each_free(eval_each *e);
 /* Makes fact f's edit in language slot lang only (ctx->facts.langs[lang]) into

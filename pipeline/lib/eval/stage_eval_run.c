@@ -38,7 +38,7 @@ static int by_group(const void *a, const void *b) {
 /* The cache each fact is evaluated with, per edit.mode: single = its own edit;
  * batch = its batch's shared delta set; sequential = every edit (the model
  * after the whole sequence). */
-static int build_caches(eval_inputs *in, const char *mode, float gate, int by_key, lafn_err *err) {
+static int build_caches(eval_inputs *in, const char *mode, const edit_trigger *t, lafn_err *err) {
     const edit_store *s = &in->store;
     size_t n = s->n_facts;
     in->caches = malloc((n ? n : 1) * sizeof *in->caches);
@@ -46,7 +46,7 @@ static int build_caches(eval_inputs *in, const char *mode, float gate, int by_ke
     if (!in->caches || !in->ordered) return lafn_err_set(err, "eval: out of memory for %zu edits", n);
     memcpy(in->ordered, s->entries, n * sizeof *in->ordered);
     qsort(in->ordered, n, sizeof *in->ordered, by_group);
-    edit_cache all = edit_store_cache(s, gate, by_key);
+    edit_cache all = edit_store_cache(s, t);
     for (size_t i = 0; i < n; i++) {
         in->caches[i] = all;
         if (!strcmp(mode, "sequential")) {
@@ -83,18 +83,17 @@ static int read_costs(eval_inputs *in, const char *path, const char *run_id, MPI
 static int load_inputs(stage_context *ctx, eval_inputs *in, lafn_err *err) {
     char edit_id[STAGE_RUN_ID_LEN + 1], path[4096];
     const char *mode, *sets;
-    float gate;
-    int by_key;
-    if (config_get_string(&ctx->cfg, "edit.mode", &mode, err) || edit_trigger_from_config(&ctx->cfg, &gate, &by_key, err) ||
+    edit_trigger trigger;
+    if (config_get_string(&ctx->cfg, "edit.mode", &mode, err) || edit_trigger_from_config(&ctx->cfg, &trigger, err) ||
         config_get_string(&ctx->cfg, "eval.edit_sets", &sets, err) ||
         stage_run_id(&ctx->cfg, ctx->m->sha256, "edit", edit_id, err))
         return -1;
     snprintf(path, sizeof path, "%s/edit.h5", ctx->out_dir);
     if (edit_store_read(path, edit_id, ctx->m->cfg.d_model, ctx->comm, &in->store, err) != 0) return -1;
     if (read_costs(in, path, edit_id, ctx->comm, err) != 0) return -1;
-    if (build_caches(in, mode, gate, by_key, err) != 0) return -1;
+    if (build_caches(in, mode, &trigger, err) != 0) return -1;
     if (strcmp(sets, "each") != 0) return 0;
-    if (eval_each_init(ctx, &in->store, gate, by_key, &in->each, err) != 0) return -1;
+    if (eval_each_init(ctx, &in->store, &trigger, &in->each, err) != 0) return -1;
     in->have_each = 1;
     return 0;
 }

@@ -29,7 +29,7 @@ static const char *stage_skipped_keys(const lafn_config *cfg, const char *stage)
     lafn_err ignored;
     if (strcmp(stage, "edit") != 0) return NULL;
     config_get_string(cfg, "edit.mode", &mode, &ignored);
-    return strcmp(mode, "sequential") == 0 ? NULL : "edit.gate edit.trigger";
+    return strcmp(mode, "sequential") == 0 ? NULL : "edit.gate edit.trigger edit.key_nearest_floor";
 }
 
 /* run.seed is part of the identity of locate and later stages when it decides
