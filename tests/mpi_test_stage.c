@@ -114,6 +114,10 @@ static void test_run_ids(void) {
     run_id_of("eval", floor_0, a);
     run_id_of("eval", floor_1, b);
     CHECK(a[0] && strcmp(a, b) != 0, "edit.key_nearest_floor did not change eval's run id");
+    const char *rank_default[] = {"locate.rank_by=mean_score", NULL}, *rank_contrast[] = {"locate.rank_by=contrast", NULL};
+    run_id_of("locate", rank_default, a);
+    run_id_of("locate", rank_contrast, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "locate.rank_by (a late knob) set away from its default did not change locate's run id");
 }
 
 int main(int argc, char **argv) {

@@ -140,6 +140,30 @@ static void check_bad_overrides(lafn_config *cfg);
 static void check_roundtrip(lafn_config *cfg);
 
 /* A set of overrides is checked as a whole: related knobs may come in any order. */
+/* config_at_default: true for a knob at its default (also when the file or an override writes the default
+ * again), false once it differs, false for an unknown key. */
+static void test_at_default(void) {
+    lafn_config c;
+    lafn_err err = {{0}};
+    if (config_defaults(&c, &err)) {
+        CHECK(0, "defaults: %s", err.msg);
+        return;
+    }
+    CHECK(config_at_default(&c, "locate.rank_by") && config_at_default(&c, "edit.key_nearest_floor") &&
+              config_at_default(&c, "data.fact_range") && config_at_default(&c, "edit.gate"),
+          "defaults are at their default");
+    CHECK(config_override(&c, "edit.key_nearest_floor=0.50", &err) == 0 && config_at_default(&c, "edit.key_nearest_floor"),
+          "0.50 written again is the default 0.5");
+    CHECK(config_override(&c, "locate.rank_by=contrast", &err) == 0 && !config_at_default(&c, "locate.rank_by"),
+          "rank_by = contrast is not the default");
+    CHECK(config_override(&c, "data.fact_range=[0, 5]", &err) == 0 && !config_at_default(&c, "data.fact_range"),
+          "a fact range is not the default []");
+    CHECK(!config_at_default(&c, "locate.no_such_key") && !config_at_default(&c, "nosection.rank_by") &&
+              !config_at_default(&c, "locate"),
+          "an unknown key is not at its default");
+    config_free(&c);
+}
+
 static void test_override_order(void) {
     lafn_config c;
     lafn_err err = {{0}};
@@ -280,6 +304,7 @@ int main(void) {
     test_shipped_files();
     test_rejections();
     test_overrides();
+    test_at_default();
     test_documented();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -100,6 +100,10 @@ int config_print(const lafn_config *cfg, FILE *out);
  * output depends on. Returns 0 or -1 on a write error. */
 int config_print_sections(const lafn_config *cfg, const char *names, const char *skip, FILE *out);
 
+/* 1 if knob "section.key" holds its default (its value prints as the table's
+ * default text), 0 if not or if there is no such knob. */
+int config_at_default(const lafn_config *cfg, const char *path);
+
 /* config_print into a new NUL-terminated string the caller frees; NULL on failure. */
 char *config_print_string(const lafn_config *cfg);
 

@@ -84,6 +84,26 @@ int config_print_sections(const lafn_config *cfg, const char *names, const char 
     return ferror(out) ? -1 : 0;
 }
 
+int config_at_default(const lafn_config *cfg, const char *path) {
+    size_t ns, idx = 0;
+    const config_section *sec = config_sections(&ns);
+    for (size_t i = 0; i < ns; i++)
+        for (size_t k = 0; k < sec[i].n_knobs && idx < cfg->n_vals; k++, idx++) {
+            size_t n = strlen(sec[i].name);
+            if (strncmp(path, sec[i].name, n) != 0 || path[n] != '.' || strcmp(path + n + 1, sec[i].knobs[k].key) != 0)
+                continue;
+            char *text = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&text, &len);
+            if (!f) return 0;
+            print_value(f, &sec[i].knobs[k], &cfg->vals[idx]);
+            int same = fclose(f) == 0 && strcmp(text, sec[i].knobs[k].def) == 0;
+            free(text);
+            return same;
+        }
+    return 0;
+}
+
 int config_print(const lafn_config *cfg, FILE *out) {
     fprintf(out, "# lafn pipeline file, resolved from %s (every key; defaults filled)\n",
             cfg->source ? cfg->source : "?");

@@ -20,16 +20,30 @@ static const char *stage_sections(const char *stage) {
     return NULL;
 }
 
-/* Knobs of those sections the stage's output does not depend on: the gate and
- * the trigger only decide where a stored edit applies (eval, lafn ask),
- * except in sequential mode, where earlier edits are applied through them
- * while optimising. */
-static const char *stage_skipped_keys(const lafn_config *cfg, const char *stage) {
+/* Knobs added after run identities were first written to disk: while one
+ * holds its default, the stage computes what it computed before the knob
+ * existed, so the knob is left out of the identity and such runs stay
+ * resumable. Changing the default of one of them means taking it off this
+ * list (the identity then changes, as it must). */
+static const char *const late_knobs[] = {"locate.rank_by", "edit.key_nearest_floor"};
+
+/* Writes into buf (cap) the knobs of those sections the stage's output does
+ * not depend on, space-separated: the late knobs at their default, and for
+ * edit the gate and the trigger, which only decide where a stored edit
+ * applies (eval, lafn ask) — except in sequential mode, where earlier edits
+ * are applied through them while optimising. */
+static void stage_skipped_keys(const lafn_config *cfg, const char *stage, char *buf, size_t cap) {
     const char *mode = "";
     lafn_err ignored;
-    if (strcmp(stage, "edit") != 0) return NULL;
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof late_knobs / sizeof late_knobs[0]; i++)
+        if (config_at_default(cfg, late_knobs[i]) && len < cap)
+            len += (size_t)snprintf(buf + len, cap - len, "%s ", late_knobs[i]);
+    if (strcmp(stage, "edit") != 0) return;
     config_get_string(cfg, "edit.mode", &mode, &ignored);
-    return strcmp(mode, "sequential") == 0 ? NULL : "edit.gate edit.trigger edit.key_nearest_floor";
+    if (strcmp(mode, "sequential") != 0 && len < cap)
+        snprintf(buf + len, cap - len, "edit.gate edit.trigger edit.key_nearest_floor");
 }
 
 /* run.seed is part of the identity of locate and later stages when it decides
@@ -55,7 +69,9 @@ int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *s
     if (!f) return lafn_err_set(err, "%s: out of memory for the run identity", stage);
     fprintf(f, "model_sha256 = \"%s\";\n", model_sha256);
     print_seed_identity(cfg, stage, f);
-    int rc = config_print_sections(cfg, sections, stage_skipped_keys(cfg, stage), f);
+    char skipped[512];
+    stage_skipped_keys(cfg, stage, skipped, sizeof skipped);
+    int rc = config_print_sections(cfg, sections, skipped, f);
     if (fclose(f) != 0 || rc != 0) { free(text); return lafn_err_set(err, "%s: cannot print the run identity", stage); }
     sha256_ctx h;
     uint8_t digest[32];
