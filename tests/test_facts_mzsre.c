@@ -1,7 +1,8 @@
-/* test_facts_mzsre: the MzsRE loader on the real data — merge of 500 facts x 12 languages, spot values, subsets, aliases. */
+/* test_facts_mzsre: the MzsRE loader on the real data — merge of 500 facts x 12 languages, spot values, subsets, aliases, file names. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "facts/facts.h"
 #include "testutil.h"
@@ -138,6 +139,68 @@ static void test_subsets(const char *dir) {
     if (rc == 0) facts_set_free(&set);
 }
 
+/* Loads path with langs; returns the number of facts and languages (-1 on failure, err filled). */
+static long load_count(const char *path, const char *langs, size_t *n_langs, char *first_src, size_t cap,
+                       lafn_err *err) {
+    facts_set set;
+    facts_opts o = {.langs = langs};
+    if (facts_load_mzsre(path, &o, &set, err) != 0) return -1;
+    long n = (long)set.n_facts;
+    *n_langs = set.n_langs;
+    snprintf(first_src, cap, "%s", set.n_facts ? set.facts[0].sides[set.facts[0].n_sides - 1].src : "");
+    facts_set_free(&set);
+    return n;
+}
+
+/* The file names a user has: the published mzsre_test_duplicate_en<XX>.json in a folder, any name through a
+ * {xx} path, one pair file (Bi-ZsRE's bizsre_test.json: en-zh), and a folder holding both sets refused. The
+ * files are links to the development split's, so every variant must give its 500 records. */
+static void test_file_names(const char *dir) {
+    char tmp[] = "/tmp/lafn_mzsre_names_XXXXXX", path[4096], target[4096], want[512], got[512];
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    const char *links[][2] = {{"zh", "mzsre_test_duplicate_enzh.json"}, {"de", "mzsre_test_duplicate_ende.json"},
+                              {"zh", "custom_enzh.json"}, {"zh", "bizsre_test.json"}};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(target, sizeof target, "%s/mzsre_dev500_en%s.json", dir, links[i][0]);
+        snprintf(path, sizeof path, "%s/%s", tmp, links[i][1]);
+        CHECK(realpath(target, want) && symlink(want, path) == 0, "link %s", path);
+    }
+    size_t nl = 0;
+    lafn_err err = {{0}};
+    long n = load_count(dir, "en,zh", &nl, want, sizeof want, &err);
+    CHECK(n == 500, "the development folder: %s", err.msg);
+    n = load_count(tmp, NULL, &nl, got, sizeof got, &err);
+    CHECK(n == 500 && nl == 3, "published names in a folder: %ld facts, %zu languages (expected 500, en zh de): %s", n,
+          nl, err.msg);
+    snprintf(path, sizeof path, "%s/custom_en{xx}.json", tmp);
+    n = load_count(path, NULL, &nl, got, sizeof got, &err);
+    CHECK(n == 500 && nl == 2 && !strcmp(got, want), "a {xx} path: %ld facts, %zu languages, zh src '%s': %s", n, nl,
+          got, err.msg);
+    snprintf(path, sizeof path, "%s/bizsre_test.json", tmp);
+    n = load_count(path, NULL, &nl, got, sizeof got, &err);
+    CHECK(n == 500 && nl == 2 && !strcmp(got, want), "one pair file: %ld facts, %zu languages, zh src '%s': %s", n, nl,
+          got, err.msg);
+    CHECK(load_count(path, "en,de", &nl, got, sizeof got, &err) == -1 && strstr(err.msg, "'de'") &&
+              strstr(err.msg, "en and zh only"),
+          "a language the pair file does not hold is named: %s", err.msg);
+    snprintf(path, sizeof path, "%s/nothing_en{xx}.json", tmp);
+    CHECK(load_count(path, NULL, &nl, got, sizeof got, &err) == -1 && strstr(err.msg, "nothing_en{xx}.json"),
+          "a {xx} path matching no file is named: %s", err.msg);
+    snprintf(target, sizeof target, "%s/mzsre_dev500_enzh.json", dir);
+    snprintf(path, sizeof path, "%s/mzsre_dev500_enzh.json", tmp);
+    CHECK(realpath(target, want) && symlink(want, path) == 0, "link %s", path);
+    CHECK(load_count(tmp, NULL, &nl, got, sizeof got, &err) == -1 && strstr(err.msg, "mzsre_dev500_en{xx}.json") &&
+              strstr(err.msg, "mzsre_test_duplicate_en{xx}.json"),
+          "a folder with both sets asks for one: %s", err.msg);
+    const char *names[] = {"mzsre_test_duplicate_enzh.json", "mzsre_test_duplicate_ende.json", "custom_enzh.json",
+                           "bizsre_test.json", "mzsre_dev500_enzh.json"};
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmp, names[i]);
+        unlink(path);
+    }
+    rmdir(tmp);
+}
+
 static void test_bad_requests(const char *dir) {
     facts_set set;
     lafn_err err = {{0}};
@@ -202,6 +265,7 @@ int main(void) {
     test_full_merge(dir);
     test_subsets(dir);
     test_bad_requests(dir);
+    test_file_names(dir);
     test_load_data(dir);
     return testutil_finish("test_facts_mzsre");
 }

@@ -110,8 +110,12 @@ const facts_record *facts_set_find(const facts_set *set, const char *id);
 
 /* ---- loaders ---- */
 
-/* Reads the MzsRE files mzsre_dev500_en<XX>.json from dir (every pair file
- * present, or only those of opts->langs; en always comes from the first file)
+/* Reads MzsRE / Bi-ZsRE pair files (a JSON array of {"en": side, "<xx>":
+ * side} per file) from dir: a folder holding mzsre_dev500_en<XX>.json or the
+ * published mzsre_test_duplicate_en<XX>.json (not both), a path with {xx}
+ * where the language goes (any file name), or one pair file (Bi-ZsRE's
+ * bizsre_test.json; its language from its first record) — every pair file
+ * present, or only those of opts->langs; en always comes from the first file —
  * and merges them into one record per fact (index = array position, id
  * "mzsre-<index>"). The en side must be identical across files; the first
  * disagreement is reported with both files, index and field. A missing dir or

@@ -1,4 +1,4 @@
-/* facts_mzsre: the MzsRE / Bi-ZsRE loader — merges the per-pair files mzsre_dev500_en<XX>.json into multilingual records. */
+/* facts_mzsre: the MzsRE / Bi-ZsRE loader — merges the per-pair files (en + one language each) into multilingual records. */
 #include "facts/facts_impl.h"
 #include "base/file_map.h"
 
@@ -14,8 +14,16 @@ static const char *const mzsre_pairs[] = {
 };
 #define N_PAIRS (sizeof mzsre_pairs / sizeof mzsre_pairs[0])
 
+/* The pair-file names a data folder is searched for: the development split as
+ * the project keeps it, and the published test files. */
+static const char *const mzsre_names[] = {"mzsre_dev500_en{xx}.json", "mzsre_test_duplicate_en{xx}.json"};
+#define N_NAMES (sizeof mzsre_names / sizeof mzsre_names[0])
+#define LANG_SLOT "{xx}"
+
 typedef struct {
-    const char *dir;
+    const char *dir;       /* data.path as given */
+    char pattern[4096];    /* a pair file's path with {xx} for its language, or the one pair file */
+    char single_lang[8];   /* one pair file: its second language, from its first record */
     const facts_opts *opts;
     facts_set *set;
     size_t n_src;          /* records in the first file */
@@ -27,12 +35,82 @@ typedef struct {
 } mz_load;
 
 static void pair_path(const mz_load *m, const char *lang, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s/mzsre_dev500_en%s.json", m->dir, lang);
+    const char *slot = strstr(m->pattern, LANG_SLOT);
+    if (!slot) snprintf(buf, cap, "%s", m->pattern);
+    else snprintf(buf, cap, "%.*s%s%s", (int)(slot - m->pattern), m->pattern, lang, slot + strlen(LANG_SLOT));
 }
 
 static int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int parse_array(const char *path, cJSON **out, lafn_err *err);
+
+/* The second language of a single pair file: the key other than "en" of its first record. */
+static int single_file_lang(mz_load *m, lafn_err *err) {
+    cJSON *root = NULL;
+    if (parse_array(m->pattern, &root, err)) return -1;
+    const cJSON *first = cJSON_GetArrayItem(root, 0), *it;
+    cJSON_ArrayForEach(it, first) {
+        if (!it->string || !strcmp(it->string, "en")) continue;
+        const facts_lang_info *li = facts_lang_find(it->string);
+        if (li) snprintf(m->single_lang, sizeof m->single_lang, "%s", li->code);
+        break;
+    }
+    cJSON_Delete(root);
+    if (!m->single_lang[0])
+        return lafn_err_set(err, "%s: record [0]: expected an object with \"en\" and one other known language code "
+                            "as keys (a MzsRE / Bi-ZsRE pair file)", m->pattern);
+    return 0;
+}
+
+/* How many pair files of the pattern exist. */
+static size_t pairs_present(mz_load *m) {
+    char path[4096];
+    size_t n = 0;
+    for (size_t i = 0; i < N_PAIRS; i++) {
+        pair_path(m, mzsre_pairs[i], path, sizeof path);
+        n += file_exists(path);
+    }
+    return n;
+}
+
+/* Resolves data.path into m->pattern: a folder holding one of the known sets
+ * of pair files, a path with {xx} for the language, or one pair file (whose
+ * second language is read from it). */
+static int resolve_pattern(mz_load *m, lafn_err *err) {
+    struct stat st;
+    if (strstr(m->dir, LANG_SLOT)) {
+        snprintf(m->pattern, sizeof m->pattern, "%s", m->dir);
+        if (pairs_present(m) == 0)
+            return lafn_err_set(err, "MzsRE loader: no file matches '%s' for any of zh cz de du es fr pt ru th tr vi",
+                                m->dir);
+        return 0;
+    }
+    errno = 0;
+    if (stat(m->dir, &st) != 0)
+        return lafn_err_set(err, "MzsRE loader: data path '%s': %s (expected a folder of pair files, a path with "
+                            "{xx} for the language, or one pair file)", m->dir, strerror(errno));
+    if (S_ISREG(st.st_mode)) {
+        snprintf(m->pattern, sizeof m->pattern, "%s", m->dir);
+        return single_file_lang(m, err);
+    }
+    if (!S_ISDIR(st.st_mode))
+        return lafn_err_set(err, "MzsRE loader: data path '%s' is neither a folder nor a file", m->dir);
+    const char *found = NULL;
+    for (size_t i = 0; i < N_NAMES; i++) {
+        snprintf(m->pattern, sizeof m->pattern, "%s/%s", m->dir, mzsre_names[i]);
+        if (pairs_present(m) == 0) continue;
+        if (found)
+            return lafn_err_set(err, "MzsRE loader: '%s' holds both %s and %s files; name one set in data.path "
+                                "(e.g. \"%s/%s\")", m->dir, found, mzsre_names[i], m->dir, mzsre_names[i]);
+        found = mzsre_names[i];
+    }
+    if (!found)
+        return lafn_err_set(err, "MzsRE loader: no file %s or %s in '%s'", mzsre_names[0], mzsre_names[1], m->dir);
+    snprintf(m->pattern, sizeof m->pattern, "%s/%s", m->dir, found);
+    return 0;
 }
 
 /* Chooses the pair files: the selected languages, or every pair present. */
@@ -46,6 +124,9 @@ static int choose_pairs(mz_load *m, const char **pairs, size_t *n_pairs, lafn_er
     m->keep_en = n_sel == 0;
     for (size_t i = 0; i < n_sel; i++) {
         if (!strcmp(sel[i], "en")) { m->keep_en = 1; continue; }
+        if (m->single_lang[0] && strcmp(sel[i], m->single_lang) != 0)
+            return lafn_err_set(err, "MzsRE loader: language '%s' selected but %s holds en and %s only", sel[i],
+                                m->pattern, m->single_lang);
         pair_path(m, sel[i], path, sizeof path);
         if (!file_exists(path))
             return lafn_err_set(err, "MzsRE loader: language '%s' selected but %s does "
@@ -54,14 +135,16 @@ static int choose_pairs(mz_load *m, const char **pairs, size_t *n_pairs, lafn_er
         pairs[(*n_pairs)++] = sel[i];
     }
     m->en_only = n_sel > 0 && *n_pairs == 0;
+    if (m->single_lang[0] && (n_sel == 0 || *n_pairs == 0)) {
+        pairs[(*n_pairs)++] = m->single_lang;
+        return 0;
+    }
     for (size_t i = 0; i < N_PAIRS && (n_sel == 0 || *n_pairs == 0); i++) {
         pair_path(m, mzsre_pairs[i], path, sizeof path);
         if (file_exists(path)) pairs[(*n_pairs)++] = mzsre_pairs[i];
         if (n_sel && *n_pairs) break; /* en only: one file supplies it */
     }
-    if (*n_pairs == 0)
-        return lafn_err_set(err, "MzsRE loader: no file mzsre_dev500_en<XX>.json in '%s'",
-                            m->dir);
+    if (*n_pairs == 0) return lafn_err_set(err, "MzsRE loader: no file matches '%s'", m->pattern);
     return 0;
 }
 
@@ -244,16 +327,12 @@ int facts_load_mzsre(const char *dir, const facts_opts *opts, facts_set *out,
     mz_load m = {.dir = dir, .opts = opts, .set = out};
     const char *pairs[N_PAIRS + FACTS_MAX_LANGS];
     size_t n_pairs = 0;
-    struct stat st;
     memset(out, 0, sizeof *out);
-    errno = 0;
-    if (!dir || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        const char *why = !dir ? "no path given" : errno ? strerror(errno) : "not a directory";
-        lafn_err_set(err, "MzsRE loader: data directory '%s': %s (expected the folder "
-                     "holding mzsre_dev500_en<XX>.json)", dir ? dir : "(null)", why);
+    if (!dir) {
+        lafn_err_set(err, "MzsRE loader: no data path given");
         goto fail;
     }
-    if (choose_pairs(&m, pairs, &n_pairs, err)) goto fail;
+    if (resolve_pattern(&m, err) || choose_pairs(&m, pairs, &n_pairs, err)) goto fail;
     for (size_t p = 0; p < n_pairs; p++)
         if (load_pair(&m, pairs[p], p == 0, n_pairs, err)) goto fail;
     if (m.keep_en) facts_set_add_lang(out, facts_lang_find("en")->code);
