@@ -74,9 +74,16 @@ static void ask_print_edit(const edit_store *st, long row, const facts_record *r
     printf("%s\n", e->n > 12 ? " …" : "");
 }
 
-/* Prints text with control characters (answers may hold any token) shown as '?', so each answer stays on its line. */
+/* Prints text with control characters escaped (answers may hold any token: "\n", "\t", "\r", else "<0xHH>"), so
+ * each answer stays on its line and a newline answer reads as one. */
 static void put_text(const char *text) {
-    for (const unsigned char *c = (const unsigned char *)text; *c; c++) putchar(*c < 0x20 || *c == 0x7f ? '?' : *c);
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+        if (*c == '\n') fputs("\\n", stdout);
+        else if (*c == '\t') fputs("\\t", stdout);
+        else if (*c == '\r') fputs("\\r", stdout);
+        else if (*c < 0x20 || *c == 0x7f) printf("<0x%02X>", *c);
+        else putchar(*c);
+    }
 }
 
 enum { ASK_MAX_QUESTIONS = 4 * 64, ASK_NEW_TOKENS = 16 };
