@@ -347,7 +347,7 @@ static void test_resume(void) {
     }
 }
 
-/* lafn doctor starts 2 ranks through mpirun and finds the four stage programs. */
+/* lafn doctor starts 2 ranks through mpirun, finds the four stage programs and checks a faster BLAS kernel than a pinned one. */
 static void test_doctor(void) {
     char *out = NULL;
     char *argv[] = {NULL, "doctor", "--model", "tests/fixtures/models/tiny-gemma3.gguf", NULL};
@@ -355,6 +355,22 @@ static void test_doctor(void) {
     CHECK(st == 0 && strstr(out, "doctor: all checks passed"), "doctor passes: status %d: %s", st, out);
     CHECK(strstr(out, "-np 2: 2 ranks started and talked") != NULL, "mpirun check: %s", out);
     CHECK(strstr(out, "lafn-probe ok, lafn-locate ok, lafn-edit ok, lafn-eval ok") != NULL, "stage check: %s", out);
+    free(out);
+    /* A pinned kernel slower than the CPU allows: doctor checks the faster one on the spot and says so. */
+    if (system("grep -qw avx2 /proc/cpuinfo") != 0) {
+        printf("doctor: this CPU has no AVX2, the pinned-kernel check is skipped\n");
+        return;
+    }
+    const char *old = getenv("OPENBLAS_CORETYPE");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("OPENBLAS_CORETYPE", "Sandybridge", 1);
+    st = run_lafn(argv, &out);
+    if (saved) setenv("OPENBLAS_CORETYPE", saved, 1);
+    else unsetenv("OPENBLAS_CORETYPE");
+    free(saved);
+    CHECK(st == 0 && strstr(out, "kernel Sandybridge") && strstr(out, "checked here: GEMM error") &&
+              strstr(out, "export OPENBLAS_CORETYPE=") && strstr(out, "instead of the pinned Sandybridge"),
+          "doctor under a pinned Sandybridge kernel checks and names the faster one: status %d: %s", st, out);
     free(out);
 }
 

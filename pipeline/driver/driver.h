@@ -23,6 +23,35 @@ int driver_ask_run(int argc, char **argv);
  * (after running mpirun), so main must not. */
 int driver_doctor(int argc, char **argv);
 
+/* ---- lafn doctor's BLAS check (driver_doctor_blas.c) ---- */
+
+/* One GEMM check in this process: the kernel OpenBLAS chose, the largest
+ * error against a double-precision reference (relative to sum |a b|), speed. */
+typedef struct {
+    char kernel[64];
+    double max_error, gflops;
+} driver_gemm_check;
+
+/* What doctor found about the CPU's faster kernel, if it differs from the one in use. */
+typedef struct {
+    char best[32];                     /* the kernel the CPU's flags allow ("" = the one in use) */
+    int tried, best_ran;               /* checks done; the child with OPENBLAS_CORETYPE=best reported */
+    driver_gemm_check current, faster; /* this process's kernel; the child's */
+} driver_blas_probe;
+
+/* Runs the GEMM check in this process; 0, or -1 when out of memory. */
+int driver_doctor_gemm_check(driver_gemm_check *out);
+/* `lafn doctor --blas-child`: the GEMM check, printed as one line for the parent. */
+int driver_doctor_blas_child(void);
+/* When the CPU allows a faster kernel than the one in use, checks both: this
+ * process's, and the faster one in a child started with OPENBLAS_CORETYPE set
+ * (so call it before MPI_Init, like any fork). Always returns 0. */
+int driver_doctor_blas_probe(driver_blas_probe *p);
+/* Prints the BLAS line: kernel, threads, config, the pin, and what the probe
+ * found — a faster kernel that computes correctly, with its speed ratio, or
+ * one that does not. Returns 0 (advice, never a failure). */
+int driver_doctor_blas(const driver_blas_probe *p);
+
 /* `lafn run FILE.cfg ...`: runs the stages under mpirun (driver_run.c). No MPI_Init. */
 int driver_run(int argc, char **argv);
 

@@ -1,4 +1,4 @@
-/* driver_doctor: `lafn doctor` — checks mpirun (2 ranks), the stage programs, MPI, parallel HDF5, the BLAS kernel in use and the model. */
+/* driver_doctor: `lafn doctor` — checks mpirun (2 ranks), the stage programs, MPI, parallel HDF5, the BLAS kernel (driver_doctor_blas.c) and the model. */
 #include <hdf5.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -9,11 +9,6 @@
 
 #include "driver.h"
 #include "model/model.h"
-
-/* OpenBLAS extensions (declared in its cblas.h on Debian, repeated here to stay header-agnostic). */
-char *openblas_get_corename(void);
-char *openblas_get_config(void);
-int openblas_get_num_threads(void);
 
 static int doctor_mpi(void) {
     char version[MPI_MAX_LIBRARY_VERSION_STRING];
@@ -46,38 +41,6 @@ static int doctor_hdf5(void) {
     printf("HDF5      %u.%u.%u is a serial build; lafn needs the openmpi flavour (libhdf5-openmpi-dev)\n", maj, min, rel);
     return 1;
 #endif
-}
-
-/* 1 if /proc/cpuinfo lists the CPU flag. */
-static int cpu_has_flag(const char *flag) {
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return 0;
-    char line[8192];
-    int found = 0;
-    size_t n = strlen(flag);
-    while (!found && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "flags", 5) != 0) continue;
-        for (char *p = strstr(line, flag); p && !found; p = strstr(p + 1, flag))
-            found = (p[-1] == ' ' || p[-1] == '\t') && (p[n] == ' ' || p[n] == '\n');
-        break;
-    }
-    fclose(f);
-    return found;
-}
-
-static int doctor_blas(void) {
-    const char *core = openblas_get_corename();
-    const char *forced = getenv("OPENBLAS_CORETYPE");
-    printf("OpenBLAS  kernel %s, %d thread(s), config: %s%s%s\n", core, openblas_get_num_threads(),
-           openblas_get_config(), forced ? "; OPENBLAS_CORETYPE=" : "", forced ? forced : "");
-    const char *better = cpu_has_flag("avx512_bf16") ? "Cooperlake"
-                         : cpu_has_flag("avx512f")   ? "SkylakeX"
-                         : cpu_has_flag("avx2")      ? "Haswell" : NULL;
-    int same_kernels = strcasecmp(core, "Zen") == 0 && better && strcasecmp(better, "Haswell") == 0; /* Zen uses Haswell's */
-    if (better && strcasecmp(core, better) != 0 && !same_kernels && !forced)
-        printf("          this CPU supports the %s kernel; to use it, export OPENBLAS_CORETYPE=%s before\n"
-               "          starting lafn (and pass it to every rank: mpirun -x OPENBLAS_CORETYPE)\n", better, better);
-    return 0;
 }
 
 static int doctor_model(const char *path) {
@@ -159,14 +122,16 @@ static int doctor_stages(void) {
 int driver_doctor(int argc, char **argv) {
     const char *model_path = DRIVER_DEFAULT_MODEL;
     if (argc == 2 && !strcmp(argv[1], "--mpi-child")) return doctor_mpi_child(argc, argv);
+    if (argc == 2 && !strcmp(argv[1], "--blas-child")) return driver_doctor_blas_child();
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
         else { fprintf(stderr, "usage: lafn doctor [--model PATH]\n"); return 2; }
     }
     fflush(stdout);
-    int failures = doctor_mpirun() + doctor_stages();
+    driver_blas_probe blas;
+    int failures = doctor_mpirun() + doctor_stages() + driver_doctor_blas_probe(&blas);
     MPI_Init(&argc, &argv);
-    failures += doctor_mpi() + doctor_hdf5() + doctor_blas() + doctor_model(model_path);
+    failures += doctor_mpi() + doctor_hdf5() + driver_doctor_blas(&blas) + doctor_model(model_path);
     MPI_Finalize();
     printf("%s\n", failures ? "doctor: problems found (see above)" : "doctor: all checks passed");
     return failures ? 1 : 0;
