@@ -164,6 +164,29 @@ static void test_at_default(void) {
     config_free(&c);
 }
 
+/* The identity text: one "section.key = value;" line per knob of the named sections, no comments (a knob's help
+ * is not part of what a stage computes), skipped keys left out. */
+static void test_identity_text(void) {
+    lafn_config c;
+    lafn_err err = {{0}};
+    char *text = NULL;
+    size_t len = 0;
+    if (config_defaults(&c, &err)) {
+        CHECK(0, "defaults: %s", err.msg);
+        return;
+    }
+    FILE *f = open_memstream(&text, &len);
+    CHECK(f && config_print_identity(&c, "probe locate", "locate.rank_by", f) == 0 && fclose(f) == 0, "print");
+    CHECK(text && !strchr(text, '#') && strstr(text, "probe.score = \"abs_activation\";\n") &&
+              strstr(text, "locate.threshold = ") && !strstr(text, "rank_by") && !strstr(text, "edit.") &&
+              !strstr(text, "model."),
+          "identity text of probe + locate without rank_by: %s", text ? text : "(none)");
+    for (char *line = text; line && *line; line = strchr(line, '\n') + 1)
+        CHECK(!strncmp(line, "probe.", 6) || !strncmp(line, "locate.", 7), "a line outside the sections: %.60s", line);
+    free(text);
+    config_free(&c);
+}
+
 static void test_override_order(void) {
     lafn_config c;
     lafn_err err = {{0}};
@@ -305,6 +328,7 @@ int main(void) {
     test_rejections();
     test_overrides();
     test_at_default();
+    test_identity_text();
     test_documented();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

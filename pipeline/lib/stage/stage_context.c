@@ -71,7 +71,7 @@ int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *s
     print_seed_identity(cfg, stage, f);
     char skipped[512];
     stage_skipped_keys(cfg, stage, skipped, sizeof skipped);
-    int rc = config_print_sections(cfg, sections, skipped, f);
+    int rc = config_print_identity(cfg, sections, skipped, f);
     if (fclose(f) != 0 || rc != 0) { free(text); return lafn_err_set(err, "%s: cannot print the run identity", stage); }
     sha256_ctx h;
     uint8_t digest[32];
