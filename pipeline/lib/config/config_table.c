@@ -32,9 +32,9 @@ static const config_knob model_knobs[] = {
 
 static const config_knob data_knobs[] = {
     {"format", CONFIG_KNOB_STRING, "\"jsonl\"", 0, 0, 0, 0, "mzsre jsonl", NOVALID,
-     "mzsre = a folder of mzsre_dev500_en<XX>.json files; jsonl = one fact per line"},
+     "mzsre = MzsRE / Bi-ZsRE pair files (see data.path); jsonl = one fact per line"},
     {"path", CONFIG_KNOB_STRING, "\"conf/data/demo_facts.jsonl\"", 0, 0, 0, 0, NULL, NONEMPTY,
-     "data file (jsonl) or folder (mzsre)"},
+     "jsonl: the data file; mzsre: a folder of mzsre_dev500_en<XX>.json or mzsre_test_duplicate_en<XX>.json, a path with {xx} for the language, or one pair file"},
     {"paraphrases", CONFIG_KNOB_STRING, "\"\"", 0, 0, 0, 0, NULL, NOVALID,
      "file of extra locating/editing paraphrases of src per fact and language; \"\" = none"},
     {"fact_range", CONFIG_KNOB_INT_LIST, "[]", 0, BIG, 0, 2, NULL, NOVALID,
