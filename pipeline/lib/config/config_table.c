@@ -107,7 +107,7 @@ static const config_knob locate_knobs[] = {
     {"rank_by", CONFIG_KNOB_STRING, "\"mean_score\"", 0, 0, 0, 0, "mean_score contrast", NOVALID,
      "LAFN ranking: mean score over the fact's prompts, or that minus the neuron's mean score over the other "
      "facts' prompts of the run (only neurons above 0 qualify: what every question shares drops out)"},
-    {"neuron_set", CONFIG_KNOB_STRING, "\"lafn\"", 0, 0, 0, 0, "lafn language_specific random", NOVALID,
+    {"neuron_set", CONFIG_KNOB_STRING, "\"random\"", 0, 0, 0, 0, "lafn language_specific random", NOVALID,
      "neurons handed to edit: the LAFNs, the language-specific sets (ablation), or the random control (per fact "
      "as many distinct random neurons in each layer as it has LAFNs there, drawn from run.seed and the fact index)"},
 };
@@ -130,7 +130,7 @@ static const config_knob edit_knobs[] = {
      "if > 0: |delta_j| <= norm_clamp * |v_j| (original value vector)"},
     {"gate", CONFIG_KNOB_FLOAT, "1.0", 0, 1, 0, 0, NULL, NOVALID,
      "cached edit fires when >= this fraction of its LAFNs pass their threshold; 0 = always"},
-    {"trigger", CONFIG_KNOB_STRING, "\"neurons\"", 0, 0, 0, 0, "neurons key nearest_key", NOVALID,
+    {"trigger", CONFIG_KNOB_STRING, "\"nearest_key\"", 0, 0, 0, 0, "neurons key nearest_key", NOVALID,
      "what decides that a cached edit fires on an input: its gate neurons (edit.gate); the key of the "
      "input's state against the keys of the fact's prompts and the fact's threshold (edit.key_*); or "
      "nearest_key: the fact's keys nearer than every other edited fact's and at least edit.key_nearest_floor; "
