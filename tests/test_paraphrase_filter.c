@@ -1,7 +1,9 @@
-/* test_paraphrase_filter: the paraphrase filters on hand-written cases — each filter rejects what it should and keeps what it should, in the script of each of the 12 MzsRE languages. */
+/* test_paraphrase_filter: the paraphrase filters on hand-written cases — each filter rejects what it should and keeps what it should, in the script of each of the 12 MzsRE languages — and the shipped templates: well-formed, and their own examples pass the filters. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "paraphrase/paraphrase.h"
 #include "paraphrase/paraphrase_filter.h"
 #include "testutil.h"
 
@@ -52,7 +54,7 @@ static void test_scripts(void) {
         expect(cases[i][0], cases[i][1], "Gustave Eiffel", cases[i][2], PARAPHRASE_KEPT, NULL);
         expect(cases[i][0], cases[i][1], "Gustave Eiffel", cases[i][3], PARAPHRASE_SCRIPT, NULL);
     }
-    /* a zh question that is half a Latin name: a paraphrase need not be purer than its src */
+    /* a zh question that is half a Latin name: the share asked for is relative to src's */
     expect("zh", "Windows 10是哪家公司开发的？", "苹果", "Windows 10由哪家公司开发？", PARAPHRASE_KEPT, NULL);
     expect("zh", "Windows 10是哪家公司开发的？", "苹果", "Which company developed Windows 10？", PARAPHRASE_SCRIPT, NULL);
     printf("scripts: 12 languages, a paraphrase in the script kept, one in another script rejected\n");
@@ -140,6 +142,75 @@ static void test_set(void) {
           "an unknown language is refused: %s", err.msg);
 }
 
+/* The text of a template line after its label ("Original: ", "Original : ", "原句："), or NULL if it has none. */
+static const char *after_label(const char *line) {
+    const char *colon = strstr(line, ":"), *wide = strstr(line, "\xef\xbc\x9a"); /* ： */
+    if (wide && (!colon || wide < colon)) return wide + 3;
+    return colon ? colon + 1 + (colon[1] == ' ') : NULL;
+}
+
+/* Each example block of a template (an original line, then its rewrites; blocks apart by blank lines, the first
+ * the instruction, the last the one with {src}) passes the filters: every rewrite kept. */
+static void check_examples(const char *lang, const char *prompt) {
+    char *text = strdup(prompt), *block = strstr(text, "\n\n");
+    size_t blocks = 0;
+    while (block) {
+        block += 2;
+        char *next = strstr(block, "\n\n"), *save = NULL, *cand[16];
+        if (next) *next = '\0';
+        const char *orig = strtok_r(block, "\n", &save);
+        uint8_t fin[16];
+        paraphrase_verdict v[16];
+        size_t k = 0;
+        for (char *l = strtok_r(NULL, "\n", &save); l && k < 16; l = strtok_r(NULL, "\n", &save)) {
+            cand[k] = (char *)after_label(l);
+            fin[k++] = 1;
+        }
+        if (orig && k > 0 && !strstr(orig, PARAPHRASE_SRC_MARK)) {
+            paraphrase_filter_opts o = defaults;
+            o.count = k;
+            lafn_err err = {{0}};
+            int kept = paraphrase_filter(lang, after_label(orig), "Zyxwv", cand, fin, k, &o, v, &err);
+            CHECK(kept == (int)k, "%s: template example '%s': %d of %zu rewrites kept (first verdict %s); %s", lang,
+                  orig, kept, k, paraphrase_verdict_names[v[0]], err.msg);
+            for (size_t i = 0; kept >= 0 && i < k; i++)
+                if (v[i] != PARAPHRASE_KEPT) fprintf(stderr, "  %s: '%s' is %s\n", lang, cand[i], paraphrase_verdict_names[v[i]]);
+            blocks++;
+        }
+        block = next;
+    }
+    CHECK(blocks == 4, "%s: %zu example blocks in the template, expected 4", lang, blocks);
+    free(text);
+}
+
+/* The 12 shipped templates load, mark {src} once, fill it in, and teach only what the filters keep. */
+static void test_templates(void) {
+    static const char *const langs[] = {"en", "zh", "cz", "de", "du", "es", "fr", "pt", "ru", "th", "tr", "vi"};
+    paraphrase_templates t;
+    lafn_err err = {{0}};
+    if (paraphrase_templates_load(&t, "conf/paraphrase", langs, 12, &err) != 0) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    for (size_t l = 0; l < t.n; l++) {
+        char *p = paraphrase_prompt(&t, langs[l], "QQQ SRC", &err);
+        CHECK(p && strstr(p, "QQQ SRC") && !strstr(p, PARAPHRASE_SRC_MARK) && p[0] != '#' &&
+                  !strchr(" \n", p[strlen(p) - 1]),
+              "%s: prompt '%s'", langs[l], p ? p : err.msg);
+        free(p);
+        check_examples(langs[l], t.prompt[l]);
+    }
+    paraphrase_templates_free(&t);
+    const char *bad[] = {"xx"};
+    CHECK(paraphrase_templates_load(&t, "conf/paraphrase", bad, 1, &err) == -1 && strstr(err.msg, "'xx'"),
+          "an unknown language is refused: %s", err.msg);
+    const char *ja[] = {"ja"};
+    CHECK(paraphrase_templates_load(&t, "conf/paraphrase", ja, 1, &err) == -1 && strstr(err.msg, "conf/paraphrase/ja.txt") &&
+              strstr(err.msg, "paraphrase.template_dir"),
+          "a missing template is named: %s", err.msg);
+    printf("templates: 12 languages, 4 example blocks each, every rewrite passes the filters\n");
+}
+
 int main(void) {
     test_scripts();
     test_same();
@@ -147,5 +218,6 @@ int main(void) {
     test_length();
     test_leak();
     test_set();
+    test_templates();
     return testutil_finish("test_paraphrase_filter");
 }

@@ -91,7 +91,7 @@ static const config_knob paraphrase_knobs[] = {
      "paraphrase at least this"},
     {"script_share", CONFIG_KNOB_FLOAT, "0.5", 0, 1, 0, 0, NULL, NOVALID,
      "share of a candidate's letters in its language's script (Han for zh, Thai, Cyrillic for ru, Latin otherwise) "
-     "at least this, or src's share if that is lower"},
+     "at least this times src's share"},
     {"min_length_ratio", CONFIG_KNOB_FLOAT, "0.5", 0, 100, 0, 0, NULL, NOVALID,
      "a candidate has at least this times src's letters and digits"},
     {"max_length_ratio", CONFIG_KNOB_FLOAT, "2.0", 0, 100, 0, 0, NULL, NOVALID,

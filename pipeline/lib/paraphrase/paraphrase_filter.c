@@ -108,7 +108,7 @@ int paraphrase_filter(const char *lang, const char *src, const char *alt, char *
     if (paraphrase_text_scan(src, f.script, &f.src, err) == 0 && paraphrase_text_scan(alt, f.script, &f.alt, err) == 0) {
         f.no_spaces = facts_lang_find(lang)->sep[0] == '\0';
         f.src_has_alt = contains_answer(&f.src, &f.alt, f.no_spaces);
-        f.min_share = share(&f.src) < o->script_share ? share(&f.src) : o->script_share;
+        f.min_share = o->script_share * share(&f.src);
         rc = judge_all(&f, candidates, finished, n, texts, verdicts, err);
     }
     for (size_t i = 0; i < n; i++) paraphrase_text_free(&texts[i]);

@@ -50,7 +50,7 @@ typedef enum {
     PARAPHRASE_MALFORMED,      /* no word character, or not valid UTF-8 */
     PARAPHRASE_SAME_AS_SRC,    /* the same key as src (differs only in case, spacing, punctuation) */
     PARAPHRASE_ENDING,         /* ends with a question mark where src does not, or the other way round */
-    PARAPHRASE_SCRIPT,         /* too small a share of its letters in the language's script */
+    PARAPHRASE_SCRIPT,         /* a share of its letters in the language's script below script_share × src's */
     PARAPHRASE_LENGTH,         /* length outside [min_length_ratio, max_length_ratio] × src's */
     PARAPHRASE_LEAK,           /* contains the new answer alt (and src does not) */
     PARAPHRASE_NEAR_DUPLICATE, /* at least max_similarity like a paraphrase kept before it */
@@ -66,7 +66,7 @@ extern const char *const paraphrase_verdict_names[PARAPHRASE_N_VERDICTS];
 typedef struct {
     size_t count;            /* kept at most */
     double max_similarity;   /* near-duplicate at or above this */
-    double script_share;     /* letters in the script at least this share (or src's share, if lower) */
+    double script_share;     /* share of the letters in the script at least this times src's share */
     double min_length_ratio, max_length_ratio;
 } paraphrase_filter_opts;
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "h5/h5global.h"
+#include "paraphrase/paraphrase.h"
 #include "stage/stage.h"
 #include "stage/fact_loop.h"
 
@@ -213,7 +214,8 @@ int stage_probe_run(const char *cfg_path, char *const *overrides, int n_override
     if (stage_context_init(&ctx, "probe", cfg_path, overrides, n_overrides, command_line, comm, log, err) != 0)
         return -1;
     probe_state s = {.ctx = &ctx};
-    int rc = probe_body(&s, err);
+    int rc = paraphrase_join(&ctx, err);
+    if (rc == 0) rc = probe_body(&s, err);
     probe_batch_free(&s.b);
     probe_work_free(s.w);
     probe_opts_free(&s.o);
