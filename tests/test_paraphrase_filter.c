@@ -55,7 +55,7 @@ static void test_scripts(void) {
         expect(cases[i][0], cases[i][1], "Gustave Eiffel", cases[i][3], PARAPHRASE_SCRIPT, NULL);
     }
     /* a zh question that is half a Latin name: the share asked for is relative to src's */
-    expect("zh", "Windows 10是哪家公司开发的？", "苹果", "Windows 10由哪家公司开发？", PARAPHRASE_KEPT, NULL);
+    expect("zh", "Windows 10是哪家公司开发的？", "苹果", "哪家公司开发了Windows 10？", PARAPHRASE_KEPT, NULL);
     expect("zh", "Windows 10是哪家公司开发的？", "苹果", "Which company developed Windows 10？", PARAPHRASE_SCRIPT, NULL);
     printf("scripts: 12 languages, a paraphrase in the script kept, one in another script rejected\n");
 }
@@ -116,9 +116,9 @@ static void test_leak(void) {
 static void test_set(void) {
     const char *src = "Who designed the Sydney Opera House?";
     char *c[] = {"Which architect designed the Sydney Opera House?", "Which architect designed the Sydney Opera house ?",
-                 "Which architects designed the Sydney Opera House?", "Whose design is the Sydney Opera House?",
+                 "Which architects designed the Sydney Opera House?", "By whom was the Sydney Opera House designed?",
                  "Who drew the plans of the Sydney Opera House?", "Who was the architect of the Sydney Opera House?",
-                 "Who planned the Sydney Opera House", "\xff\xfe", "???", ""};
+                 "Who planned the Sydney Opera House", "\xff\xfe", "???", "", "Who\x1c designed the Opera in Sydney?"};
     enum { N = sizeof c / sizeof c[0] };
     uint8_t fin[N];
     memset(fin, 1, sizeof fin);
@@ -126,13 +126,14 @@ static void test_set(void) {
     paraphrase_verdict v[N], want[N] = {PARAPHRASE_KEPT,       PARAPHRASE_NEAR_DUPLICATE, PARAPHRASE_NEAR_DUPLICATE,
                                         PARAPHRASE_KEPT,       PARAPHRASE_KEPT,           PARAPHRASE_SURPLUS,
                                         PARAPHRASE_UNFINISHED, PARAPHRASE_MALFORMED,      PARAPHRASE_MALFORMED,
-                                        PARAPHRASE_MALFORMED};
+                                        PARAPHRASE_MALFORMED,  PARAPHRASE_MALFORMED};
     lafn_err err = {{0}};
     int kept = paraphrase_filter("en", src, "Gustave Eiffel", c, fin, N, &defaults, v, &err);
     CHECK(kept == 3, "%d kept, expected 3: %s", kept, err.msg);
     for (size_t i = 0; kept >= 0 && i < N; i++)
         CHECK(v[i] == want[i], "candidate %zu '%s': %s, expected %s", i, c[i], paraphrase_verdict_names[v[i]],
               paraphrase_verdict_names[want[i]]);
+    expect("en", src, "x", "Who designed the Sydney Opera House now?", PARAPHRASE_NEAR_DUPLICATE, NULL);
     paraphrase_filter_opts loose = defaults;
     loose.max_similarity = 1.0; /* only identical keys are near-duplicates */
     kept = paraphrase_filter("en", src, "Gustave Eiffel", c, fin, 3, &loose, v, &err);

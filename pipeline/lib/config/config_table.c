@@ -87,8 +87,8 @@ static const config_knob paraphrase_knobs[] = {
     {"seed", CONFIG_KNOB_INT, "1234", 0, 2147483647, 0, 0, NULL, NOVALID,
      "sample: candidate k of a fact and language draws from its own stream of (seed, fact index, language, k)"},
     {"max_similarity", CONFIG_KNOB_FLOAT, "0.85", 0, 1, 0, 0, NULL, NOVALID,
-     "near-duplicate: character similarity (1 - edit distance / longer length, of the normalised texts) to a kept "
-     "paraphrase at least this"},
+     "near-duplicate: character similarity (1 - edit distance / longer length, of the normalised texts) to src or a "
+     "kept paraphrase at least this"},
     {"script_share", CONFIG_KNOB_FLOAT, "0.5", 0, 1, 0, 0, NULL, NOVALID,
      "share of a candidate's letters in its language's script (Han for zh, Thai, Cyrillic for ru, Latin otherwise) "
      "at least this times src's share"},

@@ -85,6 +85,7 @@ static int judge_all(const fact_ref *f, char *const *cands, const uint8_t *finis
                 break;
             }
             row = grown;
+            if (similarity(&f->src, &texts[i], row) >= f->o->max_similarity) v = PARAPHRASE_NEAR_DUPLICATE;
             for (size_t k = 0; k < n_kept; k++)
                 if (similarity(&texts[kept[k]], &texts[i], row) >= f->o->max_similarity) v = PARAPHRASE_NEAR_DUPLICATE;
         }

@@ -34,12 +34,12 @@ typedef struct {
     size_t n_letters;   /* letters of any script */
     size_t n_in_script; /* letters of the script asked for */
     int question;       /* the text ends (white space aside) with ? ？ or ؟ */
-    int valid;          /* valid UTF-8 */
+    int valid;          /* valid UTF-8 without control characters (tab and newline included) */
 } paraphrase_text;
 
 /* Analyses text, counting letters of script. Returns 0 and *out (free with
- * paraphrase_text_free; out->valid 0 for invalid UTF-8, whose other fields
- * are then empty), or -1 with err when out of memory. */
+ * paraphrase_text_free; out->valid 0 for invalid UTF-8 or a control
+ * character, the other fields then empty), or -1 with err when out of memory. */
 int paraphrase_text_scan(const char *text, paraphrase_script script, paraphrase_text *out, lafn_err *err);
 void paraphrase_text_free(paraphrase_text *t);
 
@@ -47,13 +47,13 @@ void paraphrase_text_free(paraphrase_text *t);
 typedef enum {
     PARAPHRASE_KEPT,           /* passed every filter and fewer than count were kept before it */
     PARAPHRASE_UNFINISHED,     /* no newline or EOS within max_new_tokens */
-    PARAPHRASE_MALFORMED,      /* no word character, or not valid UTF-8 */
+    PARAPHRASE_MALFORMED,      /* no word character, not valid UTF-8, or a control character */
     PARAPHRASE_SAME_AS_SRC,    /* the same key as src (differs only in case, spacing, punctuation) */
     PARAPHRASE_ENDING,         /* ends with a question mark where src does not, or the other way round */
     PARAPHRASE_SCRIPT,         /* a share of its letters in the language's script below script_share × src's */
     PARAPHRASE_LENGTH,         /* length outside [min_length_ratio, max_length_ratio] × src's */
     PARAPHRASE_LEAK,           /* contains the new answer alt (and src does not) */
-    PARAPHRASE_NEAR_DUPLICATE, /* at least max_similarity like a paraphrase kept before it */
+    PARAPHRASE_NEAR_DUPLICATE, /* at least max_similarity like src or a paraphrase kept before it */
     PARAPHRASE_SURPLUS,        /* passed, but count paraphrases were kept already */
     PARAPHRASE_N_VERDICTS
 } paraphrase_verdict;
@@ -72,8 +72,8 @@ typedef struct {
 
 /* Judges the n candidates of fact (src, alt) in language lang in order:
  * verdicts[i] gets candidate i's verdict; finished[i] is 0 if the candidate
- * was cut by max_new_tokens. A candidate is compared for near-duplicates only
- * with those kept before it. The similarity of two keys is 1 - (edit
+ * was cut by max_new_tokens. A candidate is compared for near-duplicates with
+ * src and the candidates kept before it. The similarity of two keys is 1 - (edit
  * distance over code points) / (the longer one's length). alt leaks when its
  * spaced key appears in the candidate's as whole words (for languages written
  * without spaces — zh, ja, th — anywhere in the key). Returns the number

@@ -136,7 +136,7 @@ int paraphrase_text_scan(const char *text, paraphrase_script script, paraphrase_
     out->valid = 1;
     for (size_t i = 0, len; i < n && out->valid; i += len) {
         uint32_t c;
-        if ((len = utf8_decode(nfc + i, n - i, &c)) == 0) {
+        if ((len = utf8_decode(nfc + i, n - i, &c)) == 0 || c < 0x20 || c == 0x7F || in(c, 0x80, 0x9F)) {
             out->valid = 0;
             break;
         }
