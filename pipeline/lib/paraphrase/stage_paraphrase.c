@@ -15,24 +15,13 @@ typedef struct {
     paraphrase_batch b;
 } para_state;
 
-/* Slot in the run's language list of each language of view v. */
-static int lang_slots(const stage_context *ctx, const facts_edit_view *v, int *slot, lafn_err *err) {
-    for (size_t l = 0; l < v->n_langs; l++) {
-        slot[l] = -1;
-        for (size_t k = 0; k < ctx->facts.n_langs; k++)
-            if (!strcmp(v->langs[l].lang, ctx->facts.langs[k])) slot[l] = (int)k;
-        if (slot[l] < 0) return lafn_err_set(err, "fact '%s': language %s is not in the run", v->id, v->langs[l].lang);
-    }
-    return 0;
-}
-
 static int process(void *user, size_t i, lafn_err *err) {
     para_state *s = user;
     facts_edit_view v;
     int slot[FACTS_MAX_LANGS];
     const facts_record *rec = &s->ctx->facts.facts[i];
     if (facts_edit_view_build(rec, &v, err) != 0) return -1;
-    int rc = lang_slots(s->ctx, &v, slot, err);
+    int rc = stage_view_langs(s->ctx, &v, slot, err);
     if (rc == 0) rc = paraphrase_fact(s->w, &s->t, &v, rec->index, slot, &s->b, err);
     facts_edit_view_free(&v);
     return rc;

@@ -46,6 +46,11 @@ int stage_context_init(stage_context *ctx, const char *stage, const char *cfg_pa
                        int n_overrides, const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err);
 void stage_context_free(stage_context *ctx);
 
+/* Maps each language of view v (a fact of ctx) to its index in the run's
+ * language list ctx->facts.langs: idx (v->n_langs). Returns 0, or -1 with err
+ * naming the fact and a language the run does not hold. */
+int stage_view_langs(const stage_context *ctx, const facts_edit_view *v, int *idx, lafn_err *err);
+
 /* The identity of a stage's output under cfg: the first STAGE_RUN_ID_LEN hex
  * digits of the SHA-256 of the model's digest and of the pipeline sections the
  * stage depends on (model, data, languages and the stages up to it), so a

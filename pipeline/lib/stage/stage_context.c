@@ -103,6 +103,16 @@ int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *s
     return 0;
 }
 
+int stage_view_langs(const stage_context *ctx, const facts_edit_view *v, int *idx, lafn_err *err) {
+    for (size_t l = 0; l < v->n_langs; l++) {
+        idx[l] = -1;
+        for (size_t k = 0; k < ctx->facts.n_langs; k++)
+            if (!strcmp(v->langs[l].lang, ctx->facts.langs[k])) idx[l] = (int)k;
+        if (idx[l] < 0) return lafn_err_set(err, "fact '%s': language %s is not in the run", v->id, v->langs[l].lang);
+    }
+    return 0;
+}
+
 /* Creates dir and its parents (mode 0755); existing folders are fine. */
 static int make_dirs(const char *dir, lafn_err *err) {
     char path[4096];
