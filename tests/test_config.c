@@ -258,6 +258,9 @@ static void check_bad_overrides(lafn_config *cfg) {
         {"threshold", "section.key=value", "command line"},
         {"threshold=0.3", "did you mean 'locate.threshold'", "command line"},
         {"locate.threshold=0.3; top_k = 5", "expected one value", "locate.threshold"},
+        {"paraphrase.method=file", "data.paraphrases", "method = file needs a paraphrase file"},
+        {"paraphrase.min_length_ratio=3", "paraphrase.max_length_ratio", "min_length_ratio <= max_length_ratio"},
+        {"paraphrase.method=greedy", "paraphrase.method", "none file sample beam"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lafn_err e = {{0}};
@@ -269,6 +272,14 @@ static void check_bad_overrides(lafn_config *cfg) {
     double mf = 0;
     config_get_float(&c, "probe.min_fraction", &mf, &err);
     CHECK(mf == 0.1, "a rejected override changed probe.min_fraction to %g", mf);
+    char *beam[] = {"paraphrase.method=beam", "paraphrase.candidates=9", "paraphrase.n_beams=8"};
+    lafn_config d;
+    CHECK(config_defaults(&d, &err) == 0, "defaults: %s", err.msg);
+    CHECK(config_override_all(&d, beam, 3, &err) == -1 && strstr(err.msg, "paraphrase.n_beams") &&
+              strstr(err.msg, "at most n_beams"),
+          "9 beam candidates from 8 beams accepted: %s", err.msg);
+    printf("  rejected overrides %s ... %s\n", beam[0], err.msg);
+    config_free(&d);
     *cfg = c;
 }
 

@@ -1,7 +1,7 @@
 /* config: pipeline files (libconfig 1.5) — declarative knob tables, validation, overrides, printing.
  *
- * A pipeline file has one group per section (model, data, languages, run, probe,
- * locate, edit, eval); every setting in it must be a knob of that section's table,
+ * A pipeline file has one group per section (model, data, languages, run,
+ * paraphrase, probe, locate, edit, eval); every setting in it must be a knob of that section's table,
  * of the knob's type and inside its range or choices. Knobs not in the file take
  * the table's default. libconfig names cannot contain '.', so tensor and neuron
  * names (blk.12.ffn_down) are string values; a knob is addressed as

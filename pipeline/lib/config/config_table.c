@@ -65,6 +65,39 @@ static const config_knob run_knobs[] = {
      "finished facts per shard file (the unit of resume)"},
 };
 
+static const config_knob paraphrase_knobs[] = {
+    {"method", CONFIG_KNOB_STRING, "\"none\"", 0, 0, 0, 0, "none file sample beam", NOVALID,
+     "paraphrases of src for locating and editing: none = only a data.paraphrases file if one is set; file = "
+     "that file, which must be set; sample, beam = also the paraphrase stage's, generated before probe"},
+    {"model", CONFIG_KNOB_STRING, "\"\"", 0, 0, 0, 0, NULL, NOVALID,
+     "generator: a GGUF file or Hugging Face folder the engine loads; \"\" = model.path"},
+    {"count", CONFIG_KNOB_INT, "3", 1, 100, 0, 0, NULL, NOVALID,
+     "paraphrases kept per fact and language at most (the first candidates that pass the filters)"},
+    {"candidates", CONFIG_KNOB_INT, "8", 1, 256, 0, 0, NULL, NOVALID,
+     "continuations generated per fact and language (beam: at most n_beams)"},
+    {"temperature", CONFIG_KNOB_FLOAT, "0.8", 0.01, 100, 0, 0, NULL, NOVALID, "sample: softmax temperature"},
+    {"top_p", CONFIG_KNOB_FLOAT, "0.95", 0.01, 1, 0, 0, NULL, NOVALID,
+     "sample: draw from the fewest most likely tokens whose probability reaches top_p"},
+    {"max_new_tokens", CONFIG_KNOB_INT, "48", 1, 1024, 0, 0, NULL, NOVALID,
+     "tokens per candidate at most; a candidate ends at a newline or EOS"},
+    {"n_beams", CONFIG_KNOB_INT, "8", 1, 256, 0, 0, NULL, NOVALID,
+     "beam: beams per fact and language; the paraphrase.candidates best finished hypotheses are the candidates"},
+    {"template_dir", CONFIG_KNOB_STRING, "\"conf/paraphrase\"", 0, 0, 0, 0, NULL, NONEMPTY,
+     "folder of the few-shot prompts LANG.txt, one per language of the run, {src} where the question goes"},
+    {"seed", CONFIG_KNOB_INT, "1234", 0, 2147483647, 0, 0, NULL, NOVALID,
+     "sample: candidate k of a fact and language draws from its own stream of (seed, fact index, language, k)"},
+    {"max_similarity", CONFIG_KNOB_FLOAT, "0.85", 0, 1, 0, 0, NULL, NOVALID,
+     "near-duplicate: character similarity (1 - edit distance / longer length, of the normalised texts) to src or a "
+     "kept paraphrase at least this"},
+    {"script_share", CONFIG_KNOB_FLOAT, "0.5", 0, 1, 0, 0, NULL, NOVALID,
+     "share of a candidate's letters in its language's script (Han for zh, Thai, Cyrillic for ru, Latin otherwise) "
+     "at least this times src's share"},
+    {"min_length_ratio", CONFIG_KNOB_FLOAT, "0.5", 0, 100, 0, 0, NULL, NOVALID,
+     "a candidate has at least this times src's letters and digits"},
+    {"max_length_ratio", CONFIG_KNOB_FLOAT, "2.0", 0, 100, 0, 0, NULL, NOVALID,
+     "a candidate has at most this times src's letters and digits"},
+};
+
 static const config_knob probe_knobs[] = {
     {"position", CONFIG_KNOB_STRING, "\"last\"", 0, 0, 0, 0, "last subject mean", NOVALID,
      "token position scored: last prompt token, last subject token (falls back to last), mean"},
@@ -172,6 +205,7 @@ static const config_section sections[] = {
     {"data", data_knobs, N(data_knobs), "facts to edit and their test questions"},
     {"languages", languages_knobs, N(languages_knobs), "languages of the run"},
     {"run", run_knobs, N(run_knobs), "where and how the stages run"},
+    {"paraphrase", paraphrase_knobs, N(paraphrase_knobs), "paraphrases of src generated before probe"},
     {"probe", probe_knobs, N(probe_knobs), "per-prompt neuron scores"},
     {"locate", locate_knobs, N(locate_knobs), "from scores to LAFNs"},
     {"edit", edit_knobs, N(edit_knobs), "optimising the update values"},
@@ -220,6 +254,16 @@ int config_check_relations(const lafn_config *cfg, lafn_err *err) {
                             "with first < end", cfg->source, range->where);
     if (range->n && val(cfg, "data.facts")->n)
         return relation_err(cfg, err, "data.fact_range", "data.facts", "set only one of them");
+    if (val(cfg, "paraphrase.min_length_ratio")->f > val(cfg, "paraphrase.max_length_ratio")->f)
+        return relation_err(cfg, err, "paraphrase.min_length_ratio", "paraphrase.max_length_ratio",
+                            "min_length_ratio <= max_length_ratio");
+    const char *method = val(cfg, "paraphrase.method")->s;
+    if (!strcmp(method, "beam") && val(cfg, "paraphrase.candidates")->i > val(cfg, "paraphrase.n_beams")->i)
+        return relation_err(cfg, err, "paraphrase.candidates", "paraphrase.n_beams",
+                            "beam search returns at most n_beams candidates");
+    if (!strcmp(method, "file") && !val(cfg, "data.paraphrases")->s[0])
+        return relation_err(cfg, err, "paraphrase.method", "data.paraphrases",
+                            "method = file needs a paraphrase file");
     if (val(cfg, "probe.min_fraction")->f > val(cfg, "locate.threshold")->f)
         return relation_err(cfg, err, "probe.min_fraction", "locate.threshold",
                             "locate can only apply a threshold >= probe.min_fraction");

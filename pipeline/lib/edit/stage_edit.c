@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paraphrase/paraphrase.h"
+
 static void count_records(edit_stage *S, const edit_record *r, size_t n);
 
 /* Reads the edit knobs. */
@@ -319,7 +321,8 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
                    MPI_Comm comm, FILE *log, lafn_err *err) {
     edit_stage S = {0};
     if (stage_context_init(&S.ctx, "edit", cfg_path, overrides, n_overrides, command_line, comm, log, err)) return -1;
-    int rc = read_knobs(&S, err);
+    int rc = paraphrase_join(&S.ctx, err);
+    if (rc == 0) rc = read_knobs(&S, err);
     if (rc == 0) rc = read_inputs(&S, err);
     if (mpi_status_agree(comm, rc, err)) goto fail;
     if (edit_key_center_compute(&S, err)) goto fail;
