@@ -108,8 +108,8 @@ static void print_cell(FILE *out, double mean, double lo, double hi, int64_t n) 
 
 static const char *set_label(const char *set, char *buf, size_t cap) {
     if (!strcmp(set, "unedited")) return "unedited";
-    if (!strcmp(set, "all")) return "LAFN edit:all";
-    snprintf(buf, cap, "LAFN edit:%s", strncmp(set, "each:", 5) ? set : set + 5);
+    if (!strcmp(set, "all")) return "edit:all";
+    snprintf(buf, cap, "edit:%s", strncmp(set, "each:", 5) ? set : set + 5);
     return buf;
 }
 
@@ -155,7 +155,7 @@ static void print_compact(FILE *out, const table_data *t) {
         fprintf(out, "\n(no unedited and all-language rows: see --all-metrics)\n");
         return;
     }
-    fprintf(out, "\n%s, unedited -> LAFN edit in all languages [interval] n\n%-6s", eval_metric_names[m], "test");
+    fprintf(out, "\n%s, unedited -> edited in all languages [interval] n\n%-6s", eval_metric_names[m], "test");
     for (int c = 0; c < EVAL_N_CRIT; c++) fprintf(out, " %-30s", eval_criterion_names[c]);
     fputc('\n', out);
     for (size_t l = 0; l < t->L; l++) {

@@ -11,7 +11,7 @@
  * accuracy, rows = test languages, columns = the four criteria, cells
  * "unedited -> edited (all languages) [lo,hi] n". With all_metrics: one block
  * per criterion and metric (the run's eval.metrics): rows = the unedited
- * model (baseline), LAFN with the edit made in all languages, and LAFN edited
+ * model (baseline), the edit made in all languages, and the edit made
  * in one language ("each", if evaluated); columns = test languages; each
  * cell "mean [lo,hi] n"; then generality on the records whose rephrase
  * equals src. Returns 0, or -1 with err naming the file and dataset. */
