@@ -76,44 +76,40 @@ static void run_id_of(const char *stage, const char *const *overrides, char id[S
     config_free(&c);
 }
 
-/* edit.gate, edit.trigger and edit.key_nearest_floor only decide where a stored edit applies: they are part of eval's
- * run id, not edit's — except in sequential mode, where they shape the edits. */
-static void test_run_ids(void) {
+/* Checks that the overrides x and y (NULL-terminated, differing in one eval-time knob named what) leave edit's run id
+ * alone and change eval's, and that in sequential mode, where the knob shapes the edits, they change edit's. */
+static void check_eval_time_knob(const char *what, const char *const *x, const char *const *y) {
     char a[STAGE_RUN_ID_LEN + 1], b[STAGE_RUN_ID_LEN + 1];
+    run_id_of("edit", x, a);
+    run_id_of("edit", y, b);
+    CHECK(a[0] && strcmp(a, b) == 0, "single mode: %s changed edit's run id (%s vs %s)", what, a, b);
+    run_id_of("eval", x, a);
+    run_id_of("eval", y, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "%s did not change eval's run id", what);
+    const char *seq_x[8] = {"edit.mode=\"sequential\""}, *seq_y[8] = {"edit.mode=\"sequential\""};
+    for (size_t i = 0; x[i] && i < 6; i++) seq_x[i + 1] = x[i];
+    for (size_t i = 0; y[i] && i < 6; i++) seq_y[i + 1] = y[i];
+    run_id_of("edit", seq_x, a);
+    run_id_of("edit", seq_y, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "sequential mode: %s did not change edit's run id", what);
+}
+
+/* edit.gate, edit.trigger and edit.key_nearest_floor only decide where a stored edit applies: they are part of eval's
+ * run id, not edit's — except in sequential mode, where they shape the edits. Other knobs change both; a late knob
+ * away from its default changes its stage's. */
+static void test_run_ids(void) {
     const char *gate_1[] = {"edit.gate=1.0", NULL}, *gate_05[] = {"edit.gate=0.5", NULL};
-    const char *lr[] = {"edit.lr=0.01", NULL};
-    const char *seq_1[] = {"edit.mode=\"sequential\"", "edit.gate=1.0", NULL};
-    const char *seq_05[] = {"edit.mode=\"sequential\"", "edit.gate=0.5", NULL};
-    run_id_of("edit", gate_1, a);
-    run_id_of("edit", gate_05, b);
-    CHECK(a[0] && strcmp(a, b) == 0, "single mode: the gate changed edit's run id (%s vs %s)", a, b);
-    run_id_of("edit", lr, b);
-    CHECK(strcmp(a, b) != 0, "edit.lr did not change edit's run id");
-    run_id_of("eval", gate_1, a);
-    run_id_of("eval", gate_05, b);
-    CHECK(a[0] && strcmp(a, b) != 0, "the gate did not change eval's run id");
-    run_id_of("edit", seq_1, a);
-    run_id_of("edit", seq_05, b);
-    CHECK(a[0] && strcmp(a, b) != 0, "sequential mode: the gate did not change edit's run id");
+    check_eval_time_knob("edit.gate", gate_1, gate_05);
     const char *neurons[] = {"edit.trigger=neurons", NULL}, *key[] = {"edit.trigger=key", NULL};
-    const char *seq_key[] = {"edit.mode=\"sequential\"", "edit.trigger=key", NULL};
-    run_id_of("edit", neurons, a);
-    run_id_of("edit", key, b);
-    CHECK(a[0] && strcmp(a, b) == 0, "single mode: the trigger changed edit's run id (%s vs %s)", a, b);
-    run_id_of("eval", neurons, a);
-    run_id_of("eval", key, b);
-    CHECK(a[0] && strcmp(a, b) != 0, "the trigger did not change eval's run id");
-    run_id_of("edit", seq_1, a);
-    run_id_of("edit", seq_key, b);
-    CHECK(a[0] && strcmp(a, b) != 0, "sequential mode: the trigger did not change edit's run id");
+    check_eval_time_knob("edit.trigger", neurons, key);
     const char *floor_0[] = {"edit.trigger=nearest_key", "edit.key_nearest_floor=0.0", NULL};
     const char *floor_1[] = {"edit.trigger=nearest_key", "edit.key_nearest_floor=0.9", NULL};
-    run_id_of("edit", floor_0, a);
-    run_id_of("edit", floor_1, b);
-    CHECK(a[0] && strcmp(a, b) == 0, "single mode: edit.key_nearest_floor changed edit's run id (%s vs %s)", a, b);
-    run_id_of("eval", floor_0, a);
-    run_id_of("eval", floor_1, b);
-    CHECK(a[0] && strcmp(a, b) != 0, "edit.key_nearest_floor did not change eval's run id");
+    check_eval_time_knob("edit.key_nearest_floor", floor_0, floor_1);
+    char a[STAGE_RUN_ID_LEN + 1], b[STAGE_RUN_ID_LEN + 1];
+    const char *lr[] = {"edit.lr=0.01", NULL};
+    run_id_of("edit", gate_1, a);
+    run_id_of("edit", lr, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "edit.lr did not change edit's run id");
     const char *rank_default[] = {"locate.rank_by=mean_score", NULL}, *rank_contrast[] = {"locate.rank_by=contrast", NULL};
     run_id_of("locate", rank_default, a);
     run_id_of("locate", rank_contrast, b);

@@ -53,7 +53,9 @@ int driver_doctor_gemm_check(driver_gemm_check *out) {
     size_t na = (size_t)GEMM_M * GEMM_K, nb = (size_t)GEMM_K * GEMM_N, nc = (size_t)GEMM_M * GEMM_N;
     float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c = malloc(nc * sizeof *c);
     if (!a || !b || !c) {
-        free(a), free(b), free(c);
+        free(a);
+        free(b);
+        free(c);
         return -1;
     }
     unsigned s = 12345u;
@@ -87,7 +89,9 @@ int driver_doctor_gemm_check(driver_gemm_check *out) {
     }
     *out = (driver_gemm_check){.max_error = worst, .gflops = 2.0 * GEMM_M * GEMM_N * GEMM_K * reps / t / 1e9};
     snprintf(out->kernel, sizeof out->kernel, "%s", openblas_get_corename());
-    free(a), free(b), free(c);
+    free(a);
+    free(b);
+    free(c);
     return 0;
 }
 
