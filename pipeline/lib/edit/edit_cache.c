@@ -13,26 +13,26 @@ static float key_cosine(const edit_cache_entry *e, const engine_run *r, int D, i
     return edit_key_nearest(q, e->keys, e->n_keys, D);
 }
 
-/* 1 if entry e's key is at least the floor and nearer than every rival fact's; q is (D) scratch. */
-static int nearest_key_passes(const edit_cache *c, const edit_cache_entry *e, const engine_run *r, int D, int pos,
-                              float *q) {
+/* 1 if entry e's key is at least the floor and nearer than every rival fact's; rival_cos (n_rivals) holds each
+ * rival's nearest-key cosine on this sequence; q is (D) scratch. */
+static int nearest_key_passes(const edit_cache *c, const edit_cache_entry *e, const float *rival_cos,
+                              const engine_run *r, int D, int pos, float *q) {
     float own = key_cosine(e, r, D, pos, q);
     if (own < c->trigger.nearest_floor) return 0;
-    for (size_t i = 0; i < c->n_rivals; i++) {
-        const edit_cache_entry *x = &c->rivals[i];
-        if (x->group != e->group && x->n_keys > 0 && key_cosine(x, r, D, pos, q) >= own) return 0;
-    }
+    for (size_t i = 0; i < c->n_rivals; i++)
+        if (c->rivals[i].group != e->group && rival_cos[i] >= own) return 0;
     return 1;
 }
 
-/* 1 if entry e's trigger passes on the token at global position pos; q is (D) scratch. */
-static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const engine_run *r, const model_config *cfg,
-                       int pos, float *q) {
+/* 1 if entry e's trigger passes on the token at global position pos; rival_cos as for nearest_key_passes (NULL
+ * unless the trigger is the nearest key); q is (D) scratch. */
+static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const float *rival_cos, const engine_run *r,
+                       const model_config *cfg, int pos, float *q) {
     if (c->trigger.gate <= 0.0f) return 1;
     if (c->trigger.kind == EDIT_TRIGGER_KEY && e->n_keys > 0)
         return key_cosine(e, r, cfg->d_model, pos, q) >= e->key_threshold;
     if (c->trigger.kind == EDIT_TRIGGER_NEAREST_KEY && e->n_keys > 0)
-        return nearest_key_passes(c, e, r, cfg->d_model, pos, q);
+        return nearest_key_passes(c, e, rival_cos, r, cfg->d_model, pos, q);
     if (e->n_gate == 0) return 0;
     int F = cfg->d_ffn;
     int pass = 0;
@@ -41,6 +41,25 @@ static int gate_passes(const edit_cache *c, const edit_cache_entry *e, const eng
         if (a * e->gate_sign[g] >= e->gate_threshold[g]) pass++;
     }
     return (double)pass >= (double)c->trigger.gate * (double)e->n_gate - 1e-9;
+}
+
+/* The nearest-key cosine of every rival on every sequence, (B, n_rivals), computed once per batch rather than once
+ * per entry; rivals without keys get -inf (never nearer). NULL when the trigger does not compare rivals (and then
+ * *oom stays 0) or when out of memory (*oom = 1). */
+static float *rival_cosines(const edit_cache *c, const engine_run *r, int D, const int *last_pos, int n_seq,
+                            float *q, int *oom) {
+    *oom = 0;
+    if (c->trigger.gate <= 0.0f || c->trigger.kind != EDIT_TRIGGER_NEAREST_KEY || c->n_rivals == 0) return NULL;
+    float *cos = malloc((size_t)n_seq * c->n_rivals * sizeof *cos);
+    if (!cos) {
+        *oom = 1;
+        return NULL;
+    }
+    for (int b = 0; b < n_seq; b++)
+        for (size_t i = 0; i < c->n_rivals; i++)
+            cos[(size_t)b * c->n_rivals + i] =
+                c->rivals[i].n_keys > 0 ? key_cosine(&c->rivals[i], r, D, last_pos[b], q) : -INFINITY;
+    return cos;
 }
 
 static int check_entry(const edit_cache_entry *e, size_t i, const model_config *cfg, lafn_err *err) {
@@ -65,21 +84,27 @@ int edit_cache_fires(const edit_cache *c, const engine_run *r, const model_confi
     for (size_t i = 0; i < c->n_rivals; i++)
         if (check_entry(&c->rivals[i], i, cfg, err)) return lafn_err_wrap(err, "the rival facts of the nearest-key trigger");
     float *q = malloc((size_t)cfg->d_model * sizeof *q);
-    if (!q) return lafn_err_set(err, "edit cache: out of memory");
-    for (size_t i = 0; i < c->n_entries; i++) {
+    int oom = !q;
+    float *rival_cos = q ? rival_cosines(c, r, cfg->d_model, last_pos, n_seq, q, &oom) : NULL;
+    if (oom) {
+        free(q);
+        return lafn_err_set(err, "edit cache: out of memory for %zu rival facts x %d sequences", c->n_rivals, n_seq);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < c->n_entries && rc == 0; i++) {
         const edit_cache_entry *e = &c->entries[i];
-        if (check_entry(e, i, cfg, err)) {
-            free(q);
-            return -1;
-        }
+        if ((rc = check_entry(e, i, cfg, err)) != 0) break;
         size_t first = i; /* the group's first entry carries the flag */
         for (size_t k = 0; k < i; k++)
             if (c->entries[k].group == e->group) { first = k; break; }
-        for (int b = 0; b < n_seq; b++)
-            if (gate_passes(c, e, r, cfg, last_pos[b], q)) fires[first * B + (size_t)b] = 1;
+        for (int b = 0; b < n_seq; b++) {
+            const float *cos_b = rival_cos ? rival_cos + (size_t)b * c->n_rivals : NULL;
+            if (gate_passes(c, e, cos_b, r, cfg, last_pos[b], q)) fires[first * B + (size_t)b] = 1;
+        }
     }
+    free(rival_cos);
     free(q);
-    return 0;
+    return rc;
 }
 
 void edit_cache_edit_free(edit_cache_edit *e) {
