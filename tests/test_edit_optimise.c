@@ -78,7 +78,7 @@ static void fixture_free(fixture *fx) {
 
 static edit_hparams default_h(engine_edit_kind kind) {
     return (edit_hparams){.kind = kind, .lr = 0.1, .steps = 25, .stop_nll = 0.05, .kl_weight = 0.1, .l2 = 0.0,
-                          .norm_clamp = 0.0, .reuse_lower = 1};
+                          .norm_clamp = 0.0, .reuse_lower = 1, .fused_head = 1};
 }
 
 /* The loss falls and every language's NLL falls, as the reference forward confirms. */
