@@ -9,36 +9,6 @@
 #include "edit_testlib.h"
 #include "testutil.h"
 
-typedef struct {
-    const model *m;
-    facts_set set;
-    facts_edit_view views[3];
-    etl_neurons nr;
-    edit_problem p;
-} fixture;
-
-/* Fact 0 of the demo set in en and de, with another fact's src among the
- * neutral prompts, and 4 neurons of layers 1-2 (the tiny model's vocabulary
- * of 400 takes four blocks of the fused head, the last one partial). */
-static int fixture_init(fixture *fx, const model *m, lafn_err *err) {
-    memset(fx, 0, sizeof *fx);
-    fx->m = m;
-    size_t idx[3] = {0, 1, 2};
-    facts_opts fo = {.langs = "en,de", .indices = idx, .n_indices = 3};
-    if (facts_load_jsonl(testutil_repo_path("conf/data/demo_facts.jsonl"), &fo, &fx->set, err)) return -1;
-    if (etl_views(&fx->set, fx->views, err)) return -1;
-    if (etl_top_neurons(m, &fx->views[0], 1, 2, 4, &fx->nr, err)) return -1;
-    if (edit_problem_init(&fx->p, 1, 2, 1, err)) return -1;
-    int slots[2] = {0, 1};
-    return edit_problem_add_fact(&fx->p, m->tok, &fx->views[0], 0, slots, fx->views, 3, 0, NULL, NULL, err);
-}
-
-static void fixture_free(fixture *fx) {
-    edit_problem_free(&fx->p);
-    for (int i = 0; i < 3; i++) facts_edit_view_free(&fx->views[i]);
-    facts_set_free(&fx->set);
-}
-
 /* Largest |a − b| relative to the largest |b|. */
 static double rel_diff(const float *a, const float *b, size_t n) {
     double d = 0.0, s = 0.0;
@@ -51,7 +21,7 @@ static double rel_diff(const float *a, const float *b, size_t n) {
 
 /* One edited forward of the problem's sequences: the rows' log-probabilities,
  * KLs and the value-vector gradient, fused and from the logits. */
-static void test_one_forward(fixture *fx) {
+static void test_one_forward(etl_fixture *fx) {
     const model *m = fx->m;
     size_t D = (size_t)m->cfg.d_model, N = 0, P_t = 0, P_n = 0, start = 0;
     int32_t tokens[2048], target[256];
@@ -120,7 +90,7 @@ static void test_one_forward(fixture *fx) {
 }
 
 /* Whole optimisations: same steps, losses, NLLs and deltas, both edit kinds. */
-static void test_optimise(fixture *fx, engine_edit_kind kind, const char *name) {
+static void test_optimise(etl_fixture *fx, engine_edit_kind kind, const char *name) {
     size_t nd = (size_t)fx->nr.n * (kind == ENGINE_EDIT_VALUE_VECTOR ? (size_t)fx->m->cfg.d_model : 1);
     float *delta[2] = {calloc(nd, sizeof(float)), calloc(nd, sizeof(float))};
     edit_result res[2];
@@ -159,21 +129,15 @@ static void test_optimise(fixture *fx, engine_edit_kind kind, const char *name) 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     lafn_err err = {{0}};
-    model *m = NULL;
-    fixture fx;
-    int rc = model_load(&m, testutil_repo_path("tests/fixtures/models/tiny-gemma3.gguf"), MPI_COMM_NULL, &err);
+    etl_fixture fx;
+    int rc = etl_fixture_init(&fx, &err);
     CHECK(rc == 0, "%s", err.msg);
     if (rc == 0) {
-        rc = fixture_init(&fx, m, &err);
-        CHECK(rc == 0, "%s", err.msg);
-        if (rc == 0) {
-            test_one_forward(&fx);
-            test_optimise(&fx, ENGINE_EDIT_VALUE_VECTOR, "value_vector");
-            test_optimise(&fx, ENGINE_EDIT_ACTIVATION_OFFSET, "activation_offset");
-        }
-        fixture_free(&fx);
-        model_free(m);
+        test_one_forward(&fx);
+        test_optimise(&fx, ENGINE_EDIT_VALUE_VECTOR, "value_vector");
+        test_optimise(&fx, ENGINE_EDIT_ACTIVATION_OFFSET, "activation_offset");
     }
+    etl_fixture_free(&fx);
     int status = testutil_finish("test_edit_fused");
     MPI_Finalize();
     return status;

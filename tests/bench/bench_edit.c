@@ -141,8 +141,15 @@ static void print_variant(size_t fact, const variant *v, sample *runs, int n, si
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int only = -1; /* --only NAME: that path alone */
+    if (argc > 2 && !strcmp(argv[1], "--only")) {
+        for (int v = 0; v < N_VARIANTS; v++) only = strcmp(argv[2], variants[v].name) ? only : v;
+        if (only < 0) { fprintf(stderr, "bench_edit: --only takes reference or fused\n"); return 2; }
+        argc -= 2, argv += 2;
+    }
     if (argc < 6) {
-        fprintf(stderr, "usage: bench_edit FIRST COUNT REPEATS DUMP.json|- CONFIG [section.key=value ...]\n"
+        fprintf(stderr, "usage: bench_edit [--only reference|fused] FIRST COUNT REPEATS DUMP.json|- CONFIG [section.key=value ...]\n"
                         "  edits facts FIRST..FIRST+COUNT-1 of the configuration's set (its locate.h5 must exist),\n"
                         "  REPEATS times each path, alternating; DUMP receives the first fact's problem.\n");
         return 2;
@@ -166,29 +173,31 @@ int main(int argc, char **argv) {
     edit_hparams base = S.h;
     static sample runs[N_VARIANTS][MAX_REPEATS];
     double ratio[MAX_FACTS * MAX_REPEATS];
-    int n_ratio = 0;
+    int n_ratio = 0, lo_v = only < 0 ? 0 : only, hi_v = only < 0 ? N_VARIANTS - 1 : only;
     for (size_t i = first; i < first + count && i < S.ctx.facts.n_facts; i++) {
         if (!edit_fact_has_neurons(&S, i)) { printf("fact=%zu no LAFN: not edited\n", i); continue; }
         for (int r = 0; r < repeats; r++)
-            for (int k = 0; k < N_VARIANTS; k++) {
-                int v = r % 2 ? N_VARIANTS - 1 - k : k; /* alternate the order */
+            for (int k = lo_v; k <= hi_v; k++) {
+                int v = r % 2 ? lo_v + hi_v - k : k; /* alternate the order */
                 if (run_once(&S, &base, &variants[v], i, &runs[v][r], &err)) {
                     fprintf(stderr, "bench_edit: fact %zu: %s\n", i, err.msg);
                     return 1;
                 }
             }
         size_t tokens, positions;
-        if (problem_size(&S, i, &tokens, &positions, i == first ? dump : NULL, &runs[N_VARIANTS - 1][0], &err)) {
+        if (problem_size(&S, i, &tokens, &positions, i == first ? dump : NULL, &runs[hi_v][0], &err)) {
             fprintf(stderr, "bench_edit: %s\n", err.msg);
             return 1;
         }
         size_t fact = S.ctx.facts.facts[i].index;
-        for (int v = 0; v < N_VARIANTS; v++) print_variant(fact, &variants[v], runs[v], repeats, tokens, positions);
-        sample firsts[N_VARIANTS];
-        for (int v = 0; v < N_VARIANTS; v++) firsts[v] = runs[v][0];
-        print_equality(&S, i, firsts);
-        for (int r = 0; r < repeats; r++) ratio[n_ratio++] = runs[0][r].total / runs[N_VARIANTS - 1][r].total;
-        for (int v = 0; v < N_VARIANTS; v++)
+        for (int v = lo_v; v <= hi_v; v++) print_variant(fact, &variants[v], runs[v], repeats, tokens, positions);
+        if (only < 0) {
+            sample firsts[N_VARIANTS];
+            for (int v = 0; v < N_VARIANTS; v++) firsts[v] = runs[v][0];
+            print_equality(&S, i, firsts);
+            for (int r = 0; r < repeats; r++) ratio[n_ratio++] = runs[0][r].total / runs[N_VARIANTS - 1][r].total;
+        }
+        for (int v = lo_v; v <= hi_v; v++)
             for (int r = 0; r < repeats; r++) edit_record_free(&runs[v][r].rec);
     }
     if (dump) fclose(dump);
