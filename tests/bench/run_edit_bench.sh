@@ -34,7 +34,7 @@ echo "fact $fact of MzsRE dev, 12 languages, $steps Adam steps, $threads threads
 : > "$work/rounds.txt"
 for round in $(seq "$rounds"); do
   ours=$(OPENBLAS_NUM_THREADS=$threads "$build/tests/bench_edit" --only fused "$fact" 1 1 "$work/problem.json" \
-         conf/mzsre.cfg "${overrides[@]}" | grep "variant=fused")
+         conf/mzsre.cfg "${overrides[@]}" run.threads_per_rank="$threads" | grep "variant=fused")
   theirs=$("$py" "$repo/tests/bench/torch_edit_speed.py" "$model" "$work/problem.json" --threads "$threads" \
            --steps "$steps")
   echo "round $round lafn:  $ours"
