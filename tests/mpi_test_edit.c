@@ -33,15 +33,6 @@ static void write_cfg(const char *path) {
     fclose(f);
 }
 
-static void copy_file(const char *from, const char *to) {
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    char buf[65536];
-    size_t n;
-    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
-    if (a) fclose(a);
-    if (b) fclose(b);
-}
-
 /* Writes DIR/locate.h5 for the run of cfg: the test's own neuron choice (3 per fact, layers 1-2); fact 3 gets none. */
 static int make_locate(const char *cfg, const char *dir, MPI_Comm comm, lafn_err *err) {
     stage_context ctx;
@@ -172,11 +163,11 @@ static void prepare_dir(const char *from, const char *to, const char *const *sha
     mkdir(to, 0755);
     path_join(src, sizeof src, from, "locate.h5");
     path_join(dst, sizeof dst, to, "locate.h5");
-    copy_file(src, dst);
+    testutil_copy_file(src, dst);
     for (size_t i = 0; i < n_shards; i++) {
         path_join(src, sizeof src, from, shards[i]);
         path_join(dst, sizeof dst, to, shards[i]);
-        copy_file(src, dst);
+        testutil_copy_file(src, dst);
     }
     if (n_shards) { /* a shard and a merge cut off mid-write */
         path_join(dst, sizeof dst, to, "edit.shard-1-0.h5.tmp");

@@ -1,4 +1,4 @@
-/* mpi_test_eval_leak: by behaviour, no evaluation-only field (rephrase, loc, loc_ans, portability) reaches probe, locate or edit. */
+/* mpi_test_eval_leak: by behaviour, no evaluation-only field (rephrase, loc, loc_ans, portability) reaches paraphrase, probe, locate or edit. */
 #include <cjson/cJSON.h>
 #include <hdf5.h>
 #include <mpi.h>
@@ -8,6 +8,7 @@
 #include "edit/stage_edit.h"
 #include "eval/stage_eval.h"
 #include "locate/stage_locate.h"
+#include "paraphrase/paraphrase.h"
 #include "probe/stage_probe.h"
 #include "testutil.h"
 
@@ -63,13 +64,15 @@ static void write_config(const char *path, const char *facts) {
     fclose(f);
 }
 
-/* Runs probe, locate, edit and (the control) eval in-process into out_dir. */
+/* Runs paraphrase (generating, into out_dir/paraphrase), probe, locate, edit and (the control) eval in-process into out_dir. */
 static int run_stages(const char *cfg, const char *out_dir) {
-    char o[300];
+    char o[300], po[300];
     snprintf(o, sizeof o, "run.output_dir=%s", out_dir);
-    char *ov[] = {o};
+    snprintf(po, sizeof po, "run.output_dir=%s/paraphrase", out_dir);
+    char *ov[] = {o}, *pov[] = {po, "paraphrase.method=sample", "paraphrase.candidates=3", "paraphrase.max_new_tokens=24"};
     lafn_err err = {{0}};
-    int rc = stage_probe_run(cfg, ov, 1, "leak", MPI_COMM_WORLD, NULL, &err);
+    int rc = stage_paraphrase_run(cfg, pov, 4, "leak", MPI_COMM_WORLD, NULL, &err);
+    if (!rc) rc = stage_probe_run(cfg, ov, 1, "leak", MPI_COMM_WORLD, NULL, &err);
     if (!rc) rc = stage_locate_run(cfg, ov, 1, "leak", MPI_COMM_WORLD, NULL, &err);
     if (!rc) rc = stage_edit_run(cfg, ov, 1, "leak", MPI_COMM_WORLD, NULL, &err);
     if (!rc) rc = stage_eval_run(cfg, ov, 1, "leak", MPI_COMM_WORLD, NULL, &err);
@@ -157,6 +160,10 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     run_stages(cfg, b);
     if (rank == 0) {
+        char pa[320], pb[320];
+        snprintf(pa, sizeof pa, "%s/paraphrase", a);
+        snprintf(pb, sizeof pb, "%s/paraphrase", b);
+        compare_stage(pa, pb, "paraphrase", 1);
         compare_stage(a, b, "probe", 1);
         compare_stage(a, b, "locate", 1);
         compare_stage(a, b, "edit", 1);

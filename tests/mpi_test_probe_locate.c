@@ -99,11 +99,12 @@ static void write_config(void) {
         fprintf(f, "languages = { codes = [\"en\", \"zh\"]; };\n");
         fprintf(f, "run = { shard_facts = 2; };\n");
         fprintf(f, "probe = { min_fraction = %g; keep_max = 64; };\n", MIN_FRACTION);
-        /* every layer (edit_from_depth = 0): the reference sets below are recomputed over all of them */
+        /* every layer (edit_from_depth = 0): the reference sets below are recomputed over all of them; the LAFNs
+         * (neuron_set = lafn, not the default random control) are what edit/ must hold unless a test overrides it */
         fprintf(
             f,
             "locate = { threshold = %g; prompt_fraction = %g; language_fraction = 1.0; min_language_fraction = 0.5; "
-            "edit_from_depth = 0.0; };\n",
+            "edit_from_depth = 0.0; neuron_set = \"lafn\"; };\n",
             THRESHOLD, PROMPT_FRACTION);
         fclose(f);
     }

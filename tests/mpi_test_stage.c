@@ -1,4 +1,4 @@
-/* mpi_test_stage: work assignment, collective failure, the shared progress counter and run ids, on 2 real MPI ranks. */
+/* mpi_test_stage: work assignment, collective failure, the shared progress counter and run ids (also with and without generated paraphrases), on 2 real MPI ranks. */
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,6 +120,48 @@ static void test_run_ids(void) {
     CHECK(a[0] && strcmp(a, b) != 0, "locate.rank_by (a late knob) set away from its default did not change locate's run id");
 }
 
+/* With paraphrase.method none or file the run ids of probe .. eval do not depend on the paraphrase section (the
+ * other paraphrase knobs changed leave them as they are, and file = none for the same data.paraphrases), so runs
+ * made before the section existed stay resumable; with sample or beam the paraphrase section joins them. */
+static void test_paraphrase_run_ids(void) {
+    static const char *const stages[] = {"probe", "locate", "edit", "eval"};
+    const char *none[] = {"paraphrase.method=none", "paraphrase.count=7", "paraphrase.model=other.gguf", NULL};
+    const char *file_none[] = {"data.paraphrases=conf/data/mzsre_paraphrases.jsonl", "locate.threshold=0.3", NULL};
+    const char *file[] = {"data.paraphrases=conf/data/mzsre_paraphrases.jsonl", "locate.threshold=0.3",
+                          "paraphrase.method=file", "paraphrase.template_dir=elsewhere", NULL};
+    const char *sample[] = {"paraphrase.method=sample", NULL}, *beam[] = {"paraphrase.method=beam", NULL};
+    const char *unset[] = {NULL};
+    char a[STAGE_RUN_ID_LEN + 1], b[STAGE_RUN_ID_LEN + 1];
+    for (size_t i = 0; i < 4; i++) {
+        run_id_of(stages[i], none, b);
+        run_id_of(stages[i], unset, a);
+        CHECK(a[0] && !strcmp(a, b), "%s: method = none with other paraphrase knobs changed the run id (%s vs %s)",
+              stages[i], b, a);
+        run_id_of(stages[i], file, b);
+        run_id_of(stages[i], file_none, a);
+        CHECK(a[0] && !strcmp(a, b), "%s: method = file gives run id %s, the same run without the section %s",
+              stages[i], b, a);
+        run_id_of(stages[i], unset, a);
+        run_id_of(stages[i], sample, b);
+        CHECK(strcmp(a, b) != 0, "%s: method = sample did not change the run id", stages[i]);
+        run_id_of(stages[i], beam, a);
+        CHECK(strcmp(a, b) != 0, "%s: method = beam gives the run id of sample", stages[i]);
+    }
+    const char *sample_count[] = {"paraphrase.method=sample", "paraphrase.count=5", NULL};
+    const char *sample_para[] = {"paraphrase.method=sample", "data.paraphrases=conf/data/mzsre_paraphrases.jsonl", NULL};
+    run_id_of("probe", sample, a);
+    run_id_of("probe", sample_count, b);
+    CHECK(strcmp(a, b) != 0, "paraphrase.count did not change probe's run id under method = sample");
+    run_id_of("paraphrase", sample, a);
+    run_id_of("paraphrase", sample_count, b);
+    CHECK(a[0] && strcmp(a, b) != 0, "paraphrase.count did not change the paraphrase stage's run id");
+    run_id_of("paraphrase", sample_para, b);
+    CHECK(!strcmp(a, b), "data.paraphrases changed the paraphrase stage's run id (it reads only src, subject, alt)");
+    const char *locate_only[] = {"paraphrase.method=sample", "locate.threshold=0.3", NULL};
+    run_id_of("paraphrase", locate_only, b);
+    CHECK(!strcmp(a, b), "a locate knob changed the paraphrase stage's run id");
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, size;
@@ -130,6 +172,7 @@ int main(int argc, char **argv) {
     test_sync(rank);
     test_progress(rank);
     test_run_ids();
+    test_paraphrase_run_ids();
     int failures = testutil_failures, total_failures = 0;
     MPI_Allreduce(&failures, &total_failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     int status = rank == 0 ? testutil_finish("mpi_test_stage") : 0;

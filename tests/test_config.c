@@ -164,6 +164,29 @@ static void test_at_default(void) {
     config_free(&c);
 }
 
+/* The identity text: one "section.key = value;" line per knob of the named sections, no comments (a knob's help
+ * is not part of what a stage computes), skipped keys left out. */
+static void test_identity_text(void) {
+    lafn_config c;
+    lafn_err err = {{0}};
+    char *text = NULL;
+    size_t len = 0;
+    if (config_defaults(&c, &err)) {
+        CHECK(0, "defaults: %s", err.msg);
+        return;
+    }
+    FILE *f = open_memstream(&text, &len);
+    CHECK(f && config_print_identity(&c, "probe locate", "locate.rank_by", f) == 0 && fclose(f) == 0, "print");
+    CHECK(text && !strchr(text, '#') && strstr(text, "probe.score = \"abs_activation\";\n") &&
+              strstr(text, "locate.threshold = ") && !strstr(text, "rank_by") && !strstr(text, "edit.") &&
+              !strstr(text, "model."),
+          "identity text of probe + locate without rank_by: %s", text ? text : "(none)");
+    for (char *line = text; line && *line; line = strchr(line, '\n') + 1)
+        CHECK(!strncmp(line, "probe.", 6) || !strncmp(line, "locate.", 7), "a line outside the sections: %.60s", line);
+    free(text);
+    config_free(&c);
+}
+
 static void test_override_order(void) {
     lafn_config c;
     lafn_err err = {{0}};
@@ -235,6 +258,9 @@ static void check_bad_overrides(lafn_config *cfg) {
         {"threshold", "section.key=value", "command line"},
         {"threshold=0.3", "did you mean 'locate.threshold'", "command line"},
         {"locate.threshold=0.3; top_k = 5", "expected one value", "locate.threshold"},
+        {"paraphrase.method=file", "data.paraphrases", "method = file needs a paraphrase file"},
+        {"paraphrase.min_length_ratio=3", "paraphrase.max_length_ratio", "min_length_ratio <= max_length_ratio"},
+        {"paraphrase.method=greedy", "paraphrase.method", "none file sample beam"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lafn_err e = {{0}};
@@ -246,6 +272,14 @@ static void check_bad_overrides(lafn_config *cfg) {
     double mf = 0;
     config_get_float(&c, "probe.min_fraction", &mf, &err);
     CHECK(mf == 0.1, "a rejected override changed probe.min_fraction to %g", mf);
+    char *beam[] = {"paraphrase.method=beam", "paraphrase.candidates=9", "paraphrase.n_beams=8"};
+    lafn_config d;
+    CHECK(config_defaults(&d, &err) == 0, "defaults: %s", err.msg);
+    CHECK(config_override_all(&d, beam, 3, &err) == -1 && strstr(err.msg, "paraphrase.n_beams") &&
+              strstr(err.msg, "at most n_beams"),
+          "9 beam candidates from 8 beams accepted: %s", err.msg);
+    printf("  rejected overrides %s ... %s\n", beam[0], err.msg);
+    config_free(&d);
     *cfg = c;
 }
 
@@ -305,6 +339,7 @@ int main(void) {
     test_rejections();
     test_overrides();
     test_at_default();
+    test_identity_text();
     test_documented();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

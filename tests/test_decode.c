@@ -1,4 +1,4 @@
-/* test_decode: decoding on the KV cache against the cache-less full forward — greedy (tiny models, and 50 multilingual prompts on Gemma 3 270M), with edits; sampling, top-p, beam search (exhaustive check), stop strings. */
+/* test_decode: decoding on the KV cache against the cache-less full forward — greedy (tiny models, and 50 multilingual prompts on Gemma 3 270M), with edits; sampling, top-p, beam search (exhaustive check, n best), stop strings. */
 #include <math.h>
 #include <mpi.h>
 #include <stdint.h>
@@ -177,14 +177,18 @@ static void check_beam_one(const char *tag, const model *m, const prompt_set *ps
     CHECK(same == ps->P, "%s: 1 beam differs from greedy on %d prompts", tag, ps->P - same);
 }
 
-/* The best score of any continuation of at most 2 tokens (ending early only on EOS), by brute force on the full forward. */
-static double best_two(const model *m, const int32_t *prompt, int len) {
+/* The score of every continuation of at most 2 tokens (ending early only on
+ * EOS), by brute force on the full forward: scores (V, V), entry (v, t) for
+ * tokens v then t; a first token EOS ends there, scored once in (EOS, 0), its
+ * other entries -inf. Returns 0, or -1 after a failed check. */
+static int two_token_scores(const model *m, const int32_t *prompt, int len, double *scores) {
     int V = m->cfg.vocab, eos = tokenizer_eos(m->tok), *lens = malloc((size_t)V * sizeof(int)), *pos = malloc((size_t)V * sizeof(int));
     int32_t *tok = malloc((size_t)V * (size_t)(len + 1) * sizeof *tok);
-    float *lp1 = malloc((size_t)V * sizeof *lp1);
+    float *lp1 = malloc((size_t)V * sizeof *lp1), *lp2 = malloc((size_t)V * sizeof *lp2);
+    int32_t *all_ids = malloc((size_t)V * sizeof *all_ids);
     engine_run *run = NULL;
     lafn_err err = {{0}};
-    double best = -INFINITY;
+    int rc = -1;
     if (engine_run_init(&run, m, (size_t)V * (size_t)(len + 1), (size_t)V, &err)) { CHECK(0, "%s", err.msg); goto done; }
     engine_batch one = {.n_seq = 1, .seq_len = &len, .tokens = prompt};
     engine_forward_opts fo = engine_forward_defaults();
@@ -195,26 +199,65 @@ static double best_two(const model *m, const int32_t *prompt, int len) {
         memcpy(tok + (size_t)v * (size_t)(len + 1), prompt, (size_t)len * sizeof *tok);
         tok[(size_t)v * (size_t)(len + 1) + (size_t)len] = v;
         lens[v] = len + 1, pos[v] = (v + 1) * (len + 1) - 1;
+        all_ids[v] = v;
     }
     engine_batch all = {.n_seq = V, .seq_len = lens, .tokens = tok};
     fo.n_logit_pos = V;
     if (engine_forward(run, &all, &fo, &err)) { CHECK(0, "%s", err.msg); goto done; }
     for (int v = 0; v < V; v++) {
-        double s = lp1[v];
-        if (v != eos) {
-            const float *z = engine_logits(run) + (size_t)v * (size_t)V;
-            int32_t a = 0;
-            for (int t = 1; t < V; t++) a = z[t] > z[a] ? t : a;
-            float lp2;
-            engine_nll(z, 1, V, &a, NULL, &lp2, NULL);
-            s += lp2;
-        }
-        best = s > best ? s : best;
+        const float *z = engine_logits(run) + (size_t)v * (size_t)V;
+        for (int t = 0; t < V; t++) engine_nll(z, 1, V, &all_ids[t], NULL, &lp2[t], NULL);
+        for (int t = 0; t < V; t++)
+            scores[(size_t)v * (size_t)V + (size_t)t] = v != eos ? (double)lp1[v] + (double)lp2[t] : t == 0 ? (double)lp1[v] : -INFINITY;
     }
+    rc = 0;
 done:
     engine_run_free(run);
-    free(lens), free(pos), free(tok), free(lp1);
+    free(lens), free(pos), free(tok), free(lp1), free(lp2), free(all_ids);
+    return rc;
+}
+
+/* The best score of any continuation of at most 2 tokens (two_token_scores). */
+static double best_two(const model *m, const int32_t *prompt, int len) {
+    size_t VV = (size_t)m->cfg.vocab * (size_t)m->cfg.vocab;
+    double *scores = malloc(VV * sizeof *scores), best = -INFINITY;
+    if (scores && two_token_scores(m, prompt, len, scores) == 0)
+        for (size_t i = 0; i < VV; i++) best = scores[i] > best ? scores[i] : best;
+    free(scores);
     return best;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* With as many beams as the vocabulary, 2 new tokens and n_return 3, the
+ * search returns the 3 best of all continuations, best first and distinct. */
+static void check_beam_nbest(const char *tag, const model *m, const prompt_set *ps) {
+    enum { R = 3 };
+    size_t VV = (size_t)m->cfg.vocab * (size_t)m->cfg.vocab;
+    double *scores = malloc(VV * sizeof *scores);
+    decode_result out[R];
+    decode_opts o = decode_defaults();
+    o.mode = DECODE_BEAM, o.n_beams = m->cfg.vocab, o.max_new_tokens = 2, o.n_return = R;
+    prompt_set one = *ps;
+    one.P = 1;
+    if (!scores || two_token_scores(m, ps->tok, ps->len[0], scores) || run_decode(m, &one, &o, out)) {
+        free(scores);
+        return;
+    }
+    qsort(scores, VV, sizeof *scores, cmp_desc);
+    for (int r = 0; r < R; r++) {
+        printf("%-20s %d beams, n_return %d: result %d scores %.6f, rank %d of all continuations %.6f\n", tag,
+               o.n_beams, R, r, out[r].score, r, scores[r]);
+        CHECK(fabs(out[r].score - scores[r]) < 1e-4, "%s: result %d scores %.6f, the %d-th best is %.6f", tag, r,
+              out[r].score, r, scores[r]);
+        for (int q = 0; q < r; q++)
+            CHECK(!(same_ids(&out[q], &out[r]) && out[q].why == out[r].why), "%s: results %d and %d are the same", tag, q, r);
+    }
+    for (int r = 0; r < R; r++) decode_result_free(&out[r]);
+    free(scores);
 }
 
 /* With as many beams as the vocabulary and 2 new tokens the search is
@@ -326,6 +369,7 @@ static void check_tiny(const char *tag, const char *path) {
     static const char *const nl[] = {"\n", "e"};
     check_beam_one(tag, m, &ps, nl, 2);
     check_beam_exhaustive(tag, m, &ps);
+    check_beam_nbest(tag, m, &ps);
     model_free(m);
 }
 
@@ -374,6 +418,9 @@ static void check_refusal(void) {
         CHECK(decode_generate(kv, m, &b, &o, &out, &err) == -1 && strstr(err.msg, "max_len"), "too short: '%s'", err.msg);
         o.mode = DECODE_BEAM, o.n_beams = 2, o.max_new_tokens = 1;
         CHECK(decode_generate(kv, m, &b, &o, &out, &err) == -1 && strstr(err.msg, "slot"), "too few slots: '%s'", err.msg);
+        o.n_return = 3;
+        CHECK(decode_generate(kv, m, &b, &o, &out, &err) == -1 && strstr(err.msg, "n_return"), "n_return > n_beams: '%s'",
+              err.msg);
         CHECK(out.ids == NULL, "a failed decode left results");
     }
     engine_kv_free(kv);

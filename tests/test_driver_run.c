@@ -172,6 +172,20 @@ static void test_dry_run(void) {
     st = run_lafn(argv2, &out);
     CHECK(st != 0 && strstr(out, "probe.h5") && strstr(out, "--stages probe"), "locate alone needs probe.h5: %s", out);
     free(out);
+    char *argv3[] = {NULL, "run", cfg, "--dry-run", "--stages", "paraphrase,probe", NULL};
+    st = run_lafn(argv3, &out);
+    CHECK(st != 0 && strstr(out, "paraphrase.method is 'none'"), "the paraphrase stage with method none: %s", out);
+    free(out);
+    char *argv4[] = {NULL, "run", cfg, "--dry-run", "paraphrase.method=sample", NULL};
+    st = run_lafn(argv4, &out);
+    CHECK(st == 0 && strstr(out, "paraphrase probe locate edit eval") && strstr(out, "pairs x samples 8, up to 48 new tokens"),
+          "method sample: the plan starts with the paraphrase stage and its cost: %s", out);
+    free(out);
+    char *argv5[] = {NULL, "run", cfg, "--dry-run", "--stages", "probe", "paraphrase.method=beam", NULL};
+    st = run_lafn(argv5, &out);
+    CHECK(st != 0 && strstr(out, "paraphrase.h5") && strstr(out, "--stages paraphrase"),
+          "probe with method beam needs paraphrase.h5: %s", out);
+    free(out);
 }
 
 /* A malformed record makes probe fail: the run stops there, naming the stage and its log; later stages never start. */

@@ -63,8 +63,8 @@ int driver_submit(int argc, char **argv);
 
 /* ---- the stages, in pipeline order ---- */
 
-enum { DRIVER_N_STAGES = 4 };
-extern const char *const driver_stage_names[DRIVER_N_STAGES]; /* probe locate edit eval */
+enum { DRIVER_PARAPHRASE, DRIVER_PROBE, DRIVER_LOCATE, DRIVER_EDIT, DRIVER_EVAL, DRIVER_N_STAGES };
+extern const char *const driver_stage_names[DRIVER_N_STAGES]; /* paraphrase probe locate edit eval */
 
 /* ---- a checked plan shared by run and submit (driver_plan.c) ---- */
 
@@ -72,7 +72,8 @@ typedef struct {
     const char *cfg_path;
     char **overrides;        /* (n_overrides) "section.key=value", owned: generated ones then the user's */
     size_t n_overrides;
-    int stage_on[DRIVER_N_STAGES]; /* 1 = the stage runs */
+    int stage_on[DRIVER_N_STAGES]; /* 1 = the stage runs (paraphrase only when paraphrase.method generates) */
+    int stages_named;        /* --stages was given */
     int dry_run;
     int all_metrics;         /* --all-metrics: the full results table */
     lafn_config cfg;         /* the pipeline file with the overrides applied */
@@ -86,9 +87,11 @@ typedef struct {
  * [--languages a,b] [--ranks N] [section.key=value ...]` (argv[0] is the
  * subcommand), turning the options into overrides. Then checks, before any
  * work: the pipeline file with every override, the stage programs next to the
- * lafn binary, that the model and data paths exist, that each skipped stage's
- * output exists when a later stage needs it, and that run.output_dir can be
- * created and written (unless dry_run). Returns 0 and *p (free with
+ * lafn binary, that the model, generator and data paths exist, that each
+ * skipped stage's output exists when a later stage needs it (probe needs
+ * paraphrase.h5 only when paraphrase.method generates, and the paraphrase
+ * stage runs only then), and that run.output_dir can be created and written
+ * (unless dry_run). Returns 0 and *p (free with
  * driver_plan_free), or -1 with err naming the option, key or path at fault
  * (2 in *usage_error for a malformed command line). */
 int driver_plan_init(driver_plan *p, int argc, char **argv, int allow_dry_run, int *usage_error, lafn_err *err);
@@ -106,6 +109,11 @@ int driver_cost_print(const driver_plan *p, FILE *out, lafn_err *err);
  * malformed records skipped silently. Returns 0 and *set (free with
  * facts_set_free), or -1 with err. (driver_cost.c) */
 int driver_load_facts(const lafn_config *cfg, facts_set *set, lafn_err *err);
+
+/* `lafn paraphrases RUN_DIR [--candidates]`: paraphrase.h5's kept paraphrases as a
+ * paraphrase file (JSON Lines, docs/DATA_FORMAT.md), or every candidate with its
+ * verdict, on stdout (driver_paraphrases.c). No MPI. */
+int driver_paraphrases(int argc, char **argv);
 
 /* ---- running programs (driver_spawn.c) ---- */
 

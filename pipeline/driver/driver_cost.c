@@ -123,6 +123,22 @@ static double cost_line(FILE *out, const char *stage, double fwd, double bwd, do
     return gf;
 }
 
+/* The paraphrase stage's line: decoding work per (fact, language), on its own generator (no GFLOP estimate). */
+static void cost_paraphrase(const driver_plan *p, const cost_counts *c, FILE *out) {
+    const char *method = "";
+    int64_t cand = 0, beams = 0, max_new = 0, count = 0;
+    config_get_string(&p->cfg, "paraphrase.method", &method, NULL);
+    config_get_int(&p->cfg, "paraphrase.candidates", &cand, NULL);
+    config_get_int(&p->cfg, "paraphrase.n_beams", &beams, NULL);
+    config_get_int(&p->cfg, "paraphrase.max_new_tokens", &max_new, NULL);
+    config_get_int(&p->cfg, "paraphrase.count", &count, NULL);
+    int beam = !strcmp(method, "beam");
+    fprintf(out, "  %-7s %zu (fact, language) pairs x %s%lld, up to %lld new tokens each: at most %.0f generated "
+                 "tokens, plus the prefill of the few-shot prompts; up to %lld more prompts per pair in probe and edit\n",
+            "paraphrase", c->n_sides, beam ? "beams " : "samples ", (long long)(beam ? beams : cand), (long long)max_new,
+            (double)c->n_sides * (double)(beam ? beams : cand) * (double)max_new, (long long)count);
+}
+
 int driver_cost_print(const driver_plan *p, FILE *out, lafn_err *err) {
     cost_counts c = {0};
     if (cost_count(&p->cfg, &c, err) != 0) return -1;
@@ -141,17 +157,18 @@ int driver_cost_print(const driver_plan *p, FILE *out, lafn_err *err) {
             c.n_facts, n_lang, c.n_sides, c.n_prompts, c.prompt_tokens, c.target_tokens);
     int grad = strcmp(score, "grad_x_act") == 0, ig = strcmp(score, "integrated_gradients") == 0;
     double passes = ig ? (double)ig_steps : 1.0, total = 0;
-    if (p->stage_on[0])
+    if (p->stage_on[DRIVER_PARAPHRASE]) cost_paraphrase(p, &c, out);
+    if (p->stage_on[DRIVER_PROBE])
         total += cost_line(out, "probe", prompts * passes, (grad || ig) ? prompts * passes : 0,
                            (grad || ig ? tok : (double)c.prompt_tokens) * passes, grad || ig ? tgt * passes : 0, &c);
-    if (p->stage_on[1]) fprintf(out, "  %-7s reads probe.h5; no model passes\n", "locate");
-    if (p->stage_on[2]) {
+    if (p->stage_on[DRIVER_LOCATE]) fprintf(out, "  %-7s reads probe.h5; no model passes\n", "locate");
+    if (p->stage_on[DRIVER_EDIT]) {
         double rounds = (double)steps;
         total += cost_line(out, "edit", prompts * rounds, prompts * rounds, tok * rounds, tgt * rounds, &c);
         fprintf(out, "          (upper bound: edit.steps = %lld Adam steps per %s over all layers; early stop, the KL prompts and reuse of the layers below the edit not counted)\n",
                 (long long)steps, strcmp(mode, "batch") == 0 ? "batch" : "fact");
     }
-    if (p->stage_on[3]) {
+    if (p->stage_on[DRIVER_EVAL]) {
         double sets = strcmp(edit_sets, "each") == 0
                           ? 1.0 + n_lang * ((double)each_max < (double)c.n_facts ? (double)each_max / (double)c.n_facts : 1.0)
                           : 2.0;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "stage/stage.h"
 
 enum { PLAN_MAX_LIST_FACTS = 100000 };
 
@@ -31,7 +32,8 @@ static int parse_stages(driver_plan *p, const char *list, lafn_err *err) {
             if (strlen(driver_stage_names[i]) == n && strncmp(s, driver_stage_names[i], n) == 0)
                 found = p->stage_on[i] = 1;
         if (!found)
-            return lafn_err_set(err, "--stages: unknown stage '%.*s'; allowed: probe, locate, edit, eval", (int)n, s);
+            return lafn_err_set(err, "--stages: unknown stage '%.*s'; allowed: paraphrase, probe, locate, edit, eval",
+                                (int)n, s);
         s += n + (s[n] == ',');
     }
     for (int i = 0; i < DRIVER_N_STAGES; i++)
@@ -127,7 +129,10 @@ static int parse_args(driver_plan *p, int argc, char **argv, int allow_dry_run, 
         else if (!strcmp(a, "--no-resume")) rc = add_override(p, "run.resume=false", err);
         else if (!strcmp(a, "--dry-run") && allow_dry_run) p->dry_run = 1;
         else if (!strcmp(a, "--all-metrics")) p->all_metrics = 1;
-        else if ((v = option_value(argc, argv, &i, "--stages", &missing))) rc = parse_stages(p, v, err);
+        else if ((v = option_value(argc, argv, &i, "--stages", &missing))) {
+            rc = parse_stages(p, v, err);
+            p->stages_named = 1;
+        }
         else if ((v = option_value(argc, argv, &i, "--facts", &missing))) rc = parse_facts(p, v, err);
         else if ((v = option_value(argc, argv, &i, "--languages", &missing)) ||
                  (v = option_value(argc, argv, &i, "--ranks", &missing))) {
@@ -153,8 +158,23 @@ static int check_exists(const lafn_config *cfg, const char *key, lafn_err *err) 
     return 0;
 }
 
-/* The stage programs must sit next to lafn; a stage whose predecessor is skipped needs its file. */
+/* The stage before stage i whose file stage i reads: the paraphrase stage only when it generates; -1 for none. */
+static int input_stage(const driver_plan *p, int i) {
+    if (i == DRIVER_PROBE) return stage_paraphrases_generated(&p->cfg) ? DRIVER_PARAPHRASE : -1;
+    return i > DRIVER_PROBE ? i - 1 : -1;
+}
+
+/* The stage programs must sit next to lafn; a stage whose predecessor is skipped needs its file; the paraphrase
+ * stage runs only when paraphrase.method generates. */
 static int check_stages(driver_plan *p, lafn_err *err) {
+    if (!stage_paraphrases_generated(&p->cfg)) {
+        const char *method = "";
+        config_get_string(&p->cfg, "paraphrase.method", &method, NULL);
+        if (p->stage_on[DRIVER_PARAPHRASE] && p->stages_named)
+            return lafn_err_set(err, "--stages paraphrase: paraphrase.method is '%s'; the stage runs with sample or beam",
+                                method);
+        p->stage_on[DRIVER_PARAPHRASE] = 0;
+    }
     if (!(p->bin_dir = driver_bin_dir(err))) return -1;
     for (int i = 0; i < DRIVER_N_STAGES; i++) {
         size_t n = strlen(p->bin_dir) + strlen(driver_stage_names[i]) + 8;
@@ -164,13 +184,14 @@ static int check_stages(driver_plan *p, lafn_err *err) {
             return lafn_err_set(err, "stage program %s is missing (%s); build it (cmake --build) first",
                                 p->stage_path[i], strerror(errno));
     }
-    for (int i = 1; i < DRIVER_N_STAGES; i++) {
-        if (!p->stage_on[i] || p->stage_on[i - 1]) continue;
+    for (int i = 0; i < DRIVER_N_STAGES; i++) {
+        int before = input_stage(p, i);
+        if (!p->stage_on[i] || before < 0 || p->stage_on[before]) continue;
         char in[4096];
-        snprintf(in, sizeof in, "%s/%s.h5", p->out_dir, driver_stage_names[i - 1]);
+        snprintf(in, sizeof in, "%s/%s.h5", p->out_dir, driver_stage_names[before]);
         if (access(in, R_OK) != 0)
             return lafn_err_set(err, "stage %s needs %s, which does not exist; run --stages %s first", driver_stage_names[i],
-                                in, driver_stage_names[i - 1]);
+                                in, driver_stage_names[before]);
     }
     char *mpirun = driver_which("mpirun");
     if (!mpirun) return lafn_err_set(err, "mpirun is not on PATH (install openmpi-bin)");
@@ -191,7 +212,10 @@ int driver_plan_init(driver_plan *p, int argc, char **argv, int allow_dry_run, i
         config_get_int(&p->cfg, "run.ranks", &p->ranks, err) != 0)
         goto fail;
     if (check_exists(&p->cfg, "model.path", err) || check_exists(&p->cfg, "data.path", err) ||
-        check_exists(&p->cfg, "data.paraphrases", err) || check_stages(p, err))
+        check_exists(&p->cfg, "data.paraphrases", err) ||
+        (stage_paraphrases_generated(&p->cfg) && (check_exists(&p->cfg, "paraphrase.model", err) ||
+                                                  check_exists(&p->cfg, "paraphrase.template_dir", err))) ||
+        check_stages(p, err))
         goto fail;
     if (!p->dry_run && driver_mkdir_writable(p->out_dir, "run.output_dir", err) != 0) goto fail;
     return 0;

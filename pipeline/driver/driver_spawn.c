@@ -16,7 +16,7 @@
 
 extern char **environ;
 
-const char *const driver_stage_names[DRIVER_N_STAGES] = {"probe", "locate", "edit", "eval"};
+const char *const driver_stage_names[DRIVER_N_STAGES] = {"paraphrase", "probe", "locate", "edit", "eval"};
 
 /* Environment variables every rank needs when set here (docs/DESIGN.md §6 "OpenBLAS kernel": read when OpenBLAS loads). */
 static const char *const forwarded_env[] = {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OPENBLAS_VERBOSE",

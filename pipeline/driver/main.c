@@ -19,6 +19,8 @@ static const driver_command commands[] = {
     {"submit", driver_submit, 0, "submit the stages to Slurm as a dependency chain: lafn submit FILE.cfg [...]"},
     {"ask", driver_ask, 1, "answer prompts: lafn ask [--model PATH] (--questions FILE.tsv | PROMPT...), or the "
                            "unedited and edited model side by side: lafn ask RUN_DIR FACT"},
+    {"paraphrases", driver_paraphrases, 0, "the paraphrase stage's kept paraphrases as a paraphrase file (JSON "
+                                           "Lines): lafn paraphrases RUN_DIR [--candidates]"},
     {"doctor", driver_doctor, 0, "check MPI, mpirun, the stage programs, parallel HDF5, the BLAS kernel and the "
                                  "model: lafn doctor [--model PATH]"},
 };
@@ -26,7 +28,7 @@ static const driver_command commands[] = {
 static void usage(FILE *out) {
     fprintf(out, "usage: lafn COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char **argv) {

@@ -15,6 +15,7 @@ LAYERS = [
     ["model"],
     ["engine"],                            # forward, backward, edits in the forward, generation
     ["stage"],                             # context, assignment, progress, prompts, the fact loop
+    ["paraphrase"],                        # generated paraphrases: templates, filters, paraphrase.h5, the join
     ["probe"],
     ["locate"],
     ["edit"],

@@ -58,6 +58,17 @@ char *testutil_read_text(const char *path) {
     return buf;
 }
 
+void testutil_copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    int ok = a && b;
+    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
+    if (a) fclose(a);
+    if (b && fclose(b) != 0) ok = 0;
+    CHECK(ok, "cannot copy %s to %s", from, to);
+}
+
 void testutil_mpi_tmpdir(MPI_Comm comm, const char *tag, char *out, size_t cap) {
     int rank;
     MPI_Comm_rank(comm, &rank);

@@ -40,6 +40,9 @@ const char *testutil_lafn_binary(void);
  * NULL after printing why to stderr. */
 char *testutil_read_text(const char *path);
 
+/* Copies the file from to the file to (created or truncated); a failure is a failed check naming both. */
+void testutil_copy_file(const char *from, const char *to);
+
 /* Collective over comm: rank 0 makes a new, empty directory /tmp/lafn_TAG_XXXXXX (mkdtemp; the make is a check
  * it counts) and every rank gets its path in out (cap bytes). A test cannot go on without it: if it cannot be
  * made, or its path does not fit in cap, rank 0 says why and aborts comm. The caller ends it with

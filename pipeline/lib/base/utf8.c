@@ -1,4 +1,4 @@
-/* utf8: the few UTF-8 helpers the tokenizers need (sequence length, encode, decode). */
+/* utf8: the few UTF-8 helpers the tokenizers and text comparisons need (sequence length, encode, decode, case folding). */
 #include "base/utf8.h"
 
 size_t utf8_seq_len(uint8_t c)
@@ -71,4 +71,17 @@ size_t utf8_decode_lenient(const char *s, size_t n, uint32_t *cp)
     }
     *cp = v;
     return len;
+}
+
+uint32_t utf8_fold_case(uint32_t c)
+{
+    if (c >= 'A' && c <= 'Z') return c + 32;
+    if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 32;
+    if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) return c | 1u;
+    if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return (c & 1u) ? c + 1 : c;
+    if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;
+    if (c >= 0x410 && c <= 0x42F) return c + 32;
+    if (c >= 0x400 && c <= 0x40F) return c + 80;
+    if ((c >= 0x1E00 && c <= 0x1E95) || (c >= 0x1EA0 && c <= 0x1EFF)) return c | 1u; /* Vietnamese, among others */
+    return c;
 }

@@ -1,4 +1,4 @@
-/* utf8: the few UTF-8 helpers the tokenizers need (sequence length, encode, decode). */
+/* utf8: the few UTF-8 helpers the tokenizers and text comparisons need (sequence length, encode, decode, case folding). */
 #ifndef LAFN_UTF8_H
 #define LAFN_UTF8_H
 
@@ -21,6 +21,11 @@ size_t utf8_decode(const char *s, size_t n, uint32_t *cp);
  * overlong forms, surrogates or the upper bound; an invalid or truncated
  * sequence yields U+FFFD and consumes one byte. Returns the bytes consumed. */
 size_t utf8_decode_lenient(const char *s, size_t n, uint32_t *cp);
+
+/* Lower case of code point c in the scripts of the languages lafn knows
+ * (ASCII, Latin-1, Latin Extended-A, Latin Extended Additional, Greek,
+ * Cyrillic); other code points are returned unchanged. */
+uint32_t utf8_fold_case(uint32_t c);
 
 /* Normalisation form C of s[0..n) (invalid bytes are carried through and block
  * composition). Returns 0 and a malloc'ed *out of *out_len bytes (NUL-terminated),

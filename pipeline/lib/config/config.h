@@ -1,7 +1,7 @@
 /* config: pipeline files (libconfig 1.5) — declarative knob tables, validation, overrides, printing.
  *
- * A pipeline file has one group per section (model, data, languages, run, probe,
- * locate, edit, eval); every setting in it must be a knob of that section's table,
+ * A pipeline file has one group per section (model, data, languages, run,
+ * paraphrase, probe, locate, edit, eval); every setting in it must be a knob of that section's table,
  * of the knob's type and inside its range or choices. Knobs not in the file take
  * the table's default. libconfig names cannot contain '.', so tensor and neuron
  * names (blk.12.ffn_down) are string values; a knob is addressed as
@@ -93,12 +93,13 @@ int config_override_all(lafn_config *cfg, char *const *assignments, size_t n, la
  * write error. */
 int config_print(const lafn_config *cfg, FILE *out);
 
-/* Writes only the sections whose names are listed in `names` (space-separated,
- * e.g. "model data languages probe"; NULL = all), leaving out the keys listed
- * in `skip` (space-separated "section.key"; NULL = none), as config_print does
- * but without the header comment — the text that identifies what a stage's
- * output depends on. Returns 0 or -1 on a write error. */
-int config_print_sections(const lafn_config *cfg, const char *names, const char *skip, FILE *out);
+/* Writes the knobs of the sections listed in `names` (space-separated, e.g.
+ * "model data languages probe"; NULL = all), leaving out the keys listed in
+ * `skip` (space-separated "section.key"; NULL = none), one "section.key =
+ * value;" line each, in table order — values only, so that rewording a knob's
+ * help does not change it: the text that identifies what a stage's output
+ * depends on. Returns 0 or -1 on a write error. */
+int config_print_identity(const lafn_config *cfg, const char *names, const char *skip, FILE *out);
 
 /* 1 if knob "section.key" holds its default (its value prints as the table's
  * default text), 0 if not or if there is no such knob. */

@@ -67,21 +67,29 @@ static int key_skipped(const char *skip, const char *section, const char *key) {
     return section_selected(skip, full);
 }
 
-int config_print_sections(const lafn_config *cfg, const char *names, const char *skip, FILE *out) {
+/* Every knob of the selected sections not in skip: as libconfig groups with the help comments, or (identity)
+ * as bare "section.key = value;" lines. */
+static int print_sections(const lafn_config *cfg, const char *names, const char *skip, int identity, FILE *out) {
     size_t ns, idx = 0;
     const config_section *sec = config_sections(&ns);
     for (size_t i = 0; i < ns; i++) {
         int selected = section_selected(names, sec[i].name);
-        if (selected) fprintf(out, "\n# %s\n%s = {\n", sec[i].help, sec[i].name);
+        if (selected && !identity) fprintf(out, "\n# %s\n%s = {\n", sec[i].help, sec[i].name);
         for (size_t k = 0; k < sec[i].n_knobs && idx < cfg->n_vals; k++, idx++) {
             if (!selected || key_skipped(skip, sec[i].name, sec[i].knobs[k].key)) continue;
-            fprintf(out, "  %s = ", sec[i].knobs[k].key);
+            if (identity) fprintf(out, "%s.%s = ", sec[i].name, sec[i].knobs[k].key);
+            else fprintf(out, "  %s = ", sec[i].knobs[k].key);
             print_value(out, &sec[i].knobs[k], &cfg->vals[idx]);
-            fprintf(out, ";  # %s\n", sec[i].knobs[k].help);
+            if (identity) fputs(";\n", out);
+            else fprintf(out, ";  # %s\n", sec[i].knobs[k].help);
         }
-        if (selected) fputs("};\n", out);
+        if (selected && !identity) fputs("};\n", out);
     }
     return ferror(out) ? -1 : 0;
+}
+
+int config_print_identity(const lafn_config *cfg, const char *names, const char *skip, FILE *out) {
+    return print_sections(cfg, names, skip, 1, out);
 }
 
 int config_at_default(const lafn_config *cfg, const char *path) {
@@ -107,7 +115,7 @@ int config_at_default(const lafn_config *cfg, const char *path) {
 int config_print(const lafn_config *cfg, FILE *out) {
     fprintf(out, "# lafn pipeline file, resolved from %s (every key; defaults filled)\n",
             cfg->source ? cfg->source : "?");
-    return config_print_sections(cfg, NULL, NULL, out);
+    return print_sections(cfg, NULL, NULL, 0, out);
 }
 
 char *config_print_string(const lafn_config *cfg) {

@@ -32,9 +32,9 @@ static const config_knob model_knobs[] = {
 
 static const config_knob data_knobs[] = {
     {"format", CONFIG_KNOB_STRING, "\"jsonl\"", 0, 0, 0, 0, "mzsre jsonl", NOVALID,
-     "mzsre = a folder of mzsre_dev500_en<XX>.json files; jsonl = one fact per line"},
+     "mzsre = MzsRE / Bi-ZsRE pair files (see data.path); jsonl = one fact per line"},
     {"path", CONFIG_KNOB_STRING, "\"conf/data/demo_facts.jsonl\"", 0, 0, 0, 0, NULL, NONEMPTY,
-     "data file (jsonl) or folder (mzsre)"},
+     "jsonl: the data file; mzsre: a folder of mzsre_dev500_en<XX>.json or mzsre_test_duplicate_en<XX>.json, a path with {xx} for the language, or one pair file"},
     {"paraphrases", CONFIG_KNOB_STRING, "\"\"", 0, 0, 0, 0, NULL, NOVALID,
      "file of extra locating/editing paraphrases of src per fact and language; \"\" = none"},
     {"fact_range", CONFIG_KNOB_INT_LIST, "[]", 0, BIG, 0, 2, NULL, NOVALID,
@@ -63,6 +63,39 @@ static const config_knob run_knobs[] = {
      "skip the facts already in complete shards of an earlier, interrupted run"},
     {"shard_facts", CONFIG_KNOB_INT, "8", 1, 100000, 0, 0, NULL, NOVALID,
      "finished facts per shard file (the unit of resume)"},
+};
+
+static const config_knob paraphrase_knobs[] = {
+    {"method", CONFIG_KNOB_STRING, "\"none\"", 0, 0, 0, 0, "none file sample beam", NOVALID,
+     "paraphrases of src for locating and editing: none = only a data.paraphrases file if one is set; file = "
+     "that file, which must be set; sample, beam = also the paraphrase stage's, generated before probe"},
+    {"model", CONFIG_KNOB_STRING, "\"\"", 0, 0, 0, 0, NULL, NOVALID,
+     "generator: a GGUF file or Hugging Face folder the engine loads; \"\" = model.path"},
+    {"count", CONFIG_KNOB_INT, "3", 1, 100, 0, 0, NULL, NOVALID,
+     "paraphrases kept per fact and language at most (the first candidates that pass the filters)"},
+    {"candidates", CONFIG_KNOB_INT, "8", 1, 256, 0, 0, NULL, NOVALID,
+     "continuations generated per fact and language (beam: at most n_beams)"},
+    {"temperature", CONFIG_KNOB_FLOAT, "0.8", 0.01, 100, 0, 0, NULL, NOVALID, "sample: softmax temperature"},
+    {"top_p", CONFIG_KNOB_FLOAT, "0.95", 0.01, 1, 0, 0, NULL, NOVALID,
+     "sample: draw from the fewest most likely tokens whose probability reaches top_p"},
+    {"max_new_tokens", CONFIG_KNOB_INT, "48", 1, 1024, 0, 0, NULL, NOVALID,
+     "tokens per candidate at most; a candidate ends at a newline or EOS"},
+    {"n_beams", CONFIG_KNOB_INT, "8", 1, 256, 0, 0, NULL, NOVALID,
+     "beam: beams per fact and language; the paraphrase.candidates best finished hypotheses are the candidates"},
+    {"template_dir", CONFIG_KNOB_STRING, "\"conf/paraphrase\"", 0, 0, 0, 0, NULL, NONEMPTY,
+     "folder of the few-shot prompts LANG.txt, one per language of the run, {src} where the question goes"},
+    {"seed", CONFIG_KNOB_INT, "1234", 0, 2147483647, 0, 0, NULL, NOVALID,
+     "sample: candidate k of a fact and language draws from its own stream of (seed, fact index, language, k)"},
+    {"max_similarity", CONFIG_KNOB_FLOAT, "0.85", 0, 1, 0, 0, NULL, NOVALID,
+     "near-duplicate: character similarity (1 - edit distance / longer length, of the normalised texts) to src or a "
+     "kept paraphrase at least this"},
+    {"script_share", CONFIG_KNOB_FLOAT, "0.5", 0, 1, 0, 0, NULL, NOVALID,
+     "share of a candidate's letters in its language's script (Han for zh, Thai, Cyrillic for ru, Latin otherwise) "
+     "at least this times src's share"},
+    {"min_length_ratio", CONFIG_KNOB_FLOAT, "0.5", 0, 100, 0, 0, NULL, NOVALID,
+     "a candidate has at least this times src's letters and digits"},
+    {"max_length_ratio", CONFIG_KNOB_FLOAT, "2.0", 0, 100, 0, 0, NULL, NOVALID,
+     "a candidate has at most this times src's letters and digits"},
 };
 
 static const config_knob probe_knobs[] = {
@@ -107,7 +140,7 @@ static const config_knob locate_knobs[] = {
     {"rank_by", CONFIG_KNOB_STRING, "\"mean_score\"", 0, 0, 0, 0, "mean_score contrast", NOVALID,
      "LAFN ranking: mean score over the fact's prompts, or that minus the neuron's mean score over the other "
      "facts' prompts of the run (only neurons above 0 qualify: what every question shares drops out)"},
-    {"neuron_set", CONFIG_KNOB_STRING, "\"lafn\"", 0, 0, 0, 0, "lafn language_specific random", NOVALID,
+    {"neuron_set", CONFIG_KNOB_STRING, "\"random\"", 0, 0, 0, 0, "lafn language_specific random", NOVALID,
      "neurons handed to edit: the LAFNs, the language-specific sets (ablation), or the random control (per fact "
      "as many distinct random neurons in each layer as it has LAFNs there, drawn from run.seed and the fact index)"},
 };
@@ -130,7 +163,7 @@ static const config_knob edit_knobs[] = {
      "if > 0: |delta_j| <= norm_clamp * |v_j| (original value vector)"},
     {"gate", CONFIG_KNOB_FLOAT, "1.0", 0, 1, 0, 0, NULL, NOVALID,
      "cached edit fires when >= this fraction of its LAFNs pass their threshold; 0 = always"},
-    {"trigger", CONFIG_KNOB_STRING, "\"neurons\"", 0, 0, 0, 0, "neurons key nearest_key", NOVALID,
+    {"trigger", CONFIG_KNOB_STRING, "\"nearest_key\"", 0, 0, 0, 0, "neurons key nearest_key", NOVALID,
      "what decides that a cached edit fires on an input: its gate neurons (edit.gate); the key of the "
      "input's state against the keys of the fact's prompts and the fact's threshold (edit.key_*); or "
      "nearest_key: the fact's keys nearer than every other edited fact's and at least edit.key_nearest_floor; "
@@ -172,6 +205,7 @@ static const config_section sections[] = {
     {"data", data_knobs, N(data_knobs), "facts to edit and their test questions"},
     {"languages", languages_knobs, N(languages_knobs), "languages of the run"},
     {"run", run_knobs, N(run_knobs), "where and how the stages run"},
+    {"paraphrase", paraphrase_knobs, N(paraphrase_knobs), "paraphrases of src generated before probe"},
     {"probe", probe_knobs, N(probe_knobs), "per-prompt neuron scores"},
     {"locate", locate_knobs, N(locate_knobs), "from scores to LAFNs"},
     {"edit", edit_knobs, N(edit_knobs), "optimising the update values"},
@@ -220,6 +254,16 @@ int config_check_relations(const lafn_config *cfg, lafn_err *err) {
                             "with first < end", cfg->source, range->where);
     if (range->n && val(cfg, "data.facts")->n)
         return relation_err(cfg, err, "data.fact_range", "data.facts", "set only one of them");
+    if (val(cfg, "paraphrase.min_length_ratio")->f > val(cfg, "paraphrase.max_length_ratio")->f)
+        return relation_err(cfg, err, "paraphrase.min_length_ratio", "paraphrase.max_length_ratio",
+                            "min_length_ratio <= max_length_ratio");
+    const char *method = val(cfg, "paraphrase.method")->s;
+    if (!strcmp(method, "beam") && val(cfg, "paraphrase.candidates")->i > val(cfg, "paraphrase.n_beams")->i)
+        return relation_err(cfg, err, "paraphrase.candidates", "paraphrase.n_beams",
+                            "beam search returns at most n_beams candidates");
+    if (!strcmp(method, "file") && !val(cfg, "data.paraphrases")->s[0])
+        return relation_err(cfg, err, "paraphrase.method", "data.paraphrases",
+                            "method = file needs a paraphrase file");
     if (val(cfg, "probe.min_fraction")->f > val(cfg, "locate.threshold")->f)
         return relation_err(cfg, err, "probe.min_fraction", "locate.threshold",
                             "locate can only apply a threshold >= probe.min_fraction");

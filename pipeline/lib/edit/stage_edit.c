@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paraphrase/paraphrase.h"
+
 static void count_records(edit_stage *S, const edit_record *r, size_t n);
 
 /* Reads the edit knobs. */
@@ -323,7 +325,8 @@ int edit_stage_init(edit_stage *S, const char *cfg_path, char *const *overrides,
                     const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err) {
     memset(S, 0, sizeof *S);
     if (stage_context_init(&S->ctx, "edit", cfg_path, overrides, n_overrides, command_line, comm, log, err)) return -1;
-    int rc = read_knobs(S, err);
+    int rc = paraphrase_join(&S->ctx, err);
+    if (rc == 0) rc = read_knobs(S, err);
     if (rc == 0) rc = read_inputs(S, err);
     if (mpi_status_agree(comm, rc, err) == 0 && edit_key_center_compute(S, err) == 0) return 0;
     edit_stage_free(S);

@@ -10,7 +10,7 @@
 
 decode_opts decode_defaults(void) {
     decode_opts o = {.mode = DECODE_GREEDY, .max_new_tokens = 16, .temperature = 1.0f, .top_p = 1.0f,
-                     .seed = 0, .n_beams = 1, .stop = NULL, .n_stop = 0, .edit = NULL};
+                     .seed = 0, .n_beams = 1, .n_return = 1, .stop = NULL, .n_stop = 0, .edit = NULL};
     return o;
 }
 
@@ -91,6 +91,9 @@ static int opts_check(const engine_batch *p, const decode_opts *o, lafn_err *err
                             o->top_p);
     if (o->mode == DECODE_BEAM && o->n_beams < 1)
         return lafn_err_set(err, "decode: n_beams %d; expected ≥ 1", o->n_beams);
+    if (o->n_return < 1 || o->n_return > (o->mode == DECODE_BEAM ? o->n_beams : 1))
+        return lafn_err_set(err, "decode: n_return %d; expected 1%s", o->n_return,
+                            o->mode == DECODE_BEAM ? " to n_beams" : " (more only with beam search)");
     if (o->n_stop < 0 || (o->n_stop > 0 && !o->stop))
         return lafn_err_set(err, "decode: %d stop strings but no array", o->n_stop);
     return 0;
@@ -179,14 +182,14 @@ int decode_generate(engine_kv *kv, const model *m, const engine_batch *prompts, 
                     decode_result *out, lafn_err *err) {
     if (opts_check(prompts, o, err)) return -1;
     decode_ctx c;
-    int rc = ctx_init(&c, kv, m, prompts, o, err);
-    for (int p = 0; p < c.P; p++) memset(&out[p], 0, sizeof out[p]);
-    for (int p = 0; p < c.P && rc == 0; p++) rc = decode_result_alloc(&out[p], o->max_new_tokens, err);
+    int rc = ctx_init(&c, kv, m, prompts, o, err), n_out = c.P * o->n_return;
+    for (int r = 0; r < n_out; r++) memset(&out[r], 0, sizeof out[r]);
+    for (int r = 0; r < n_out && rc == 0; r++) rc = decode_result_alloc(&out[r], o->max_new_tokens, err);
     if (rc == 0) rc = prefill(&c, prompts, err);
     if (rc == 0) rc = o->mode == DECODE_BEAM ? decode_beam(&c, out, err) : decode_simple(&c, out, err);
-    for (int p = 0; p < c.P && rc == 0; p++) rc = result_text(&c, &out[p], err);
+    for (int r = 0; r < n_out && rc == 0; r++) rc = result_text(&c, &out[r], err);
     if (rc != 0)
-        for (int p = 0; p < c.P; p++) decode_result_free(&out[p]);
+        for (int r = 0; r < n_out; r++) decode_result_free(&out[r]);
     ctx_free(&c);
     return rc;
 }

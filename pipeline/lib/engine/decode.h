@@ -26,6 +26,8 @@ typedef struct {
                                 from (seed, p): the same seed gives prompt p the same output
                                 whatever the other prompts of the batch are */
     int n_beams;             /* BEAM: ≥ 1 */
+    int n_return;            /* continuations returned per prompt: 1, or for BEAM up to n_beams (the
+                                n_return best finished hypotheses, best first) */
     const char *const *stop; /* (n_stop) a continuation ends when its decoded text contains one */
     int n_stop;
     const engine_edit *edit; /* NULL, or an edit applied to prompt and continuation; its seq_mask,
@@ -50,23 +52,28 @@ typedef struct {
     decode_stop why;
 } decode_result;
 
-/* Greedy, max_new_tokens 16, temperature 1, top_p 1, seed 0, 1 beam, no stop strings, no edit. */
+/* Greedy, max_new_tokens 16, temperature 1, top_p 1, seed 0, 1 beam, 1 continuation per prompt, no stop
+ * strings, no edit. */
 decode_opts decode_defaults(void);
 
 /* Continues each of the prompts->n_seq (P) prompts (packed as in engine_batch,
  * BOS included where the model wants one) until EOS, a stop string or
  * max_new_tokens, all prompts stepping together on kv: kv needs P slots
  * (P × n_beams for BEAM) and max_len ≥ the longest prompt + max_new_tokens;
- * its slots [0, P·width) are reset and overwritten. out (P) receives the
- * continuations (the caller frees each with decode_result_free). Beam search
- * keeps n_beams live hypotheses per prompt, each step taking the n_beams best
- * one-token extensions of them; an extension that ends (EOS, stop string,
+ * its slots [0, P·width) are reset and overwritten. out (P × n_return)
+ * receives the continuations, prompt p's in out[p·n_return ..] (the caller
+ * frees each with decode_result_free). Beam search keeps n_beams live
+ * hypotheses per prompt, each step taking the n_beams best one-token
+ * extensions of them; an extension that ends (EOS, stop string,
  * max_new_tokens) leaves the beam as a finished hypothesis, and the search
- * stops when the best finished Σ log p is at least every live one (it can
- * only fall); the result is the best finished hypothesis. With 1 beam, or
- * top_p below the top token's probability, the result equals greedy. Returns
- * 0, or -1 with err (options out of range, kv too small, a prompt too long, a
- * failure of the cache or the tokenizer), with out left empty. */
+ * stops when the n_return-th best finished Σ log p is at least every live one
+ * (it can only fall); the results are the n_return best finished hypotheses,
+ * best first (equal scores in the order they finished; with a vocabulary
+ * smaller than n_beams fewer may exist, and the rest stay empty). With 1
+ * beam, or top_p below the top token's probability, the result equals
+ * greedy. Returns 0, or -1 with err (options out of range, kv too small, a
+ * prompt too long, a failure of the cache or the tokenizer), with out left
+ * empty. */
 int decode_generate(engine_kv *kv, const model *m, const engine_batch *prompts, const decode_opts *o,
                     decode_result *out, lafn_err *err);
 

@@ -1,4 +1,4 @@
-/* decode_beam: beam search on the KV cache — n_beams live hypotheses per prompt in its own slots, ranked by plain Σ log p, forked as they branch. */
+/* decode_beam: beam search on the KV cache — n_beams live hypotheses per prompt in its own slots, ranked by plain Σ log p, forked as they branch; the n_return best finished ones kept. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +24,8 @@ typedef struct {
     int32_t *top;         /* (nb) */
     uint8_t *claimed;     /* (nb) per slot of the prompt: 0 free, 1 taken, 2 kept for its parent's first child */
     uint8_t *keep;        /* (nb) per new beam: 1 if it goes on */
-    uint8_t *found;       /* (P) 1 once out[p] holds a finished hypothesis */
+    int R;                /* finished hypotheses kept per prompt (n_return) */
+    int *n_found;         /* (P) finished hypotheses in out[p·R ..], best first */
     int n_call;           /* sequences of the next step (in c->slots, c->toks) */
 } beam_state;
 
@@ -55,6 +56,21 @@ static int beam_candidates(beam_state *st, int p) {
     return n < st->nb ? n : st->nb;
 }
 
+/* 1 if a hypothesis of score s ranks among prompt p's R best finished ones (strictly above the R-th). */
+static int beam_ranks(const beam_state *st, const decode_result *out, int p, double s) {
+    return st->n_found[p] < st->R || s > out[p * st->R + st->R - 1].score;
+}
+
+/* Files finished hypothesis h among prompt p's best, best first (after equal scores); the R-th best drops out. */
+static void beam_file(beam_state *st, decode_result *out, int p, const decode_result *h) {
+    decode_result *list = out + p * st->R;
+    int at = st->n_found[p] < st->R ? st->n_found[p]++ : st->R - 1;
+    decode_result spare = list[at]; /* the free or the dropped entry's arrays take h */
+    for (; at > 0 && list[at - 1].score < h->score; at--) list[at] = list[at - 1];
+    list[at] = spare;
+    decode_result_copy(&list[at], h);
+}
+
 /* Puts new beam k (extending slot parent) into a slot: its parent's if still
  * unclaimed, else a free one that receives a copy of the parent's cache. */
 static int beam_place(beam_state *st, int p, int k, int parent, lafn_err *err) {
@@ -80,15 +96,12 @@ static int beam_prompt(beam_state *st, int p, decode_result *out, lafn_err *err)
         int done = decode_push(st->c, &st->next[k], cd->tok, cd->logp, err);
         if (done < 0) return -1;
         keep[k] = !done;
-        if (done && (!st->found[p] || st->next[k].score > out[p].score)) {
-            decode_result_copy(&out[p], &st->next[k]);
-            st->found[p] = 1;
-        }
+        if (done && beam_ranks(st, out, p, st->next[k].score)) beam_file(st, out, p, &st->next[k]);
     }
     memset(st->claimed, 0, (size_t)st->nb);
     memset(st->live + base, 0, (size_t)st->nb);
-    for (int k = 0; k < n; k++) /* a live beam at or below the best finished one cannot win */
-        keep[k] = keep[k] && (!st->found[p] || st->next[k].score > out[p].score);
+    for (int k = 0; k < n; k++) /* a live beam at or below the R-th best finished one cannot rank */
+        keep[k] = keep[k] && beam_ranks(st, out, p, st->next[k].score);
     for (int k = 0; k < n; k++)
         if (keep[k] && !st->claimed[st->cand[k].parent - base]) st->claimed[st->cand[k].parent - base] = 2;
     for (int k = 0; k < n; k++) {
@@ -112,12 +125,12 @@ static void beam_free(beam_state *st) {
     free(st->top);
     free(st->claimed);
     free(st->keep);
-    free(st->found);
+    free(st->n_found);
 }
 
 static int beam_init(beam_state *st, decode_ctx *c, lafn_err *err) {
     int nb = c->width, S = c->P * nb, max_new = c->o->max_new_tokens;
-    *st = (beam_state){.c = c, .nb = nb};
+    *st = (beam_state){.c = c, .nb = nb, .R = c->o->n_return};
     st->hyp = calloc((size_t)S, sizeof *st->hyp);
     st->live = calloc((size_t)S, 1);
     st->row = calloc((size_t)S, sizeof *st->row);
@@ -126,8 +139,8 @@ static int beam_init(beam_state *st, decode_ctx *c, lafn_err *err) {
     st->top = malloc((size_t)nb * sizeof *st->top);
     st->claimed = malloc((size_t)nb);
     st->keep = malloc((size_t)nb);
-    st->found = calloc((size_t)c->P, 1);
-    if (!st->hyp || !st->live || !st->row || !st->next || !st->cand || !st->top || !st->claimed || !st->keep || !st->found)
+    st->n_found = calloc((size_t)c->P, sizeof *st->n_found);
+    if (!st->hyp || !st->live || !st->row || !st->next || !st->cand || !st->top || !st->claimed || !st->keep || !st->n_found)
         return lafn_err_set(err, "decode: out of memory for %d beams", S);
     for (int s = 0; s < S; s++)
         if (decode_result_alloc(&st->hyp[s], max_new, err)) return -1;

@@ -45,7 +45,7 @@ void decode_result_copy(decode_result *dst, const decode_result *src);
 int decode_push(const decode_ctx *c, decode_result *r, int32_t tok, float logp, lafn_err *err);
 
 /* Beam search over every prompt (decode_beam.c); the prompts are prefilled
- * into the first slot of each prompt's n_beams. */
+ * into the first slot of each prompt's n_beams; out (P × n_return). */
 int decode_beam(decode_ctx *c, decode_result *out, lafn_err *err);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "eval/stage_eval_int.h"
+#include "paraphrase/paraphrase.h"
 
 /* What stage_eval_run owns besides the context. */
 typedef struct {
@@ -104,7 +105,8 @@ int stage_eval_run(const char *cfg_path, char *const *overrides, int n_overrides
     eval_inputs in = {0};
     if (stage_context_init(&ctx, "eval", cfg_path, overrides, n_overrides, command_line, comm, log, err) != 0)
         return -1;
-    int status = load_inputs(&ctx, &in, err);
+    int status = paraphrase_join(&ctx, err);
+    if (status == 0) status = load_inputs(&ctx, &in, err);
     if (mpi_status_agree(comm, status, err) == 0) {
         eval_edit_table t = {.n_facts = in.store.n_facts, .facts = in.store.facts, .caches = in.caches,
                              .status = in.store.status, .wall_seconds = in.wall, .memory_kb = in.mem,

@@ -153,6 +153,10 @@ int facts_load_paraphrases(const char *path, facts_set *set,
                            const facts_opts *opts, facts_para_stats *stats,
                            lafn_err *err);
 
+/* Appends a copy of text (non-empty) to side's paraphrases. Returns 0, or -1
+ * with err when out of memory (side unchanged). */
+int facts_side_add_paraphrase(facts_side *side, const char *text, lafn_err *err);
+
 /* Parses a policy name: "fatal" or "skip" (the pipeline file's
  * data.on_bad_record). Returns 0, or -1 naming the value. */
 int facts_on_error_parse(const char *s, facts_on_error *out, lafn_err *err);

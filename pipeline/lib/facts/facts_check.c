@@ -7,18 +7,6 @@
 
 #include "base/utf8.h"
 
-/* Lower-case of code point c for the scripts our languages use. */
-static uint32_t fold(uint32_t c) {
-    if (c >= 'A' && c <= 'Z') return c + 32;
-    if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 32;
-    if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) return c | 1u;
-    if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return (c & 1u) ? c + 1 : c;
-    if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;
-    if (c >= 0x410 && c <= 0x42F) return c + 32;
-    if (c >= 0x400 && c <= 0x40F) return c + 80;
-    return c;
-}
-
 static int is_space(uint32_t c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0xA0 || c == 0x3000;
 }
@@ -38,7 +26,7 @@ int facts_text_norm(const char *s, char *out, size_t cap) {
         i += len;
         if (is_space(c)) { pending_space = o > 0; continue; }
         char enc[4];
-        size_t el = len == 1 && c >= 0x80 ? (enc[0] = (char)c, 1) : utf8_encode(fold(c), enc);
+        size_t el = len == 1 && c >= 0x80 ? (enc[0] = (char)c, 1) : utf8_encode(utf8_fold_case(c), enc);
         if (o + pending_space + el + 1 > cap) return -1;
         if (pending_space) out[o++] = ' ';
         pending_space = 0;

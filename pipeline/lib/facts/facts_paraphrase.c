@@ -44,19 +44,22 @@ static int find_fact(pp_load *p, const cJSON *root, facts_record **rec, char *wh
     return 0;
 }
 
+int facts_side_add_paraphrase(facts_side *side, const char *text, lafn_err *err) {
+    char **np = realloc(side->paraphrases, (side->n_paraphrases + 1) * sizeof *np);
+    if (!np) return lafn_err_set(err, "out of memory for a paraphrase");
+    side->paraphrases = np;
+    if (!(np[side->n_paraphrases] = facts_strdup(text))) return lafn_err_set(err, "out of memory for a paraphrase");
+    side->n_paraphrases++;
+    return 0;
+}
+
 /* Appends the strings of array a to side's paraphrases. */
 static int append(facts_side *side, const cJSON *a, char *why, size_t cap) {
-    size_t n = (size_t)cJSON_GetArraySize(a);
-    char **np = realloc(side->paraphrases, (side->n_paraphrases + n + 1) * sizeof *np);
-    if (!np) { snprintf(why, cap, "out of memory"); return -1; }
-    side->paraphrases = np;
     const cJSON *it;
     cJSON_ArrayForEach(it, a)
-        if (!(side->paraphrases[side->n_paraphrases] = facts_strdup(it->valuestring))) {
+        if (facts_side_add_paraphrase(side, it->valuestring, NULL) != 0) {
             snprintf(why, cap, "out of memory");
             return -1;
-        } else {
-            side->n_paraphrases++;
         }
     return 0;
 }

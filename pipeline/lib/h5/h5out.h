@@ -47,13 +47,14 @@ typedef struct {
     const char *command_line;
 } h5out_provenance;
 
-typedef enum { H5OUT_I32, H5OUT_I64, H5OUT_F32, H5OUT_F64 } h5out_dtype;
+typedef enum { H5OUT_I32, H5OUT_I64, H5OUT_F32, H5OUT_F64, H5OUT_U8 } h5out_dtype; /* U8: bytes, e.g. UTF-8 text */
 typedef enum { H5OUT_ROWS, H5OUT_CSR } h5out_layout;
 
-/* The h5out_dtype of what ptr points to (int32_t, int64_t, float or double; another type does not compile): a
- * dataset's dtype can follow from the type of its buffer. */
+/* The h5out_dtype of what ptr points to (int32_t, int64_t, float, double or uint8_t; another type does not
+ * compile): a dataset's dtype can follow from the type of its buffer. */
 #define H5OUT_DTYPE_OF(ptr) \
-    _Generic(*(ptr), int32_t : H5OUT_I32, int64_t : H5OUT_I64, float : H5OUT_F32, double : H5OUT_F64)
+    _Generic(*(ptr), int32_t : H5OUT_I32, int64_t : H5OUT_I64, float : H5OUT_F32, double : H5OUT_F64, \
+             uint8_t : H5OUT_U8)
 
 /* One per-fact dataset of a batch. As a merge schema, values/offsets are unused. */
 typedef struct {

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 size_t h5out_dtype_size(h5out_dtype t) {
-    return t == H5OUT_I32 || t == H5OUT_F32 ? 4 : 8;
+    return t == H5OUT_U8 ? 1 : t == H5OUT_I32 || t == H5OUT_F32 ? 4 : 8;
 }
 
 hid_t h5out_mem_type(h5out_dtype t) {
@@ -17,6 +17,7 @@ hid_t h5out_mem_type(h5out_dtype t) {
     case H5OUT_I64: return H5T_NATIVE_INT64;
     case H5OUT_F32: return H5T_NATIVE_FLOAT;
     case H5OUT_F64: return H5T_NATIVE_DOUBLE;
+    case H5OUT_U8: return H5T_NATIVE_UINT8;
     }
     return H5I_INVALID_HID;
 }
@@ -27,6 +28,7 @@ hid_t h5out_file_type(h5out_dtype t) {
     case H5OUT_I64: return H5T_STD_I64LE;
     case H5OUT_F32: return H5T_IEEE_F32LE;
     case H5OUT_F64: return H5T_IEEE_F64LE;
+    case H5OUT_U8: return H5T_STD_U8LE;
     }
     return H5I_INVALID_HID;
 }

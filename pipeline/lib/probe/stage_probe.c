@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "h5/h5global.h"
+#include "paraphrase/paraphrase.h"
 #include "stage/stage.h"
 #include "stage/fact_loop.h"
 
@@ -15,23 +16,12 @@ typedef struct {
     probe_batch b;
 } probe_state;
 
-/* Maps each language of view v to its index in the run's language list. */
-static int lang_indices(const stage_context *ctx, const facts_edit_view *v, int *idx, lafn_err *err) {
-    for (size_t l = 0; l < v->n_langs; l++) {
-        idx[l] = -1;
-        for (size_t k = 0; k < ctx->facts.n_langs; k++)
-            if (!strcmp(v->langs[l].lang, ctx->facts.langs[k])) idx[l] = (int)k;
-        if (idx[l] < 0) return lafn_err_set(err, "fact '%s': language %s is not in the run", v->id, v->langs[l].lang);
-    }
-    return 0;
-}
-
 static int process(void *user, size_t i, lafn_err *err) {
     probe_state *s = user;
     facts_edit_view v;
     int idx[FACTS_MAX_LANGS];
     if (facts_edit_view_build(&s->ctx->facts.facts[i], &v, err) != 0) return -1;
-    int rc = lang_indices(s->ctx, &v, idx, err);
+    int rc = stage_view_langs(s->ctx, &v, idx, err);
     if (rc == 0) rc = probe_fact(s->w, &v, idx, &s->b, err);
     facts_edit_view_free(&v);
     return rc;
@@ -213,7 +203,8 @@ int stage_probe_run(const char *cfg_path, char *const *overrides, int n_override
     if (stage_context_init(&ctx, "probe", cfg_path, overrides, n_overrides, command_line, comm, log, err) != 0)
         return -1;
     probe_state s = {.ctx = &ctx};
-    int rc = probe_body(&s, err);
+    int rc = paraphrase_join(&ctx, err);
+    if (rc == 0) rc = probe_body(&s, err);
     probe_batch_free(&s.b);
     probe_work_free(s.w);
     probe_opts_free(&s.o);

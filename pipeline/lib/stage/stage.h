@@ -21,16 +21,17 @@
 #define STAGE_RUN_ID_LEN 16
 
 typedef struct {
-    const char *stage;          /* "probe", "locate", "edit" or "eval" */
+    const char *stage;          /* "paraphrase", "probe", "locate", "edit" or "eval" */
     MPI_Comm comm;              /* the stage's ranks */
     MPI_Comm node_comm;         /* ranks sharing this node's copy of the weights */
     int rank, size;
     FILE *log;                  /* progress and messages (every rank may write) */
     lafn_config cfg;            /* the checked pipeline file with overrides applied */
-    model *m;                   /* node-shared weights */
+    model *m;                   /* node-shared weights (the paraphrase stage: the generator, stage_model_path) */
     facts_set facts;            /* the selected facts and languages, paraphrases added */
     const char *out_dir;        /* run.output_dir (owned by cfg), created */
-    char run_id[STAGE_RUN_ID_LEN + 1]; /* identity of this stage's output */
+    char run_id[STAGE_RUN_ID_LEN + 1]; /* identity of this stage's output (the paraphrase stage sets it again
+                                          once its templates are read: paraphrase/paraphrase.h) */
     char *model_size, *command_line, *config_text;
     h5out_provenance prov;      /* for every file the stage writes */
 } stage_context;
@@ -45,15 +46,33 @@ int stage_context_init(stage_context *ctx, const char *stage, const char *cfg_pa
                        int n_overrides, const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err);
 void stage_context_free(stage_context *ctx);
 
+/* Maps each language of view v (a fact of ctx) to its index in the run's
+ * language list ctx->facts.langs: idx (v->n_langs). Returns 0, or -1 with err
+ * naming the fact and a language the run does not hold. */
+int stage_view_langs(const stage_context *ctx, const facts_edit_view *v, int *idx, lafn_err *err);
+
 /* The identity of a stage's output under cfg: the first STAGE_RUN_ID_LEN hex
  * digits of the SHA-256 of the model's digest and of the pipeline sections the
  * stage depends on (model, data, languages and the stages up to it), so a
  * later stage recognises an earlier stage's file as its own input and changing
  * only eval knobs keeps probe's output valid; edit.gate belongs to eval's
  * identity, not to edit's (except in sequential mode), since it only decides
- * where a stored edit applies. Returns 0, or -1 for an unknown stage. */
+ * where a stored edit applies. The paraphrase section belongs to probe's and
+ * the later identities only when the paraphrase stage generates
+ * (stage_paraphrases_generated); the paraphrase stage's own identity is its
+ * sections data (without data.paraphrases), languages and paraphrase, with
+ * model_sha256 the digest of its generator and templates
+ * (paraphrase_run_id). Returns 0, or -1 for an unknown stage. */
 int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *stage, char out[STAGE_RUN_ID_LEN + 1],
                  lafn_err *err);
+
+/* 1 if cfg's paraphrase.method makes the paraphrase stage generate (sample or beam), else 0. */
+int stage_paraphrases_generated(const lafn_config *cfg);
+
+/* The model a stage runs: for the paraphrase stage paraphrase.model unless
+ * it is "", else model.path. *path stays owned by cfg. Returns 0, or -1 with
+ * err. */
+int stage_model_path(const lafn_config *cfg, const char *stage, const char **path, lafn_err *err);
 
 /* ---- the stage programs' main (stage_main.c) ---- */
 

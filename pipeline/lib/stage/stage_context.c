@@ -11,13 +11,27 @@
 
 void openblas_set_num_threads(int n);
 
-/* Sections each stage's output depends on, in pipeline order. */
-static const char *stage_sections(const char *stage) {
-    if (!strcmp(stage, "probe")) return "model data languages probe";
-    if (!strcmp(stage, "locate")) return "model data languages probe locate";
-    if (!strcmp(stage, "edit")) return "model data languages probe locate edit";
-    if (!strcmp(stage, "eval")) return "model data languages probe locate edit eval";
-    return NULL;
+/* Sections each stage's output depends on, in pipeline order, into buf (cap);
+ * -1 for an unknown stage. The paraphrase stage reads only src, subject and
+ * alt of the data; the later stages depend on its knobs only when it
+ * generates, so with paraphrase.method none or file their identities are
+ * what they were before the stage existed. */
+static int stage_sections(const lafn_config *cfg, const char *stage, char *buf, size_t cap) {
+    static const char *const order[] = {"probe", "locate", "edit", "eval"};
+    if (!strcmp(stage, "paraphrase")) return snprintf(buf, cap, "data languages paraphrase") < 0 ? -1 : 0;
+    size_t len = (size_t)snprintf(buf, cap, "model data languages%s", stage_paraphrases_generated(cfg) ? " paraphrase" : "");
+    for (size_t i = 0; i < sizeof order / sizeof order[0] && len < cap; i++) {
+        len += (size_t)snprintf(buf + len, cap - len, " %s", order[i]);
+        if (!strcmp(stage, order[i])) return 0;
+    }
+    return -1;
+}
+
+int stage_paraphrases_generated(const lafn_config *cfg) {
+    const char *method = "";
+    lafn_err ignored;
+    config_get_string(cfg, "paraphrase.method", &method, &ignored);
+    return !strcmp(method, "sample") || !strcmp(method, "beam");
 }
 
 /* Knobs added after run identities were first written to disk: while one
@@ -28,8 +42,9 @@ static const char *stage_sections(const char *stage) {
 static const char *const late_knobs[] = {"locate.rank_by", "edit.key_nearest_floor"};
 
 /* Writes into buf (cap) the knobs of those sections the stage's output does
- * not depend on, space-separated: the late knobs at their default, and for
- * edit the gate and the trigger, which only decide where a stored edit
+ * not depend on, space-separated: the late knobs at their default; for the
+ * paraphrase stage the paraphrase file (it reads only src, subject and alt);
+ * and for edit the gate and the trigger, which only decide where a stored edit
  * applies (eval, lafn ask) — except in sequential mode, where earlier edits
  * are applied through them while optimising. */
 static void stage_skipped_keys(const lafn_config *cfg, const char *stage, char *buf, size_t cap) {
@@ -40,6 +55,7 @@ static void stage_skipped_keys(const lafn_config *cfg, const char *stage, char *
     for (size_t i = 0; i < sizeof late_knobs / sizeof late_knobs[0]; i++)
         if (config_at_default(cfg, late_knobs[i]) && len < cap)
             len += (size_t)snprintf(buf + len, cap - len, "%s ", late_knobs[i]);
+    if (!strcmp(stage, "paraphrase") && len < cap) snprintf(buf + len, cap - len, "data.paraphrases");
     if (strcmp(stage, "edit") != 0) return;
     config_get_string(cfg, "edit.mode", &mode, &ignored);
     if (strcmp(mode, "sequential") != 0 && len < cap)
@@ -53,7 +69,8 @@ static void print_seed_identity(const lafn_config *cfg, const char *stage, FILE 
     const char *set = "";
     int64_t seed = 0;
     lafn_err ignored;
-    if (!strcmp(stage, "probe") || config_get_string(cfg, "locate.neuron_set", &set, &ignored) ||
+    if (!strcmp(stage, "probe") || !strcmp(stage, "paraphrase") ||
+        config_get_string(cfg, "locate.neuron_set", &set, &ignored) ||
         strcmp(set, "random") != 0 || config_get_int(cfg, "run.seed", &seed, &ignored))
         return;
     fprintf(f, "run_seed = %lld;\n", (long long)seed);
@@ -61,8 +78,8 @@ static void print_seed_identity(const lafn_config *cfg, const char *stage, FILE 
 
 int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *stage, char out[STAGE_RUN_ID_LEN + 1],
                  lafn_err *err) {
-    const char *sections = stage_sections(stage);
-    if (!sections) return lafn_err_set(err, "unknown stage '%s'", stage);
+    char sections[128];
+    if (stage_sections(cfg, stage, sections, sizeof sections) != 0) return lafn_err_set(err, "unknown stage '%s'", stage);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -71,7 +88,7 @@ int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *s
     print_seed_identity(cfg, stage, f);
     char skipped[512];
     stage_skipped_keys(cfg, stage, skipped, sizeof skipped);
-    int rc = config_print_sections(cfg, sections, skipped, f);
+    int rc = config_print_identity(cfg, sections, skipped, f);
     if (fclose(f) != 0 || rc != 0) { free(text); return lafn_err_set(err, "%s: cannot print the run identity", stage); }
     sha256_ctx h;
     uint8_t digest[32];
@@ -83,6 +100,16 @@ int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *s
     free(text);
     memcpy(out, hex, STAGE_RUN_ID_LEN);
     out[STAGE_RUN_ID_LEN] = '\0';
+    return 0;
+}
+
+int stage_view_langs(const stage_context *ctx, const facts_edit_view *v, int *idx, lafn_err *err) {
+    for (size_t l = 0; l < v->n_langs; l++) {
+        idx[l] = -1;
+        for (size_t k = 0; k < ctx->facts.n_langs; k++)
+            if (!strcmp(v->langs[l].lang, ctx->facts.langs[k])) idx[l] = (int)k;
+        if (idx[l] < 0) return lafn_err_set(err, "fact '%s': language %s is not in the run", v->id, v->langs[l].lang);
+    }
     return 0;
 }
 
@@ -103,6 +130,16 @@ static int make_dirs(const char *dir, lafn_err *err) {
     if (access(dir, W_OK) != 0)
         return lafn_err_set(err, "run.output_dir: '%s' is not writable: %s", dir, strerror(errno));
     return 0;
+}
+
+int stage_model_path(const lafn_config *cfg, const char *stage, const char **path, lafn_err *err) {
+    const char *generator = "";
+    if (!strcmp(stage, "paraphrase") && config_get_string(cfg, "paraphrase.model", &generator, err) != 0) return -1;
+    if (generator[0]) {
+        *path = generator;
+        return 0;
+    }
+    return config_get_string(cfg, "model.path", path, err);
 }
 
 static int load_config(stage_context *ctx, const char *cfg_path, char *const *overrides, int n_overrides,
@@ -179,7 +216,7 @@ int stage_context_init(stage_context *ctx, const char *stage, const char *cfg_pa
     if (mpi_status_agree(comm, load_facts(ctx, err), err) != 0) goto fail;
     MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, ctx->rank, MPI_INFO_NULL, &ctx->node_comm);
     const char *model_path;
-    if (config_get_string(&ctx->cfg, "model.path", &model_path, err) != 0) goto fail;
+    if (stage_model_path(&ctx->cfg, stage, &model_path, err) != 0) goto fail;
     if (mpi_status_agree(comm, model_load(&ctx->m, model_path, ctx->node_comm, err), err) != 0) goto fail;
     if (mpi_status_agree(comm, fill_provenance(ctx, command_line, err), err) != 0) goto fail;
     return 0;
