@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "stage/stage.h"
 #include "locate/stage_locate.h"
+#include "testutil.h"
 
 /* One fact's chosen neurons, as locate would hand them to edit. */
 typedef struct {
@@ -78,6 +79,38 @@ static inline int etl_views(const facts_set *set, facts_edit_view *views, lafn_e
     for (size_t i = 0; i < set->n_facts; i++)
         if (facts_edit_view_build(&set->facts[i], &views[i], err)) return -1;
     return 0;
+}
+
+/* The optimiser tests' problem on the tiny Gemma 3 (loaded here, owned):
+ * fact 0 of the demo set in en and de, another fact's src among its neutral
+ * prompts, and 4 top-|a| neurons of layers 1-2. */
+typedef struct {
+    model *m;
+    facts_set set;
+    facts_edit_view views[3];
+    etl_neurons nr;
+    edit_problem p;
+} etl_fixture;
+
+static inline int etl_fixture_init(etl_fixture *fx, lafn_err *err) {
+    memset(fx, 0, sizeof *fx);
+    if (model_load(&fx->m, testutil_repo_path("tests/fixtures/models/tiny-gemma3.gguf"), MPI_COMM_NULL, err)) return -1;
+    const model *m = fx->m;
+    size_t idx[3] = {0, 1, 2};
+    facts_opts fo = {.langs = "en,de", .indices = idx, .n_indices = 3};
+    if (facts_load_jsonl(testutil_repo_path("conf/data/demo_facts.jsonl"), &fo, &fx->set, err)) return -1;
+    if (etl_views(&fx->set, fx->views, err)) return -1;
+    if (etl_top_neurons(m, &fx->views[0], 1, 2, 4, &fx->nr, err)) return -1;
+    if (edit_problem_init(&fx->p, 1, 2, 1, err)) return -1;
+    int slots[2] = {0, 1};
+    return edit_problem_add_fact(&fx->p, m->tok, &fx->views[0], 0, slots, fx->views, 3, 0, NULL, NULL, err);
+}
+
+static inline void etl_fixture_free(etl_fixture *fx) {
+    edit_problem_free(&fx->p);
+    for (int i = 0; i < 3; i++) facts_edit_view_free(&fx->views[i]);
+    facts_set_free(&fx->set);
+    model_free(fx->m);
 }
 
 /* Writes DIR/locate.h5 of run run_id (collective over comm; rank 0 writes the

@@ -49,40 +49,13 @@ static double reference_nll(const model *m, const facts_edit_view *v, size_t l, 
 
 static double unrelated_kl(const model *m, const facts_edit_view *other, const engine_edit *ed);
 
-typedef struct {
-    const model *m;
-    facts_set set;
-    facts_edit_view views[3];
-    etl_neurons nr;
-    edit_problem p;
-} fixture;
-
-static int fixture_init(fixture *fx, const model *m, lafn_err *err) {
-    memset(fx, 0, sizeof *fx);
-    fx->m = m;
-    size_t idx[3] = {0, 1, 2};
-    facts_opts fo = {.langs = "en,de", .indices = idx, .n_indices = 3};
-    if (facts_load_jsonl(testutil_repo_path("conf/data/demo_facts.jsonl"), &fo, &fx->set, err)) return -1;
-    if (etl_views(&fx->set, fx->views, err)) return -1;
-    if (etl_top_neurons(m, &fx->views[0], 1, 2, 4, &fx->nr, err)) return -1;
-    if (edit_problem_init(&fx->p, 1, 2, 1, err)) return -1;
-    int slots[2] = {0, 1};
-    return edit_problem_add_fact(&fx->p, m->tok, &fx->views[0], 0, slots, fx->views, 3, 0, NULL, NULL, err);
-}
-
-static void fixture_free(fixture *fx) {
-    edit_problem_free(&fx->p);
-    for (int i = 0; i < 3; i++) facts_edit_view_free(&fx->views[i]);
-    facts_set_free(&fx->set);
-}
-
 static edit_hparams default_h(engine_edit_kind kind) {
     return (edit_hparams){.kind = kind, .lr = 0.1, .steps = 25, .stop_nll = 0.05, .kl_weight = 0.1, .l2 = 0.0,
-                          .norm_clamp = 0.0, .reuse_lower = 1};
+                          .norm_clamp = 0.0, .reuse_lower = 1, .fused_head = 1};
 }
 
 /* The loss falls and every language's NLL falls, as the reference forward confirms. */
-static void test_nll_drops(fixture *fx, engine_edit_kind kind, const char *name) {
+static void test_nll_drops(etl_fixture *fx, engine_edit_kind kind, const char *name) {
     size_t width = kind == ENGINE_EDIT_VALUE_VECTOR ? (size_t)fx->m->cfg.d_model : 1;
     float *delta = calloc((size_t)fx->nr.n * width, sizeof *delta);
     edit_hparams h = default_h(kind);
@@ -116,7 +89,7 @@ static void test_nll_drops(fixture *fx, engine_edit_kind kind, const char *name)
 }
 
 /* Steps that reuse the stored states below the lowest edited layer give the same deltas as full forwards. */
-static void test_reuse(fixture *fx) {
+static void test_reuse(etl_fixture *fx) {
     size_t nd = (size_t)fx->nr.n * (size_t)fx->m->cfg.d_model;
     float *a = calloc(nd, sizeof *a), *b = calloc(nd, sizeof *b);
     edit_hparams h = default_h(ENGINE_EDIT_VALUE_VECTOR);
@@ -173,7 +146,7 @@ static double unrelated_kl(const model *m, const facts_edit_view *other, const e
 }
 
 /* A destructive setting (huge lr, no KL, always applied) also changes an unrelated prompt; a zero delta changes nothing. */
-static void test_destructive(fixture *fx) {
+static void test_destructive(etl_fixture *fx) {
     size_t nd = (size_t)fx->nr.n * (size_t)fx->m->cfg.d_model;
     float *delta = calloc(nd, sizeof *delta);
     engine_edit ed = {.kind = ENGINE_EDIT_VALUE_VECTOR, .n = fx->nr.n, .layer = fx->nr.layer, .neuron = fx->nr.neuron,
@@ -213,7 +186,7 @@ static void test_destructive(fixture *fx) {
  * step (the loop is deterministic); with a step size that overshoots, the
  * kept loss must equal their minimum, which the last step does not reach —
  * here the start, so the kept delta is the zero one. */
-static void test_keep_best(fixture *fx) {
+static void test_keep_best(etl_fixture *fx) {
     enum { STEPS = 8 };
     size_t nd = (size_t)fx->nr.n * (size_t)fx->m->cfg.d_model;
     float *delta = calloc(nd, sizeof *delta);
@@ -259,7 +232,7 @@ static void test_keep_best(fixture *fx) {
 }
 
 /* One language only (eval's edit_sets = each): only that slot is optimised and reported. */
-static void test_one_language(fixture *fx) {
+static void test_one_language(etl_fixture *fx) {
     float *delta = malloc((size_t)fx->nr.n * (size_t)fx->m->cfg.d_model * sizeof *delta);
     edit_hparams h = default_h(ENGINE_EDIT_VALUE_VECTOR);
     edit_result res;
@@ -302,28 +275,22 @@ static void test_kl_gradient(void) {
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     lafn_err err = {{0}};
-    model *m = NULL;
-    fixture fx;
+    etl_fixture fx;
     test_kl_gradient();
-    int rc = model_load(&m, testutil_repo_path("tests/fixtures/models/tiny-gemma3.gguf"), MPI_COMM_NULL, &err);
+    int rc = etl_fixture_init(&fx, &err);
     CHECK(rc == 0, "%s", err.msg);
     if (rc == 0) {
-        rc = fixture_init(&fx, m, &err);
-        CHECK(rc == 0, "%s", err.msg);
-        if (rc == 0) {
-            printf("neurons:");
-            for (int e = 0; e < fx.nr.n; e++) printf(" blk.%d[%d]", fx.nr.layer[e], fx.nr.neuron[e]);
-            printf("; %zu sequences\n", fx.p.n_seqs);
-            test_nll_drops(&fx, ENGINE_EDIT_VALUE_VECTOR, "value_vector");
-            test_nll_drops(&fx, ENGINE_EDIT_ACTIVATION_OFFSET, "activation_offset");
-            test_reuse(&fx);
-            test_keep_best(&fx);
-            test_one_language(&fx);
-            test_destructive(&fx);
-        }
-        fixture_free(&fx);
-        model_free(m);
+        printf("neurons:");
+        for (int e = 0; e < fx.nr.n; e++) printf(" blk.%d[%d]", fx.nr.layer[e], fx.nr.neuron[e]);
+        printf("; %zu sequences\n", fx.p.n_seqs);
+        test_nll_drops(&fx, ENGINE_EDIT_VALUE_VECTOR, "value_vector");
+        test_nll_drops(&fx, ENGINE_EDIT_ACTIVATION_OFFSET, "activation_offset");
+        test_reuse(&fx);
+        test_keep_best(&fx);
+        test_one_language(&fx);
+        test_destructive(&fx);
     }
+    etl_fixture_free(&fx);
     int status = testutil_finish("test_edit_optimise");
     MPI_Finalize();
     return status;

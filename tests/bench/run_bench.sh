@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# run_bench.sh — engine forward/backward speed and memory against llama.cpp on the same prompts, both OpenBLAS kernels.
+# run_bench.sh — engine forward/backward speed and memory against llama.cpp on the same prompts (prompt by prompt and as one batch of sequences), both OpenBLAS kernels, rounds alternating.
 #
-# Usage: tests/bench/run_bench.sh [MODEL] [PROMPTS_PER_LANGUAGE]
+# Usage: tests/bench/run_bench.sh [MODEL] [PROMPTS_PER_LANGUAGE]   (LAFN_BENCH_REPEATS rounds, default 3)
 # Needs: a build in $LAFN_BUILD_DIR (default build/, made by scripts/setup.sh), llama-cpp-python (installed here if missing),
 # the MzsRE data in ../shared/data/mzsre (or $LAFN_MZSRE).
 set -euo pipefail
@@ -28,15 +28,28 @@ for f in files:
             print(f"{side}\t{r[side]['src']}")
 PY
 
-echo "model: $model; $(wc -l < "$work/prompts.tsv") prompts; threads: $threads"
+reps="${LAFN_BENCH_REPEATS:-3}"
+echo "model: $model; $(wc -l < "$work/prompts.tsv") prompts; threads: $threads; $reps rounds, lafn and llama.cpp alternating"
 for coretype in "" Cooperlake; do
   label="${coretype:-machine default}"
-  ours=$(env ${coretype:+OPENBLAS_CORETYPE=$coretype} OPENBLAS_NUM_THREADS=$threads \
-         "$build/tests/bench_forward" "$model" "$work/prompts.tsv" "$work/ids.txt" 3)
-  theirs=$(python3 "$repo/tests/bench/llamacpp_prompt_speed.py" "$model" "$work/ids.txt" "$threads")
-  ours_tps=$(sed -n 's/.*forward_tok_per_s=\([0-9.]*\).*/\1/p' <<<"$ours")
-  theirs_tps=$(sed -n 's/.*tok_per_s=\([0-9.]*\).*/\1/p' <<<"$theirs")
-  echo "[$label] lafn:     $ours"
-  echo "[$label] llama.cpp: $theirs"
-  python3 -c "print('[$label] lafn / llama.cpp prompt tokens per second = %.2f' % ($ours_tps / $theirs_tps))"
+  : > "$work/rounds.txt"
+  for round in $(seq "$reps"); do
+    ours=$(env ${coretype:+OPENBLAS_CORETYPE=$coretype} OPENBLAS_NUM_THREADS=$threads \
+           "$build/tests/bench_forward" "$model" "$work/prompts.tsv" "$work/ids.txt" 3)
+    theirs=$(python3 "$repo/tests/bench/llamacpp_prompt_speed.py" "$model" "$work/ids.txt" "$threads" each,batch 2>/dev/null)
+    echo "[$label] round $round lafn:      $ours"
+    sed "s/^/[$label] round $round /" <<<"$theirs"
+    echo "$ours" >> "$work/rounds.txt"
+    echo "$theirs" >> "$work/rounds.txt"
+  done
+  python3 - "$label" "$work/rounds.txt" <<'PY'
+import re, statistics, sys
+label, lines = sys.argv[1], open(sys.argv[2]).read().splitlines()
+ours = [float(m[1]) for l in lines if (m := re.search(r"forward_tok_per_s=([0-9.]+)", l))]
+for mode, what in (("each", "prompt by prompt"), ("batch", "all prompts as one batch of sequences")):
+    theirs = [float(m[1]) for l in lines if (m := re.search(rf"mode={mode} .*tok_per_s=([0-9.]+)", l))]
+    r = [a / b for a, b in zip(ours, theirs)]
+    print(f"[{label}] lafn / llama.cpp {what}: prompt tokens per second ratio median {statistics.median(r):.2f} "
+          f"(min {min(r):.2f}, max {max(r):.2f}, {len(r)} rounds)")
+PY
 done

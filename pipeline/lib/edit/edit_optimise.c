@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lafn_clock.h"
+#include "edit/edit_loss.h"
 #include "stage/stage.h"
 
 /* This rank's sequences packed for the engine. Logit positions: every target
  * position (P_t, in sequence order) first, then the last token of every
- * neutral prompt (P_n). */
+ * neutral prompt (P_n). A target sequence goes in without its last token:
+ * no scored position reads it (attention is causal). */
 typedef struct {
     engine_batch b;
     int *seq_len;       /* (B) */
@@ -34,9 +37,12 @@ typedef struct {
     float *d_delta;       /* (n_all, width) */
     double *grad, *adam_m, *adam_v; /* (nd) */
     float *vnorm;         /* (n) norm of each original value vector */
-    float *logp0;         /* (P_n, V) unedited log-probabilities at the neutral positions */
-    float *logp, *dlogits;/* (P_t), (P_t + P_n, V) */
+    double *kl_w;         /* (P_n) weight of each neutral position's KL */
+    edit_loss loss;       /* the scored positions' losses */
+    float *logp;          /* (P_t) log-probability of each target token */
+    double *kl;           /* (P_n) KL at each neutral position */
     double *red;          /* (n_facts · n_langs + 2) reduced slot NLLs, NLL term, KL term */
+    double loss_s, adam_s;/* seconds in the loss and in Adam (the engine times the rest) */
     int lowest;           /* lowest edited layer */
     engine_edit_kind kind;
     engine_edit edit;
@@ -53,10 +59,12 @@ static void batch_free(opt_batch *ob) {
     memset(ob, 0, sizeof *ob);
 }
 
+static size_t packed_len(const edit_seq *q) { return q->n_prompt + q->n_target - (q->n_target ? 1 : 0); }
+
 static int batch_build(opt_batch *ob, const edit_problem *p, lafn_err *err) {
     size_t B = p->n_seqs, N = 0, P_t = 0, P_n = 0;
     for (size_t s = 0; s < B; s++) {
-        N += p->seqs[s].n_prompt + p->seqs[s].n_target;
+        N += packed_len(&p->seqs[s]);
         if (p->seqs[s].n_target) P_t += p->seqs[s].n_target; else P_n++;
     }
     if (N > (size_t)INT32_MAX) return lafn_err_set(err, "edit: %zu tokens in one unit exceed the engine's int positions", N);
@@ -72,7 +80,7 @@ static int batch_build(opt_batch *ob, const edit_problem *p, lafn_err *err) {
     size_t start = 0, pt = 0, pn = P_t;
     for (size_t s = 0; s < B; s++) {
         const edit_seq *q = &p->seqs[s];
-        size_t len = q->n_prompt + q->n_target;
+        size_t len = packed_len(q);
         ob->seq_len[s] = (int)len;
         memcpy(ob->tokens + start, q->ids, len * sizeof *q->ids);
         ob->last_pos[s] = (int)(start + q->n_prompt - 1);
@@ -107,9 +115,10 @@ static void state_free(opt_state *st) {
     free(st->adam_m);
     free(st->adam_v);
     free(st->vnorm);
-    free(st->logp0);
+    free(st->kl_w);
+    edit_loss_free(&st->loss);
     free(st->logp);
-    free(st->dlogits);
+    free(st->kl);
     free(st->red);
     memset(st, 0, sizeof *st);
 }
@@ -127,7 +136,7 @@ static void value_norms(const model *m, int n, const int *layer, const int *neur
 
 static int state_alloc(opt_state *st, const model *m, const edit_problem *p, int n, const edit_cache_edit *fx,
                        lafn_err *err) {
-    size_t V = (size_t)m->cfg.vocab, B = p->n_seqs, n_all = (size_t)n + (size_t)fx->edit.n;
+    size_t B = p->n_seqs, n_all = (size_t)n + (size_t)fx->edit.n;
     size_t P = st->ob.P_t + st->ob.P_n, slots = (size_t)p->n_facts * (size_t)p->n_langs;
     st->n_all = (int)n_all;
     st->layer = malloc((n_all + 1) * sizeof *st->layer);
@@ -139,35 +148,38 @@ static int state_alloc(opt_state *st, const model *m, const edit_problem *p, int
     st->adam_v = calloc(st->nd + 1, sizeof *st->adam_v);
     st->vnorm = malloc(((size_t)n + 1) * sizeof *st->vnorm);
     st->logp = malloc((st->ob.P_t + 1) * sizeof *st->logp);
-    st->dlogits = malloc((P * V + 1) * sizeof *st->dlogits);
+    st->kl = malloc((st->ob.P_n + 1) * sizeof *st->kl);
     st->red = calloc(slots + 2, sizeof *st->red);
     if (fx->edit.n && !(st->mask = malloc(n_all * B + 1))) goto oom;
     if (!st->layer || !st->neuron || !st->delta || !st->d_delta || !st->grad || !st->adam_m || !st->adam_v ||
-        !st->vnorm || !st->logp || !st->dlogits || !st->red)
+        !st->vnorm || !st->logp || !st->kl || !st->red)
         goto oom;
     return 0;
 oom:
-    return lafn_err_set(err, "edit: out of memory for %zu edit entries and %zu scored positions x %zu vocabulary",
-                        n_all, P, V);
+    return lafn_err_set(err, "edit: out of memory for %zu edit entries and %zu scored positions", n_all, P);
 }
 
 /* Runs the unedited forward: neutral reference distributions, the gates of
  * the fixed edits, and the combined entry arrays (trainable first). */
 static int state_setup(opt_state *st, const model *m, const edit_problem *p, int n, const int *layer,
-                       const int *neuron, const edit_cache *fixed, edit_cache_edit *fx, lafn_err *err) {
-    size_t V = (size_t)m->cfg.vocab, B = p->n_seqs;
+                       const int *neuron, const edit_cache *fixed, const edit_hparams *h, edit_cache_edit *fx,
+                       lafn_err *err) {
+    size_t B = p->n_seqs, P_t = st->ob.P_t, P_n = st->ob.P_n;
     uint8_t *fires = NULL;
-    if (!(st->logp0 = malloc((st->ob.P_n * V + 1) * sizeof *st->logp0)))
-        return lafn_err_set(err, "edit: out of memory for %zu neutral distributions", st->ob.P_n);
+    if (!(st->kl_w = malloc((P_n + 1) * sizeof *st->kl_w)))
+        return lafn_err_set(err, "edit: out of memory for %zu neutral prompts", P_n);
+    for (size_t q = 0; q < P_n; q++) st->kl_w[q] = h->kl_weight * p->seqs[st->ob.pos_seq[P_t + q]].weight;
     if (B) {
-        if (engine_run_init(&st->run, m, st->ob.N, st->ob.P_t + st->ob.P_n, err)) return -1;
+        if (engine_run_init(&st->run, m, st->ob.N, P_t + P_n, err) ||
+            edit_loss_init(&st->loss, m, h->fused_head, P_t, P_n, st->ob.target, st->ob.weight, st->kl_w, err))
+            return -1;
         engine_forward_opts o = engine_forward_defaults();
-        o.logit_pos = st->ob.logit_pos;
-        o.n_logit_pos = (int)(st->ob.P_t + st->ob.P_n);
+        o.logit_pos = st->ob.logit_pos + P_t; /* the neutral positions */
+        o.n_logit_pos = (int)P_n;
         if (engine_forward(st->run, &st->ob.b, &o, err)) return -1;
-        const float *logits = engine_logits(st->run);
-        for (size_t q = 0; q < st->ob.P_n; q++)
-            edit_log_softmax(logits + (st->ob.P_t + q) * V, (int)V, st->logp0 + q * V);
+        double t = lafn_now_seconds();
+        edit_loss_reference(&st->loss, m, engine_logits(st->run));
+        st->loss_s += lafn_now_seconds() - t;
     }
     if (fixed && fixed->n_entries && B) {
         if (!(fires = malloc(fixed->n_entries * B)))
@@ -195,10 +207,10 @@ static int state_setup(opt_state *st, const model *m, const edit_problem *p, int
     return 0;
 }
 
-/* Forward with the current delta; fills st->dlogits and this rank's slot
- * NLLs, NLL term and KL term into st->red (not yet reduced). */
-static int loss_local(opt_state *st, const model *m, const edit_problem *p, const edit_hparams *h, lafn_err *err) {
-    size_t V = (size_t)m->cfg.vocab, slots = (size_t)p->n_facts * (size_t)p->n_langs;
+/* Forward with the current delta, the loss's gradient ready for backward;
+ * this rank's slot NLLs, NLL term and KL term into st->red (not yet reduced). */
+static int loss_local(opt_state *st, const edit_problem *p, const edit_hparams *h, lafn_err *err) {
+    size_t slots = (size_t)p->n_facts * (size_t)p->n_langs;
     memset(st->red, 0, (slots + 2) * sizeof *st->red);
     if (!p->n_seqs) return 0;
     engine_forward_opts o = engine_forward_defaults();
@@ -206,20 +218,18 @@ static int loss_local(opt_state *st, const model *m, const edit_problem *p, cons
     o.logit_pos = st->ob.logit_pos;
     o.n_logit_pos = (int)(st->ob.P_t + st->ob.P_n);
     o.from_layer = h->reuse_lower ? st->lowest : 0; /* state_setup ran the unedited forward of this batch */
+    edit_loss_forward_opts(&st->loss, &o);
     if (engine_forward(st->run, &st->ob.b, &o, err)) return -1;
-    const float *logits = engine_logits(st->run);
-    st->red[slots] = engine_nll(logits, (int)st->ob.P_t, (int)V, st->ob.target, st->ob.weight, st->logp, st->dlogits);
+    double t = lafn_now_seconds();
+    st->red[slots] = edit_loss_rows(&st->loss, st->run, st->logp, st->kl);
     for (size_t q = 0; q < st->ob.P_t; q++) {
         const edit_seq *s = &p->seqs[st->ob.pos_seq[q]];
         /* slot NLL: mean over the slot's prompts of the per-token mean NLL */
         st->red[(size_t)s->fact * (size_t)p->n_langs + (size_t)s->lang] -=
             (double)st->logp[q] * s->slot_weight / (double)s->n_target;
     }
-    for (size_t q = 0; q < st->ob.P_n; q++) {
-        size_t row = st->ob.P_t + q;
-        double w = h->kl_weight * p->seqs[st->ob.pos_seq[row]].weight;
-        st->red[slots + 1] += w * edit_kl_row(st->logp0 + q * V, logits + row * V, (int)V, w, st->dlogits + row * V);
-    }
+    for (size_t q = 0; q < st->ob.P_n; q++) st->red[slots + 1] += st->kl_w[q] * st->kl[q];
+    st->loss_s += lafn_now_seconds() - t;
     return 0;
 }
 
@@ -254,10 +264,11 @@ static int adam_step(opt_state *st, const edit_problem *p, const edit_hparams *h
     int rc = 0;
     memset(st->grad, 0, st->nd * sizeof *st->grad);
     if (p->n_seqs) {
-        rc = engine_backward(st->run, st->dlogits, st->lowest, st->d_delta, err);
+        rc = engine_backward(st->run, edit_loss_dlogits(&st->loss), st->lowest, st->d_delta, err);
         for (size_t i = 0; rc == 0 && i < st->nd; i++) st->grad[i] = (double)st->d_delta[i];
     }
     if (mpi_status_agree(comm, rc, err)) return -1;
+    double t0 = lafn_now_seconds();
     MPI_Allreduce(MPI_IN_PLACE, st->grad, (int)st->nd, MPI_DOUBLE, MPI_SUM, comm);
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     double c1 = 1.0 - pow(b1, t), c2 = 1.0 - pow(b2, t);
@@ -275,7 +286,22 @@ static int adam_step(opt_state *st, const edit_problem *p, const edit_hparams *h
             if (sqrt(s) > cap)
                 for (size_t i = 0; i < st->width; i++) d[i] = (float)(d[i] * cap / sqrt(s));
         }
+    st->adam_s += lafn_now_seconds() - t0;
     return 0;
+}
+
+/* The engine's and the loop's time accounts into res->seconds. */
+static void phase_seconds(const opt_state *st, int n_layer, edit_result *res) {
+    res->seconds[EDIT_PHASE_LOSS] = st->loss_s;
+    res->seconds[EDIT_PHASE_ADAM] = st->adam_s;
+    if (!st->run) return;
+    engine_times t = engine_run_times(st->run);
+    for (int l = 0; l < n_layer; l++) {
+        res->seconds[l < st->lowest ? EDIT_PHASE_LOWER : EDIT_PHASE_LAYERS_FWD] += t.layer_fwd[l];
+        res->seconds[EDIT_PHASE_LAYERS_BWD] += t.layer_bwd[l];
+    }
+    res->seconds[EDIT_PHASE_HEAD_FWD] = t.head_fwd;
+    res->seconds[EDIT_PHASE_HEAD_BWD] = t.head_bwd;
 }
 
 void edit_result_free(edit_result *r) {
@@ -296,7 +322,7 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
     if (rc == 0 && fixed && fixed->kind != h->kind)
         rc = lafn_err_set(err, "edit: earlier edits are of another kind than edit.param");
     if (rc == 0) rc = batch_build(&st.ob, p, err);
-    if (rc == 0) rc = state_setup(&st, m, p, n, layer, neuron, fixed, &fx, err);
+    if (rc == 0) rc = state_setup(&st, m, p, n, layer, neuron, fixed, h, &fx, err);
     res->nll_before = malloc(slots * sizeof *res->nll_before);
     res->nll_after = malloc(slots * sizeof *res->nll_after);
     if (rc == 0 && (!res->nll_before || !res->nll_after)) rc = lafn_err_set(err, "edit: out of memory for results");
@@ -304,7 +330,7 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
     memcpy(st.delta, delta, st.nd * sizeof *delta);
     for (int t = 0;; t++) {
         double kl, l2;
-        if (mpi_status_agree(comm, loss_local(&st, m, p, h, err), err)) goto fail;
+        if (mpi_status_agree(comm, loss_local(&st, p, h, err), err)) goto fail;
         double loss = loss_reduce(&st, p, h, comm, &kl, &l2);
         if (t == 0) {
             res->loss_first = loss;
@@ -325,6 +351,7 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
         if (t == h->steps) break;
         if (adam_step(&st, p, h, t + 1, comm, err)) goto fail;
     }
+    phase_seconds(&st, m->cfg.n_layer, res);
     state_free(&st);
     edit_cache_edit_free(&fx);
     return 0;
@@ -348,6 +375,7 @@ int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *
     h->kind = strcmp(param, "activation_offset") ? ENGINE_EDIT_VALUE_VECTOR : ENGINE_EDIT_ACTIVATION_OFFSET;
     h->steps = (int)steps;
     h->reuse_lower = 1;
+    h->fused_head = 1;
     return 0;
 }
 

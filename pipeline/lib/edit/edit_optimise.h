@@ -68,9 +68,25 @@ typedef struct {
     double l2;
     double norm_clamp;  /* 0 = none */
     int reuse_lower;    /* 1: each step runs from the lowest edited layer on stored states; 0: full forward */
+    int fused_head;     /* 1: the loss computed inside the LM head in one pass over the vocabulary
+                           (engine_xent); 0: from stored logits, the reference of tests and benchmarks */
     int kl_other_facts; /* edit.kl_other_facts: KL also on another fact's src (edit_problem.kl_other_facts) */
     int keep_best;      /* edit.keep_best: hand back the lowest-loss delta seen, not the last */
 } edit_hparams;
+
+/* Where an edit's wall time goes, in seconds summed over its steps
+ * (docs/PERFORMANCE.md "Edit: where the time goes"). */
+typedef enum {
+    EDIT_PHASE_LOWER,      /* layers below the lowest edited one: the first, unedited forward only */
+    EDIT_PHASE_LAYERS_FWD, /* the edited layers (from the lowest up), every forward */
+    EDIT_PHASE_HEAD_FWD,   /* final norm and output matrix at the scored positions */
+    EDIT_PHASE_LOSS,       /* log-softmax, NLL, KL and their logit gradients */
+    EDIT_PHASE_HEAD_BWD,   /* back through the output matrix and the final norm */
+    EDIT_PHASE_LAYERS_BWD, /* back through the edited layers */
+    EDIT_PHASE_ADAM,       /* gradient reduction, Adam update, clamp */
+    EDIT_PHASE_GATE,       /* gate calibration and keys (the stage's unit, after optimising) */
+    EDIT_PHASES
+} edit_phase;
 
 /* Outcome of one optimisation. Tables are (n_facts, n_langs), NaN where a
  * slot has no sequences; the same on every rank. */
@@ -81,6 +97,7 @@ typedef struct {
     double *nll_after;    /* with the delta handed back */
     double loss_first, loss_last;   /* total loss at the first forward and of the delta handed back */
     double kl_last, l2_last;        /* KL term (weighted) and L2 term of the delta handed back */
+    double seconds[EDIT_PHASES];    /* this rank's time per phase (EDIT_PHASE_GATE stays 0 here) */
 } edit_result;
 
 void edit_result_free(edit_result *r);
@@ -97,7 +114,7 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
                   const edit_cache *fixed, const edit_hparams *h, MPI_Comm comm, edit_result *res, lafn_err *err);
 
 /* Reads edit.param, lr, steps, stop_nll, kl_weight, kl_other_facts, keep_best, l2 and norm_clamp of cfg
- * into *h (reuse_lower = 1). Returns 0, or -1 with err naming the key. */
+ * into *h (reuse_lower = 1, fused_head = 1). Returns 0, or -1 with err naming the key. */
 int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *err);
 
 /* Edits one fact alone on this rank (MPI_COMM_SELF), as the stage's single

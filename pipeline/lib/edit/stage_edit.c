@@ -64,9 +64,13 @@ static void log_record(const edit_stage *S, const edit_record *r) {
             b += r->nll_before[l], a += r->nll_after[l], n++;
             if (r->nll_after[l] > worst) worst = r->nll_after[l];
         }
+    const double *t = r->seconds;
     fprintf(S->ctx.log, "edit: rank %d: fact %lld: %s, %d steps, NLL %.3f -> %.3f (worst language %.3f), %d gate "
-            "neurons, %.1f s\n", S->ctx.rank, (long long)r->fact, names[r->status], r->steps, n ? b / n : 0.0,
-            n ? a / n : 0.0, worst, r->n_gate, r->wall_seconds);
+            "neurons, %.1f s (layers below the edit %.1f, edited layers %.1f + %.1f back, LM head %.1f + %.1f back, "
+            "loss %.1f, Adam %.2f; gate calibration %.1f)\n", S->ctx.rank, (long long)r->fact, names[r->status],
+            r->steps, n ? b / n : 0.0, n ? a / n : 0.0, worst, r->n_gate, r->wall_seconds, t[EDIT_PHASE_LOWER],
+            t[EDIT_PHASE_LAYERS_FWD], t[EDIT_PHASE_LAYERS_BWD], t[EDIT_PHASE_HEAD_FWD], t[EDIT_PHASE_HEAD_BWD],
+            t[EDIT_PHASE_LOSS], t[EDIT_PHASE_ADAM], t[EDIT_PHASE_GATE]);
     fflush(S->ctx.log);
 }
 
@@ -305,7 +309,7 @@ static void count_records(edit_stage *S, const edit_record *r, size_t n) {
     }
 }
 
-static void stage_free(edit_stage *S) {
+void edit_stage_free(edit_stage *S) {
     for (size_t i = 0; S->views && i < S->ctx.facts.n_facts; i++) facts_edit_view_free(&S->views[i]);
     for (size_t i = 0; i < S->n_pending; i++) edit_record_free(&S->pending[i]);
     free(S->pending);
@@ -317,15 +321,23 @@ static void stage_free(edit_stage *S) {
     stage_context_free(&S->ctx);
 }
 
+int edit_stage_init(edit_stage *S, const char *cfg_path, char *const *overrides, int n_overrides,
+                    const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err) {
+    memset(S, 0, sizeof *S);
+    if (stage_context_init(&S->ctx, "edit", cfg_path, overrides, n_overrides, command_line, comm, log, err)) return -1;
+    int rc = paraphrase_join(&S->ctx, err);
+    if (rc == 0) rc = read_knobs(S, err);
+    if (rc == 0) rc = read_inputs(S, err);
+    if (mpi_status_agree(comm, rc, err) == 0 && edit_key_center_compute(S, err) == 0) return 0;
+    edit_stage_free(S);
+    return lafn_err_wrap(err, "edit");
+}
+
 int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides, const char *command_line,
                    MPI_Comm comm, FILE *log, lafn_err *err) {
-    edit_stage S = {0};
-    if (stage_context_init(&S.ctx, "edit", cfg_path, overrides, n_overrides, command_line, comm, log, err)) return -1;
-    int rc = paraphrase_join(&S.ctx, err);
-    if (rc == 0) rc = read_knobs(&S, err);
-    if (rc == 0) rc = read_inputs(&S, err);
-    if (mpi_status_agree(comm, rc, err)) goto fail;
-    if (edit_key_center_compute(&S, err)) goto fail;
+    edit_stage S;
+    if (edit_stage_init(&S, cfg_path, overrides, n_overrides, command_line, comm, log, err)) return -1;
+    int rc;
     if (!strcmp(S.mode, "single")) rc = run_single(&S, err);
     else rc = run_grouped(&S, err);
     if (mpi_status_agree(comm, rc, err)) goto fail;
@@ -333,10 +345,10 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
     size_t n_schema = edit_schema(schema, S.ctx.facts.n_langs);
     if (h5out_merge(S.ctx.out_dir, &S.ctx.prov, schema, n_schema, comm, err)) goto fail;
     log_summary(&S);
-    stage_free(&S);
+    edit_stage_free(&S);
     return 0;
 fail:
     lafn_err_wrap(err, "edit");
-    stage_free(&S);
+    edit_stage_free(&S);
     return -1;
 }

@@ -16,6 +16,7 @@ typedef struct {
     double *nll_before, *nll_after; /* (n_langs), NaN where the fact lacks the language */
     double loss[4];                 /* first total, last total, last KL term, last L2 term */
     double wall_seconds;
+    double seconds[EDIT_PHASES];    /* the unit's time per phase, for the log (not written to edit.h5) */
     int64_t peak_rss_kb, pss_kb;
     int32_t gate_candidates;        /* locate's neurons of the fact */
     int32_t gate_specific;          /* 1: the gate holds the neurons that separate the fact's prompts */

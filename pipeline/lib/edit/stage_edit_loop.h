@@ -27,6 +27,15 @@ typedef struct {
     double wall_sum, steps_sum; /* over the optimised ones */
 } edit_stage;
 
+/* Everything the stage's modes start from (collective over comm): the
+ * stage context of the pipeline file with its overrides, the edit knobs,
+ * locate.h5 of the same run, the facts' edit views and the key centre. The
+ * stage and benchmarks (tests/bench/bench_edit.c) start here. Returns 0, or
+ * -1 on every rank with err and *S freed; on success free with edit_stage_free. */
+int edit_stage_init(edit_stage *S, const char *cfg_path, char *const *overrides, int n_overrides,
+                    const char *command_line, MPI_Comm comm, FILE *log, lafn_err *err);
+void edit_stage_free(edit_stage *S);
+
 /* 1 if fact i of the set has neurons to edit: a non-empty edit/ list, and
  * locate found LAFNs (unless the language-specific sets are edited). */
 int edit_fact_has_neurons(const edit_stage *S, size_t i);
@@ -45,6 +54,14 @@ int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err
  * language (each rank forwards a share, the sums are reduced). Collective
  * over S->ctx.comm. Returns 0 on every rank, or -1 on every rank with err. */
 int edit_key_center_compute(edit_stage *S, lafn_err *err);
+
+/* The problem of a unit (facts[0..n), indices into the set): the sequences
+ * of its facts that have neurons, dealt round-robin over comm's ranks (this
+ * rank's share into p, initialised here; free with edit_problem_free also on
+ * failure); slot[k] receives the problem slot of facts[k] (-1: no neurons).
+ * Returns 0 or -1 with err. */
+int edit_unit_problem(const edit_stage *S, const size_t *facts, size_t n, MPI_Comm comm, edit_problem *p, int *slot,
+                      lafn_err *err);
 
 /* Optimises one unit — facts[0..n) (indices into the set) sharing one delta
  * set — collectively over comm, with the earlier edits `fixed` (may be NULL)

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
+
+#include "base/lafn_clock.h"
 
 void edit_memory_kb(int64_t *peak_rss_kb, int64_t *pss_kb) {
     struct rusage ru;
@@ -18,12 +19,6 @@ void edit_memory_kb(int64_t *peak_rss_kb, int64_t *pss_kb) {
     while (fgets(line, sizeof line, f))
         if (sscanf(line, "Pss: %lld kB", &kb) == 1) { *pss_kb = kb; break; }
     fclose(f);
-}
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* The union of the unit's located neurons, in first-seen order. */
@@ -96,7 +91,10 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
         rec->nll_after[l] = has ? res->nll_after[slot * L + l] : NAN;
     }
     if (!has) { rec->status = EDIT_STATUS_NO_LAFN; return 0; }
+    double t = lafn_now_seconds();
     if (edit_gate_for_fact(S, i, rec, err)) return -1;
+    memcpy(rec->seconds, res->seconds, sizeof rec->seconds);
+    rec->seconds[EDIT_PHASE_GATE] = lafn_now_seconds() - t;
     memcpy(rec->delta_layer, layer, (size_t)n * sizeof *rec->delta_layer);
     memcpy(rec->delta_neuron, neuron, (size_t)n * sizeof *rec->delta_neuron);
     memcpy(rec->delta, delta, (size_t)n * width * sizeof *rec->delta);
@@ -113,9 +111,8 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     return 0;
 }
 
-/* Adds the unit's facts with neurons to the problem; slot[k] = problem slot of facts[k] (-1: none). */
-static int build_problem(const edit_stage *S, const size_t *facts, size_t n, MPI_Comm comm, edit_problem *p,
-                         int *slot, lafn_err *err) {
+int edit_unit_problem(const edit_stage *S, const size_t *facts, size_t n, MPI_Comm comm, edit_problem *p, int *slot,
+                      lafn_err *err) {
     keep_rr kr = {0};
     MPI_Comm_rank(comm, &kr.rank);
     MPI_Comm_size(comm, &kr.size);
@@ -140,7 +137,7 @@ static int build_problem(const edit_stage *S, const size_t *facts, size_t n, MPI
 
 int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group, MPI_Comm comm,
                   const edit_cache *fixed, edit_record *out, lafn_err *err) {
-    double t0 = now_seconds();
+    double t0 = lafn_now_seconds();
     edit_problem p = {0};
     edit_result res = {0};
     int *layer = NULL, *neuron = NULL, *slot = calloc(n + 1, sizeof *slot), n_neurons = 0, have_res = 0, rc = -1;
@@ -154,11 +151,11 @@ int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group,
             lafn_err_set(err, "edit: out of memory for %d deltas", n_neurons);
             goto fail;
         }
-        if (mpi_status_agree(comm, build_problem(S, facts, n, comm, &p, slot, err), err)) goto fail;
+        if (mpi_status_agree(comm, edit_unit_problem(S, facts, n, comm, &p, slot, err), err)) goto fail;
         if (edit_optimise(S->ctx.m, &p, n_neurons, layer, neuron, delta, fixed, &S->h, comm, &res, err)) goto fail;
         have_res = 1;
     }
-    double wall = now_seconds() - t0;
+    double wall = lafn_now_seconds() - t0;
     int64_t peak, pss;
     edit_memory_kb(&peak, &pss);
     local = 0;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lafn_clock.h"
 #include "engine/engine_ops.h"
 
 /* Memory, in floats. Kept for backward, per token and layer:
@@ -53,6 +54,7 @@ struct engine_run {
     float *rope_buf;       /* rope_tables_floats(N): the tables below */
     rope_tables rope;
     float *scratch;        /* attention_scratch_floats(N): blocks of attention probabilities */
+    float *head_scratch;   /* head_xent_scratch_floats(P): the fused LM head's blocks of logits */
     /* the current batch */
     int *pos;              /* (N) position inside the sequence */
     int *seq_of;           /* (N) */
@@ -66,10 +68,15 @@ struct engine_run {
     /* state of the last forward */
     int have_forward;
     int clean_upto;        /* residuals entering layers <= clean_upto are unedited */
+    int act_clean_upto;    /* layers <= act_clean_upto hold their unedited FFN activation (and all before it) */
+    int xent_done;         /* the last forward took its loss's gradient to dxf (engine_xent) */
     const engine_edit *edit; /* the caller's, read again by backward */
     int scale_layer;
     float scale_alpha;
     int grad_lowest;       /* lowest layer with a valid act gradient; L+1 = none */
+    /* time accounts since engine_run_init (engine_run_times) */
+    double *t_layer;       /* (2 L): each layer's forwards, then each layer's backwards, in seconds */
+    double t_head_fwd, t_head_bwd;
 };
 
 /* Lays out the run's float buffers in one block (llm.c style). */
@@ -93,7 +100,7 @@ static int run_alloc_block(engine_run *r, lafn_err *err) {
         {&r->dgate, N * F}, {&r->dup, N * F}, {&r->dq, N * QE}, {&r->datt, N * QE},
         {&r->dk, N * KE}, {&r->dv, N * KE}, {&r->dk2, N * KE}, {&r->dxf, P * D},
         {&r->rope_buf, rope_tables_floats(c, N)},
-        {&r->scratch, attention_scratch_floats(N)},
+        {&r->scratch, attention_scratch_floats(N)}, {&r->head_scratch, head_xent_scratch_floats(P)},
     };
     size_t total;
     r->block = float_block_alloc(specs, sizeof specs / sizeof specs[0], &total);
@@ -124,7 +131,8 @@ int engine_run_init(engine_run **out, const model *m, size_t max_tokens, size_t 
     r->tokens = malloc(max_tokens * sizeof *r->tokens);
     r->seq_len = malloc(max_tokens * sizeof *r->seq_len);
     r->logit_pos = malloc((max_logit_pos + 1) * sizeof *r->logit_pos);
-    if (!r->pos || !r->seq_of || !r->seq_start || !r->tokens || !r->seq_len || !r->logit_pos) {
+    r->t_layer = calloc(2 * (size_t)m->cfg.n_layer, sizeof *r->t_layer);
+    if (!r->pos || !r->seq_of || !r->seq_start || !r->tokens || !r->seq_len || !r->logit_pos || !r->t_layer) {
         lafn_err_set(err, "engine_run_init: out of memory for %zu tokens", max_tokens);
         goto fail;
     }
@@ -146,11 +154,12 @@ void engine_run_free(engine_run *r) {
     free(r->tokens);
     free(r->seq_len);
     free(r->logit_pos);
+    free(r->t_layer);
     free(r);
 }
 
 engine_forward_opts engine_forward_defaults(void) {
-    engine_forward_opts o = {.edit = NULL, .logit_pos = NULL, .n_logit_pos = 0, .from_layer = 0,
+    engine_forward_opts o = {.edit = NULL, .xent = NULL, .logit_pos = NULL, .n_logit_pos = 0, .from_layer = 0,
                              .scale_layer = -1, .scale_alpha = 1.0f};
     return o;
 }
@@ -274,18 +283,24 @@ static layer_bufs run_layer_bufs(const engine_run *r, int l) {
     return b;
 }
 
-/* Layer l: resid[l] -> h[l] -> resid[l+1], with scaling and edits. */
-static void layer_forward(engine_run *r, int l) {
+/* Layer l: resid[l] -> h[l] -> resid[l+1], with scaling and edits. With
+ * reuse_act, the stored FFN activation of layer l (the same input, nothing
+ * changed before it) is taken as it is and only the down projection runs. */
+static void layer_forward(engine_run *r, int l, int reuse_act) {
     const model_config *c = &r->m->cfg;
     size_t D = (size_t)c->d_model, N = r->n_tok;
     layer_bufs b = run_layer_bufs(r, l);
+    edit_dims ed = run_edit_dims(r);
+    if (reuse_act) {
+        layer_ffn_down_forward(r->m, l, LAYER(r->resid, l + 1, D), N, &b, r->edit, &ed);
+        return;
+    }
     const float *x = LAYER(r->resid, l, D);
     layer_qkv_forward(r->m, l, x, r->pos, N, &r->rope, &b);
     engine_seqs s = run_seqs(r);
     attn_dims a = layer_attn_dims(c, l);
     attention_forward(b.att, LAYER(r->lse, l, c->n_head), b.q, b.k, b.v, &s, &a, r->scratch);
     layer_attn_out_forward(r->m, l, x, N, &b);
-    edit_dims ed = run_edit_dims(r);
     float scale = l == r->scale_layer ? r->scale_alpha : 1.0f;
     layer_ffn_forward(r->m, l, LAYER(r->resid, l + 1, D), N, &b, scale, r->edit, &ed);
 }
@@ -303,6 +318,9 @@ int engine_forward(engine_run *r, const engine_batch *b, const engine_forward_op
         if (batch_load(r, b, err)) return -1;
     }
     if (logit_pos_load(r, o, err)) return -1;
+    /* from_layer's activation is unchanged when the last forward left it clean and this one does not change it */
+    int reuse_act = o->from_layer > 0 && o->from_layer <= r->act_clean_upto && o->scale_layer != o->from_layer &&
+                    !edit_changes_act(o->edit, o->from_layer);
     r->edit = o->edit;
     r->scale_layer = o->scale_layer;
     r->scale_alpha = o->scale_alpha;
@@ -310,15 +328,35 @@ int engine_forward(engine_run *r, const engine_batch *b, const engine_forward_op
     size_t D = (size_t)c->d_model;
     if (o->from_layer == 0)
         embed_forward(r->resid, r->tokens, r->m->w.token_embd, r->n_tok, D, c->embed_scale);
-    for (int l = o->from_layer; l < c->n_layer; l++) layer_forward(r, l);
-    logits_forward(r->logits, r->xf, r->rstd_f, LAYER(r->resid, c->n_layer, D), r->logit_pos,
-                   r->n_pos, r->m->w.output_norm, r->m->w.output, (size_t)c->vocab, D, c->norm_eps);
+    double t = lafn_now_seconds(), t1;
+    for (int l = o->from_layer; l < c->n_layer; l++, t = t1) {
+        layer_forward(r, l, reuse_act && l == o->from_layer);
+        r->t_layer[l] += (t1 = lafn_now_seconds()) - t;
+    }
+    const float *last = LAYER(r->resid, c->n_layer, D);
+    if (o->xent) {
+        final_norm_forward(r->xf, r->rstd_f, last, r->logit_pos, r->n_pos, r->m->w.output_norm, D, c->norm_eps);
+        head_xent_forward(r->dxf, r->xf, r->n_pos, o->xent, r->m->w.output, (size_t)c->vocab, D, r->head_scratch);
+    } else {
+        logits_forward(r->logits, r->xf, r->rstd_f, last, r->logit_pos, r->n_pos, r->m->w.output_norm,
+                       r->m->w.output, (size_t)c->vocab, D, c->norm_eps);
+    }
+    r->t_head_fwd += lafn_now_seconds() - t;
     r->have_forward = 1;
+    r->xent_done = o->xent != NULL;
     r->clean_upto = min_edit;
+    int act_changed = min_edit < c->n_layer && (o->scale_layer == min_edit || edit_changes_act(o->edit, min_edit));
+    r->act_clean_upto = (min_edit < c->n_layer ? min_edit : c->n_layer - 1) - act_changed;
     return 0;
 }
 
 const float *engine_logits(const engine_run *r) { return r->logits; }
+
+engine_times engine_run_times(const engine_run *r) {
+    engine_times t = {.layer_fwd = r->t_layer, .layer_bwd = r->t_layer + r->m->cfg.n_layer,
+                      .head_fwd = r->t_head_fwd, .head_bwd = r->t_head_bwd};
+    return t;
+}
 
 const float *engine_ffn_act(const engine_run *r, int layer) {
     if (!r->have_forward || layer < 0 || layer >= r->m->cfg.n_layer) return NULL;
@@ -435,8 +473,10 @@ int engine_backward(engine_run *r, const float *dlogits, int lowest_layer, float
     if (lowest_layer < 0 || lowest_layer >= c->n_layer)
         return lafn_err_set(err, "engine_backward: lowest_layer %d outside [0, %d)", lowest_layer,
                             c->n_layer);
-    if (r->n_pos > 0 && !dlogits)
+    if (r->n_pos > 0 && !r->xent_done && !dlogits)
         return lafn_err_set(err, "engine_backward: dlogits is NULL for %zu positions", r->n_pos);
+    if (r->xent_done && dlogits)
+        return lafn_err_set(err, "engine_backward: the forward computed its cross-entropy gradient; pass no dlogits");
     if (d_delta && r->edit)
         for (int e = 0; e < r->edit->n; e++)
             if (r->edit->layer[e] < lowest_layer)
@@ -444,12 +484,19 @@ int engine_backward(engine_run *r, const float *dlogits, int lowest_layer, float
                                          "lowest_layer %d; its gradient would be missing",
                                     e, r->edit->layer[e], lowest_layer);
     if (d_delta) memset(d_delta, 0, edit_delta_floats(r->edit, D) * sizeof(float));
+    double t = lafn_now_seconds(), t1;
     memset(r->dres, 0, N * D * sizeof(float));
-    logits_backward(r->dres, r->dxf, dlogits, r->rstd_f, LAYER(r->resid, c->n_layer, D),
-                    r->logit_pos, r->n_pos, r->m->w.output_norm, r->m->w.output, (size_t)c->vocab, D);
-    for (int l = c->n_layer - 1; l >= lowest_layer; l--) {
+    const float *last = LAYER(r->resid, c->n_layer, D);
+    if (r->xent_done)
+        final_norm_backward(r->dres, r->dxf, r->rstd_f, last, r->logit_pos, r->n_pos, r->m->w.output_norm, D);
+    else
+        logits_backward(r->dres, r->dxf, dlogits, r->rstd_f, last, r->logit_pos, r->n_pos, r->m->w.output_norm,
+                        r->m->w.output, (size_t)c->vocab, D);
+    r->t_head_bwd += (t1 = lafn_now_seconds()) - t;
+    for (int l = c->n_layer - 1; l >= lowest_layer; l--, t1 = t) {
         layer_ffn_backward(r, l, lowest_layer, d_delta);
         if (l > lowest_layer) layer_attention_backward(r, l);
+        r->t_layer[c->n_layer + l] += (t = lafn_now_seconds()) - t1;
     }
     r->grad_lowest = lowest_layer;
     return 0;

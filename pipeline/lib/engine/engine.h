@@ -35,8 +35,29 @@ typedef struct {
     const uint8_t *seq_mask; /* (n, B) or NULL */
 } engine_edit;
 
+/* The loss at the scored positions as cross-entropies, computed with the
+ * output matrix in one pass over the vocabulary (blocks of its rows, an
+ * online log-sum-exp): row p's loss is weight[p] · (lse_p − Σ_v q_p[v] z_p[v])
+ * with z_p its logits and q_p its target distribution — one-hot at
+ * target[p] ≥ 0, or, where target[p] < 0, the next row of q. The gradient
+ * weight[p] · (softmax(z_p) − q_p) is taken to the final norm during the
+ * forward, so the P × V logits are never stored (engine_logits is then
+ * undefined) and engine_backward takes dlogits = NULL. */
+typedef struct {
+    const int32_t *target; /* (P) */
+    const float *q;        /* (P_q, V) target distributions of the rows with target < 0, in row order */
+    const float *qw;       /* (P_q, D) q · W_out of the same rows (engine_head_qw) */
+    const float *weight;   /* (P) */
+    double *lse;           /* (P) out: log-sum-exp of the row's logits */
+    double *zq;            /* (P) out: Σ_v q_p[v] z_p[v] (on one-hot rows the target's logit) */
+} engine_xent;
+
+/* qw (n, D) = q (n, V) · W_out: the target side of engine_xent's gradient for dense rows. */
+void engine_head_qw(const model *m, const float *q, size_t n, float *qw);
+
 typedef struct {
     const engine_edit *edit;  /* NULL = unedited model */
+    const engine_xent *xent;  /* NULL: logits at logit_pos (engine_logits); else their cross-entropies */
     const int *logit_pos;     /* (P) global positions whose next-token logits are wanted */
     int n_logit_pos;          /* P */
     int from_layer;           /* 0: from the embeddings. l > 0: reuse the residual
@@ -72,7 +93,8 @@ const float *engine_ffn_act(const engine_run *r, int layer); /* (N, F) input of 
 const float *engine_residual(const engine_run *r, int layer);/* (N, D) stream entering layer; layer = L: after the last layer, before the final norm */
 
 /* Backpropagates dlogits (P, V) — the gradient of a scalar loss with respect
- * to the logits of the last forward — down to layer lowest_layer.
+ * to the logits of the last forward; NULL after a forward with xent, whose
+ * gradient is already taken — down to layer lowest_layer.
  * Afterwards engine_ffn_act_grad(r, i) holds dLoss/d(ffn act of layer i) for
  * every i >= lowest_layer, and, if d_delta is not NULL and the forward had an
  * edit, d_delta (shape of edit->delta) receives dLoss/d(delta) (overwritten,
@@ -82,6 +104,17 @@ const float *engine_residual(const engine_run *r, int layer);/* (N, D) stream en
  * or -1 with err. */
 int engine_backward(engine_run *r, const float *dlogits, int lowest_layer, float *d_delta, lafn_err *err);
 const float *engine_ffn_act_grad(const engine_run *r, int layer); /* (N, F) */
+
+/* Wall seconds a run has spent since engine_run_init, per phase: the cheap,
+ * always-on clock (one read per layer) behind the edit stage's profile
+ * (docs/PERFORMANCE.md). The arrays belong to the run. */
+typedef struct {
+    const double *layer_fwd; /* (L) each layer's forwards */
+    const double *layer_bwd; /* (L) each layer's backwards */
+    double head_fwd;         /* final norm and output matrix at the scored positions */
+    double head_bwd;         /* gradient back through the output matrix and the final norm */
+} engine_times;
+engine_times engine_run_times(const engine_run *r);
 
 /* Teacher-forced log-likelihood at P positions: logp[p] = log_softmax(logits[p])[target[p]].
  * If dlogits is not NULL it receives d(-Σ_p weight[p] * logp[p]) / d logits (P, V);

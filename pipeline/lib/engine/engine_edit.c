@@ -28,6 +28,13 @@ int edit_check(const engine_edit *ed, const model_config *cfg, int from_layer, i
     return 0;
 }
 
+int edit_changes_act(const engine_edit *ed, int layer) {
+    if (!ed || ed->kind != ENGINE_EDIT_ACTIVATION_OFFSET) return 0;
+    for (int e = 0; e < ed->n; e++)
+        if (ed->layer[e] == layer) return 1;
+    return 0;
+}
+
 static int edit_applies(const engine_edit *ed, int e, size_t n, const edit_dims *d) {
     return !ed->seq_mask || ed->seq_mask[(size_t)e * (size_t)d->n_seq + (size_t)d->seq_of[n]];
 }

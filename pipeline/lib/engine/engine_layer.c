@@ -88,6 +88,14 @@ void layer_ffn_forward(const model *m, int l, float *out, size_t n, const layer_
     if (scale != 1.0f)
         for (size_t i = 0; i < n * F; i++) b->act[i] *= scale;
     if (edit && edit->kind == ENGINE_EDIT_ACTIVATION_OFFSET) edit_offsets_forward(b->act, edit, l, d);
+    layer_ffn_down_forward(m, l, out, n, b, edit, d);
+}
+
+void layer_ffn_down_forward(const model *m, int l, float *out, size_t n, const layer_bufs *b, const engine_edit *edit,
+                            const edit_dims *d) {
+    const model_config *c = &m->cfg;
+    const model_layer *w = &m->w.layers[l];
+    size_t D = (size_t)c->d_model, F = (size_t)c->d_ffn;
     float *y = c->has_post_norms ? b->y : out;
     matmul_forward(y, b->act, w->w_down, NULL, n, F, D);
     if (edit && edit->kind == ENGINE_EDIT_VALUE_VECTOR) edit_values_forward(y, b->act, edit, l, d);

@@ -108,6 +108,26 @@ void logits_forward(float *logits, float *xf, float *rstd, const float *resid, c
 void logits_backward(float *dresid, float *dxf, const float *dlogits, const float *rstd, const float *resid, const int *pos, size_t P,
                      const float *norm_w, const float *w_out, size_t V, size_t D);
 
+/* The final norm alone, at rows pos (P) of resid: xf (P, D), rstd (P); and
+ * its backward, dresid (N, D) += the gradient of dxf (P, D) scattered back to rows pos. */
+void final_norm_forward(float *xf, float *rstd, const float *resid, const int *pos, size_t P, const float *norm_w,
+                        size_t D, float eps);
+void final_norm_backward(float *dresid, const float *dxf, const float *rstd, const float *resid, const int *pos,
+                         size_t P, const float *norm_w, size_t D);
+
+/* ---- engine_head.c ---- */
+
+/* Rows of w_out per block of the fused LM head: 128 rows × D 640 fp32 are
+ * 320 KiB, which stay in a core's L2 cache between the block's two products. */
+#define HEAD_BLOCK_ROWS 128
+/* Floats of scratch head_xent_forward needs for P rows. */
+size_t head_xent_scratch_floats(size_t P);
+/* The cross-entropies of engine_xent from xf (P, D), the final norm's
+ * output: fills x->lse and x->zq, and dxf (P, D) with the loss's gradient
+ * at xf, in one pass over w_out (V, D) by blocks of HEAD_BLOCK_ROWS rows. */
+void head_xent_forward(float *dxf, const float *xf, size_t P, const engine_xent *x, const float *w_out, size_t V,
+                       size_t D, float *scratch);
+
 /* ---- engine_edit.c ---- */
 
 /* Where the tokens of a batch belong, for applying per-sequence edit masks. */
@@ -121,6 +141,8 @@ typedef struct {
  * lowest edited layer (cfg->n_layer if none). Returns 0 or -1 with err. */
 int edit_check(const engine_edit *ed, const model_config *cfg, int from_layer, int *min_layer,
                lafn_err *err);
+/* 1 if ed (may be NULL) changes layer's FFN activation: activation offsets at that layer. */
+int edit_changes_act(const engine_edit *ed, int layer);
 /* act (N, F) of layer: act[n, j_e] += delta_e for the applicable entries (activation offsets). */
 void edit_offsets_forward(float *act, const engine_edit *ed, int layer, const edit_dims *d);
 /* d_delta (n) += Σ_n dact[n, j_e] over the applicable tokens. */
@@ -187,5 +209,9 @@ void layer_attn_out_forward(const model *m, int l, const float *x, size_t n, con
  * applied where d says they apply. */
 void layer_ffn_forward(const model *m, int l, float *out, size_t n, const layer_bufs *b, float scale,
                        const engine_edit *edit, const edit_dims *d);
+/* The second half of layer_ffn_forward: b->act → out (n, D) = h + (post-norm
+ * of) act · W_downᵀ with the value-vector entries of edit for layer l. */
+void layer_ffn_down_forward(const model *m, int l, float *out, size_t n, const layer_bufs *b, const engine_edit *edit,
+                            const edit_dims *d);
 
 #endif

@@ -1,0 +1,10 @@
+/* lafn_clock: the monotonic wall clock in seconds. */
+#include "base/lafn_clock.h"
+
+#include <time.h>
+
+double lafn_now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
