@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "base/lafn_clock.h"
 #include "driver.h"
 
 /* OpenBLAS extensions (declared in its cblas.h on Debian, repeated here to stay header-agnostic). */
@@ -43,12 +43,6 @@ static const char *cpu_best_kernel(void) {
                                        : NULL;
 }
 
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int driver_doctor_gemm_check(driver_gemm_check *out) {
     size_t na = (size_t)GEMM_M * GEMM_K, nb = (size_t)GEMM_K * GEMM_N, nc = (size_t)GEMM_M * GEMM_N;
     float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c = malloc(nc * sizeof *c);
@@ -80,12 +74,12 @@ int driver_doctor_gemm_check(driver_gemm_check *out) {
             if (!(e <= worst)) worst = e; /* NaN counts as the worst */
         }
     int reps = 0;
-    double t0 = now_seconds(), t = 0.0;
+    double t0 = lafn_now_seconds(), t = 0.0;
     while (t < 0.5) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, GEMM_M, GEMM_N, GEMM_K, 1.0f, a, GEMM_K, b, GEMM_N, 0.0f,
                     c, GEMM_N);
         reps++;
-        t = now_seconds() - t0;
+        t = lafn_now_seconds() - t0;
     }
     *out = (driver_gemm_check){.max_error = worst, .gflops = 2.0 * GEMM_M * GEMM_N * GEMM_K * reps / t / 1e9};
     snprintf(out->kernel, sizeof out->kernel, "%s", openblas_get_corename());

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "base/lafn_clock.h"
 #include "driver.h"
 #include "eval/eval_table.h"
 
@@ -46,13 +46,11 @@ static int run_stage(const driver_plan *p, int i, int *status, lafn_err *err) {
     if (rc != 0) return -1;
     printf("\n== stage %s (%lld rank%s) — log: %s\n", driver_stage_names[i], (long long)p->ranks,
            p->ranks == 1 ? "" : "s", log_path);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = lafn_now_seconds();
     rc = driver_spawn_logged(argv, log_path, stdout, status, err);
     driver_argv_free(argv);
     if (rc != 0) return -1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    double secs = lafn_now_seconds() - t0;
     if (*status != 0) {
         char why[512];
         stage_error_line(log_path, driver_stage_names[i], why, sizeof why);
