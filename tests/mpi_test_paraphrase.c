@@ -131,6 +131,45 @@ static void test_ranks(const char *a, MPI_Comm one) {
     }
 }
 
+/* paraphrase.languages = [zh]: zh's candidates exactly those of the run over every language (each (fact, language)
+ * draws from its own streams), en and de none at all (generated 0). a_dir holds that run. */
+static void test_languages(const char *a_dir) {
+    static const char *const zh_only[] = {"paraphrase.languages=[\"zh\"]", NULL};
+    char dir[300];
+    lafn_err err = {{0}};
+    dir_of(dir, "zh_only");
+    CHECK(run_stage(0, dir, MPI_COMM_WORLD, zh_only, &err) == 0, "paraphrase.languages = [zh]: %s", err.msg);
+    paraphrase_table a, z;
+    if (rank != 0 || read_table(a_dir, &a) != 0) return;
+    if (read_table(dir, &z) != 0) {
+        paraphrase_table_free(&a);
+        return;
+    }
+    size_t zh_a = 0, zh_z = 0, differ = 0, other = 0;
+    for (size_t r = 0; r < z.n_rows; r++) {
+        size_t s = row_of(&a, z.facts[r]);
+        for (size_t l = 0; l < z.n_langs; l++) {
+            int32_t generated = z.counts[(r * z.n_langs + l) * PARAPHRASE_N_COUNTS];
+            other += strcmp(z.langs[l], "zh") != 0 && generated != 0;
+        }
+        for (int64_t i = z.off[r]; i < z.off[r + 1]; i++) other += strcmp(z.langs[z.lang[i]], "zh") != 0;
+        if (s == (size_t)-1) continue;
+        int64_t j = a.off[s];
+        for (int64_t i = z.off[r]; i < z.off[r + 1]; i++, zh_z++) {
+            while (j < a.off[s + 1] && strcmp(a.langs[a.lang[j]], "zh") != 0) j++;
+            differ += j == a.off[s + 1] || strcmp(a.text[j], z.text[i]) != 0 || a.verdict[j] != z.verdict[i];
+            j++;
+        }
+        for (int64_t k = a.off[s]; k < a.off[s + 1]; k++) zh_a += strcmp(a.langs[a.lang[k]], "zh") == 0;
+    }
+    CHECK(other == 0 && zh_z == zh_a && zh_z > 0 && differ == 0,
+          "zh only: %zu candidates of other languages or counted, %zu vs %zu zh candidates, %zu differ", other, zh_z,
+          zh_a, differ);
+    printf("paraphrase.languages = [zh]: %zu zh candidates as in the full run, none in en and de\n", zh_z);
+    paraphrase_table_free(&a);
+    paraphrase_table_free(&z);
+}
+
 /* A run killed after one shard (plus a half-written shard and merge) resumes to the uninterrupted result. */
 static void test_resume(const char *a) {
     char b[300], src[400], dst[400];
@@ -182,6 +221,7 @@ static void test_bad_input(void) {
     snprintf(model, sizeof model, "paraphrase.model=%s/missing.gguf", root);
     const char *missing_zh[] = {bad_tpl, NULL}, *no_src[] = {bad_tpl, "languages.codes=en,de", NULL};
     const char *no_model[] = {model, NULL}, *none[] = {"paraphrase.method=none", NULL};
+    const char *not_run[] = {"paraphrase.languages=[\"en\", \"fr\"]", NULL};
     struct {
         const char *const *ov;
         const char *a, *b;
@@ -190,6 +230,7 @@ static void test_bad_input(void) {
         {no_src, "de.txt", "{src}"},
         {no_model, "missing.gguf", "paraphrase"},
         {none, "paraphrase.method", "'none'"},
+        {not_run, "paraphrase.languages", "a language of the run"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lafn_err err = {{0}};
@@ -303,6 +344,7 @@ int main(int argc, char **argv) {
     dir_of(a, "a");
     test_ranks(a, one);
     test_resume(a);
+    test_languages(a);
     test_bad_input();
     test_probe(a);
     test_export(a);

@@ -82,6 +82,10 @@ static const config_knob paraphrase_knobs[] = {
      "tokens per candidate at most; a candidate ends at a newline or EOS"},
     {"n_beams", CONFIG_KNOB_INT, "8", 1, 256, 0, 0, NULL, NOVALID,
      "beam: beams per fact and language; the paraphrase.candidates best finished hypotheses are the candidates"},
+    {"languages", CONFIG_KNOB_STRING_LIST, "[]", 0, 0, 0, 64, NULL, valid_language,
+     "2-3 lowercase letters (en, zh, cz, du; ISO aliases cs, nl)",
+     "languages the generator paraphrases, [] = every language of the run; the others keep only what a "
+     "data.paraphrases file gives them, or none (for a language no generator here paraphrases usably)"},
     {"template_dir", CONFIG_KNOB_STRING, "\"conf/paraphrase\"", 0, 0, 0, 0, NULL, NONEMPTY,
      "folder of the few-shot prompts LANG.txt, one per language of the run, {src} where the question goes"},
     {"seed", CONFIG_KNOB_INT, "1234", 0, 2147483647, 0, 0, NULL, NOVALID,
@@ -261,6 +265,14 @@ int config_check_relations(const lafn_config *cfg, lafn_err *err) {
     if (!strcmp(method, "beam") && val(cfg, "paraphrase.candidates")->i > val(cfg, "paraphrase.n_beams")->i)
         return relation_err(cfg, err, "paraphrase.candidates", "paraphrase.n_beams",
                             "beam search returns at most n_beams candidates");
+    const config_value *gen = val(cfg, "paraphrase.languages"), *codes = val(cfg, "languages.codes");
+    for (size_t i = 0; i < gen->n; i++) {
+        size_t j = 0;
+        while (j < codes->n && strcmp(language_canonical(gen->sl[i]), language_canonical(codes->sl[j])) != 0) j++;
+        if (j == codes->n)
+            return relation_err(cfg, err, "paraphrase.languages", "languages.codes",
+                                "every language to paraphrase must be a language of the run");
+    }
     if (!strcmp(method, "file") && !val(cfg, "data.paraphrases")->s[0])
         return relation_err(cfg, err, "paraphrase.method", "data.paraphrases",
                             "method = file needs a paraphrase file");

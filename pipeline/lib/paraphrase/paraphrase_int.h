@@ -12,6 +12,8 @@ typedef struct {
     decode_opts decode;            /* SAMPLE (one prompt per candidate) or BEAM (n_return = candidates) */
     size_t candidates;             /* per (fact, language) */
     uint64_t seed;                 /* paraphrase.seed */
+    char *const *languages;        /* paraphrase.languages (the config's strings); n_languages 0 = every language */
+    size_t n_languages;
     paraphrase_filter_opts filter;
 } paraphrase_opts;
 

@@ -22,7 +22,8 @@ int paraphrase_opts_from_config(const lafn_config *cfg, paraphrase_opts *o, lafn
         config_get_float(cfg, "paraphrase.max_similarity", &o->filter.max_similarity, err) ||
         config_get_float(cfg, "paraphrase.script_share", &o->filter.script_share, err) ||
         config_get_float(cfg, "paraphrase.min_length_ratio", &o->filter.min_length_ratio, err) ||
-        config_get_float(cfg, "paraphrase.max_length_ratio", &o->filter.max_length_ratio, err))
+        config_get_float(cfg, "paraphrase.max_length_ratio", &o->filter.max_length_ratio, err) ||
+        config_get_string_list(cfg, "paraphrase.languages", &o->languages, &o->n_languages, err))
         return -1;
     int beam = !strcmp(method, "beam");
     if (!beam && strcmp(method, "sample") != 0)
@@ -177,12 +178,25 @@ static int fact_language(paraphrase_work *w, const paraphrase_templates *t, cons
     return rc;
 }
 
+/* 1 if the knobs ask for paraphrases of language lang, a canonical code (every language when paraphrase.languages
+ * is []; its codes may be aliases such as cs for cz). */
+static int generates(const paraphrase_opts *o, const char *lang) {
+    for (size_t i = 0; i < o->n_languages; i++) {
+        const facts_lang_info *info = facts_lang_find(o->languages[i]);
+        if (info && !strcmp(info->code, lang)) return 1;
+    }
+    return o->n_languages == 0;
+}
+
 int paraphrase_fact(paraphrase_work *w, const paraphrase_templates *t, const facts_edit_view *v, size_t index,
                     const int *lang_slot, paraphrase_batch *b, lafn_err *err) {
     if (paraphrase_batch_begin(b, (int64_t)index, err) != 0) return -1;
-    for (size_t l = 0; l < v->n_langs; l++)
-        if (fact_language(w, t, &v->langs[l], index, (size_t)lang_slot[l], b, err) != 0)
-            return lafn_err_wrap(err, "fact '%s', language %s", v->id, v->langs[l].lang);
+    for (size_t l = 0; l < v->n_langs; l++) {
+        int rc = generates(w->o, v->langs[l].lang)
+                     ? fact_language(w, t, &v->langs[l], index, (size_t)lang_slot[l], b, err)
+                     : paraphrase_batch_add(b, (size_t)lang_slot[l], NULL, NULL, 0, err);
+        if (rc != 0) return lafn_err_wrap(err, "fact '%s', language %s", v->id, v->langs[l].lang);
+    }
     paraphrase_batch_end(b);
     return 0;
 }

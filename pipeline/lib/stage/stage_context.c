@@ -39,7 +39,7 @@ int stage_paraphrases_generated(const lafn_config *cfg) {
  * existed, so the knob is left out of the identity and such runs stay
  * resumable. Changing the default of one of them means taking it off this
  * list (the identity then changes, as it must). */
-static const char *const late_knobs[] = {"locate.rank_by", "edit.key_nearest_floor"};
+static const char *const late_knobs[] = {"locate.rank_by", "edit.key_nearest_floor", "paraphrase.languages"};
 
 /* Writes into buf (cap) the knobs of those sections the stage's output does
  * not depend on, space-separated: the late knobs at their default; for the
