@@ -16,8 +16,8 @@
 
 enum { N_STAGES = 4, N_FACTS = 8, JOB_WAIT_S = 600, SKIP = 77 };
 static const char *const stages[N_STAGES] = {"probe", "locate", "edit", "eval"};
-/* 8 facts of ~1.5 s of editing each: the edit job runs for seconds after its first shard. */
-static char range[] = "data.fact_range=[0,8]", steps[] = "edit.steps=200";
+/* 8 facts of ~0.6 s of editing each (unloaded): the edit job runs for seconds after its first shard. */
+static char range[] = "data.fact_range=[0,8]", steps[] = "edit.steps=80";
 static char tmp[PATH_MAX], cfg[PATH_MAX + 16], ref[PATH_MAX + 16];
 
 /* Runs cmd under /bin/sh; its output (up to cap - 1 bytes) into buf. Returns the exit status, -1 if it did not run. */
@@ -36,8 +36,11 @@ static int cluster_reachable(char *why, size_t cap) {
     char out[1024];
     if (shell("command -v sbatch squeue scontrol sinfo scancel 2>&1", out, sizeof out) != 0)
         return snprintf(why, cap, "the Slurm commands (sbatch squeue scontrol sinfo scancel) are not all on PATH"), 0;
-    if (shell("scontrol ping 2>&1", out, sizeof out) != 0 || !strstr(out, "is UP"))
-        return snprintf(why, cap, "no Slurm controller answers (scontrol ping: %.200s)", out), 0;
+    if (shell("scontrol ping 2>&1", out, sizeof out) != 0 || !strstr(out, "is UP")) {
+        while (*out && out[strlen(out) - 1] == '\n') out[strlen(out) - 1] = '\0';
+        const char *last = strrchr(out, '\n'); /* its last line says why */
+        return snprintf(why, cap, "no Slurm controller answers (scontrol ping: %.200s)", last ? last + 1 : out), 0;
+    }
     shell("sinfo -h -o %T 2>&1 | head -n 1", out, sizeof out);
     out[strcspn(out, "\n")] = '\0';
     if (strcmp(out, "idle") && strcmp(out, "mixed") && strcmp(out, "allocated") && strcmp(out, "completing"))

@@ -463,6 +463,12 @@ static void test_submit(void) {
               strstr(text, "lafn-edit' ") && strstr(text, "'edit.lr=0.1'") && strstr(text, "exec mpirun -np \"$SLURM_NTASKS\""),
           "edit.sbatch: %s", text ? text : "(unreadable)");
     free(text);
+    snprintf(path, sizeof path, "%s/submit-run/slurm/jobs.tsv", tmp);
+    text = testutil_read_text(path);
+    CHECK(text && strstr(text, "\tprobe\t1001\t\n") && strstr(text, "\tedit\t1003\t1002\n") &&
+              strstr(text, "\teval\t1004\t1003\n"),
+          "submit records each job with the one it waits for in %s: %s", path, text ? text : "(unreadable)");
+    free(text);
 }
 
 /* Runs every test, or only the one named by argv[1] (bad_config, unwritable, dry_run, stage_failure, doctor, submit, ask, resume). */

@@ -38,7 +38,7 @@ static int read_facts(const char *path, int64_t **facts, size_t *n) {
     if (f >= 0) H5Fclose(f);
     int64_t *grown = rc == 0 ? realloc(*facts, (*n + n_rows + 1) * sizeof *grown) : NULL;
     if (grown) {
-        memcpy(grown + *n, rows, n_rows * sizeof *rows);
+        if (n_rows) memcpy(grown + *n, rows, n_rows * sizeof *rows);
         *facts = grown;
         *n += n_rows;
     }
