@@ -13,6 +13,8 @@ stop_cluster() {
   if [ "$cluster_started" -eq 1 ]; then "$repo/slurm/local_cluster.sh" stop || true; fi
 }
 trap stop_cluster EXIT
+trap 'exit 130' INT # a signal ends the script through its EXIT trap too
+trap 'exit 143' TERM
 if scontrol ping 2>/dev/null | grep -q "is UP"; then
   echo "test.sh: a Slurm controller answers; the Slurm tests use it"
 elif [ "$(id -u)" -eq 0 ]; then
