@@ -12,7 +12,8 @@ static const char submit_usage[] =
     "usage: lafn submit FILE.cfg [--dry-run] [--sbatch=OPTION ...] [--stages ...] [--facts A-B] [--languages en,zh]\n"
     "                   [--resume | --no-resume] [--ranks N] [section.key=value ...]\n"
     "  writes RUN_DIR/slurm/STAGE.sbatch for each stage and submits them with sbatch --parsable,\n"
-    "  each after the previous one succeeded (--dependency=afterok:ID); --dry-run writes without submitting;\n"
+    "  each after the previous one succeeded (--dependency=afterok:ID), and records the job ids in\n"
+    "  RUN_DIR/slurm/jobs.tsv (see them with lafn status RUN_DIR); --dry-run writes without submitting;\n"
     "  --sbatch=OPTION adds '#SBATCH OPTION' to every script (e.g. --sbatch=--partition=cpu --sbatch=--time=2:00:00)\n";
 
 /* Writes s single-quoted for the shell. */
