@@ -2,12 +2,9 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +16,7 @@
 #include "edit/stage_edit.h"
 #include "h5/h5out.h"
 #include "testutil.h"
-
-extern char **environ;
+#include "testutil_lafn.h"
 
 static char lafn[PATH_MAX + 16], tmp[PATH_MAX];
 
@@ -32,63 +28,14 @@ static int find_lafn(void) {
     return 0;
 }
 
-/* Starts lafn with argv (argv[0] ignored) in its own process group, output to out_path. */
-static pid_t start_lafn(char **argv, const char *out_path) {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&at);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&at, 0);
-    argv[0] = lafn;
-    pid_t pid = -1;
-    if (posix_spawn(&pid, lafn, &fa, &at, argv, environ) != 0) pid = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    return pid;
-}
-
-static int wait_status(pid_t pid) {
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
-    return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-}
-
 /* Runs lafn to the end; returns its exit status and leaves its output in *out (caller frees). */
 static int run_lafn(char **argv, char **out) {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/out.txt", tmp);
-    pid_t pid = start_lafn(argv, path);
-    int status = pid > 0 ? wait_status(pid) : -1;
-    FILE *f = fopen(path, "r");
-    *out = calloc(1, 1 << 20);
-    if (f && *out) { size_t n = fread(*out, 1, (1 << 20) - 1, f); (*out)[n] = '\0'; }
-    if (f) fclose(f);
-    return status;
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (f) { fputs(text, f); fclose(f); }
+    return testutil_lafn_run(argv, path, out);
 }
 
 static int exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
-
-/* A pipeline file on the tiny random-weight Gemma 3 (the default model's tokenizer family). */
-static void write_tiny_cfg(const char *path, const char *out_dir, const char *data) {
-    char text[3 * PATH_MAX];
-    snprintf(text, sizeof text,
-             "model = { path = \"tests/fixtures/models/tiny-gemma3.gguf\"; };\n"
-             "data = { format = \"jsonl\"; path = \"%s\"; fact_range = [0, 6]; };\n"
-             "languages = { codes = [\"en\", \"zh\"]; };\n"
-             "run = { output_dir = \"%s\"; ranks = 2; shard_facts = 1; seed = 7; };\n"
-             "edit = { steps = 30; stop_nll = 0.0; };\n"
-             "eval = { bootstrap_samples = 20; };\n",
-             data, out_dir);
-    write_text(path, text);
-}
 
 /* An unknown key and a bad override are refused before anything runs, naming the key. */
 static void test_bad_config(void) {
@@ -96,7 +43,7 @@ static void test_bad_config(void) {
     snprintf(cfg, sizeof cfg, "%s/bad.cfg", tmp);
     snprintf(out_dir, sizeof out_dir, "%s/bad-run", tmp);
     snprintf(text, sizeof text, "run = { output_dir = \"%s\"; };\nlocate = {\n  treshold = 0.3;\n};\n", out_dir);
-    write_text(cfg, text);
+    testutil_write_text(cfg, text);
     char *argv[] = {NULL, "run", cfg, NULL};
     int st = run_lafn(argv, &out);
     CHECK(st != 0, "a misspelt key must fail; exit status %d", st);
@@ -106,7 +53,7 @@ static void test_bad_config(void) {
     free(out);
     char good[PATH_MAX + 16];
     snprintf(good, sizeof good, "%s/good.cfg", tmp);
-    write_tiny_cfg(good, out_dir, "conf/data/demo_facts.jsonl");
+    testutil_write_tiny_cfg(good, out_dir, "conf/data/demo_facts.jsonl");
     char *argv2[] = {NULL, "run", good, "locate.threshold=1.5", NULL};
     st = run_lafn(argv2, &out);
     CHECK(st != 0 && strstr(out, "locate.threshold") && strstr(out, "out of range"), "bad override: %d %s", st, out);
@@ -118,10 +65,10 @@ static void test_bad_config(void) {
 static void test_unwritable(void) {
     char cfg[PATH_MAX + 16], file[PATH_MAX + 16], out_dir[PATH_MAX + 32], *out = NULL;
     snprintf(file, sizeof file, "%s/a-file", tmp);
-    write_text(file, "x\n");
+    testutil_write_text(file, "x\n");
     snprintf(out_dir, sizeof out_dir, "%s/sub/run", file);
     snprintf(cfg, sizeof cfg, "%s/unwritable.cfg", tmp);
-    write_tiny_cfg(cfg, out_dir, "conf/data/demo_facts.jsonl");
+    testutil_write_tiny_cfg(cfg, out_dir, "conf/data/demo_facts.jsonl");
     char *argv[] = {NULL, "run", cfg, NULL};
     int st = run_lafn(argv, &out);
     CHECK(st != 0, "unwritable output folder must fail; status %d", st);
@@ -156,7 +103,7 @@ static void test_dry_run(void) {
     char cfg[PATH_MAX + 16], out_dir[PATH_MAX + 16], *out = NULL, expect[128];
     snprintf(cfg, sizeof cfg, "%s/dry.cfg", tmp);
     snprintf(out_dir, sizeof out_dir, "%s/dry-run", tmp);
-    write_tiny_cfg(cfg, out_dir, "conf/data/demo_facts.jsonl");
+    testutil_write_tiny_cfg(cfg, out_dir, "conf/data/demo_facts.jsonl");
     char *argv[] = {NULL, "run", cfg, "--dry-run", "--facts", "1-3", "--languages", "de,ru", NULL};
     int st = run_lafn(argv, &out);
     CHECK(st == 0, "dry run exits 0; got %d: %s", st, out);
@@ -201,7 +148,7 @@ static void test_stage_failure(void) {
     free(line);
     snprintf(cfg, sizeof cfg, "%s/fail.cfg", tmp);
     snprintf(out_dir, sizeof out_dir, "%s/fail-run", tmp);
-    write_tiny_cfg(cfg, out_dir, data);
+    testutil_write_tiny_cfg(cfg, out_dir, data);
     char *argv[] = {NULL, "run", cfg, NULL};
     int st = run_lafn(argv, &out);
     CHECK(st != 0, "a failing stage fails the run; status %d", st);
@@ -213,6 +160,15 @@ static void test_stage_failure(void) {
     CHECK(exists(log), "the stage log %s exists", log);
     snprintf(log, sizeof log, "%s/logs/locate.log", out_dir);
     CHECK(!exists(log) && !strstr(out, "== stage locate"), "locate must not start after probe failed: %s", out);
+    free(out);
+    char *argv_status[] = {NULL, "status", out_dir, NULL};
+    st = run_lafn(argv_status, &out);
+    testutil_stage_status probe, locate;
+    CHECK(st == 0 && testutil_status_parse(out, "probe", &probe) == 0 && testutil_status_parse(out, "locate", &locate) == 0,
+          "lafn status %s: status %d: %s", out_dir, st, out);
+    CHECK(probe.failed == 1 && probe.facts == 0 && probe.merged_facts < 0 && !strcmp(probe.jobs, "-") &&
+              locate.failed == 0 && strstr(out, "probe: latest error: ") && strstr(out, "broken.jsonl:3"),
+          "lafn status after the failed probe: one failure, its error, no facts, no jobs: %s", out);
     free(out);
 }
 
@@ -236,42 +192,6 @@ static int count_prefix(const char *dir, const char *prefix) {
     for (struct dirent *e; d && (e = readdir(d));) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
     if (d) closedir(d);
     return n;
-}
-
-/* Reads dataset `name` of DIR/FILE as doubles sorted by /facts; *n values. */
-static double *read_by_fact(const char *dir, const char *file, const char *name, size_t row_len, size_t *n) {
-    char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    lafn_err err = {{0}};
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    int64_t *facts = NULL;
-    double *v = NULL, *sorted = NULL;
-    size_t nf = 0, nr = 0;
-    if (f >= 0 && h5out_read_all(f, path, "facts", H5OUT_I64, 0, (void **)&facts, &nf, &err) == 0 &&
-        h5out_read_all(f, path, name, H5OUT_F64, row_len, (void **)&v, &nr, &err) == 0 && nr == nf &&
-        (sorted = calloc(nf * (row_len ? row_len : 1), sizeof *sorted))) {
-        size_t w = row_len ? row_len : 1;
-        for (size_t i = 0; i < nf; i++) {
-            size_t rank = 0;
-            for (size_t k = 0; k < nf; k++) rank += facts[k] < facts[i];
-            memcpy(sorted + rank * w, v + i * w, w * sizeof *v);
-        }
-        *n = nf * w;
-    } else fprintf(stderr, "%s: %s\n", path, err.msg);
-    if (f >= 0) H5Fclose(f);
-    free(facts);
-    free(v);
-    return sorted;
-}
-
-/* Largest difference of two arrays; NaN only where both are NaN. */
-static double max_diff(const double *a, const double *b, size_t n, size_t *worst) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (isnan(a[i]) && isnan(b[i])) ? 0 : fabs(a[i] - b[i]);
-        if (isnan(d) || d > m) { m = isnan(d) ? INFINITY : d; *worst = i; }
-    }
-    return m;
 }
 
 /* Processes whose command line contains needle (Open MPI ranks outlive a killed mpirun for a moment). */
@@ -301,7 +221,7 @@ static void test_resume(void) {
     snprintf(cfg, sizeof cfg, "%s/resume.cfg", tmp);
     snprintf(ref, sizeof ref, "%s/ref-run", tmp);
     snprintf(cut, sizeof cut, "%s/cut-run", tmp);
-    write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
+    testutil_write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
     char o_ref[PATH_MAX + 32], o_cut[PATH_MAX + 32];
     snprintf(o_ref, sizeof o_ref, "run.output_dir=%s", ref);
     snprintf(o_cut, sizeof o_cut, "run.output_dir=%s", cut);
@@ -314,7 +234,7 @@ static void test_resume(void) {
     free(out);
     snprintf(out_path, sizeof out_path, "%s/cut-out.txt", tmp);
     char *argv_cut[] = {NULL, "run", cfg, o_cut, longer[0], longer[1], NULL};
-    pid_t pid = start_lafn(argv_cut, out_path);
+    pid_t pid = testutil_lafn_start(argv_cut, out_path);
     int killed = 0;
     for (int i = 0; pid > 0 && i < 60000 && !killed; i++) { /* up to 10 min, polling every 10 ms */
         if (count_prefix(cut, "edit.shard-") > 0 && count_suffix(cut, "edit.h5") == 0) {
@@ -326,7 +246,7 @@ static void test_resume(void) {
         if (waitpid(pid, &ws, WNOHANG) == pid) break;
         nanosleep(&(struct timespec){0, 10000000L}, NULL);
     }
-    if (killed) wait_status(pid);
+    if (killed) testutil_wait_status(pid);
     for (int i = 0; i < 600 && count_processes(o_cut) > 0; i++) /* orphaned ranks exit within seconds */
         nanosleep(&(struct timespec){0, 100000000L}, NULL);
     CHECK(count_processes(o_cut) == 0, "stage processes of the killed run are still alive after 60 s");
@@ -344,21 +264,7 @@ static void test_resume(void) {
           "edit must resume some but not all of its facts (%zu of %zu): %s", n_resumed, n_all, out);
     free(out);
     CHECK(count_suffix(cut, ".tmp") == 0, "no .tmp files may remain in %s", cut);
-    const struct { const char *file, *name; size_t row_len; } cmp[] = {
-        {"edit.h5", "nll_after", 2}, {"edit.h5", "loss", 4}, /* 2 languages; 4 loss terms */
-        {"eval.h5", "pre", 32}, {"eval.h5", "post/all", 32}};  /* 2 languages x 4 criteria x 4 metrics */
-    for (size_t k = 0; k < sizeof cmp / sizeof cmp[0]; k++) {
-        size_t na = 0, nb = 0, worst = 0;
-        double *a = read_by_fact(ref, cmp[k].file, cmp[k].name, cmp[k].row_len, &na);
-        double *b = read_by_fact(cut, cmp[k].file, cmp[k].name, cmp[k].row_len, &nb);
-        CHECK(a && b && na == nb && na > 0, "%s/%s readable in both runs (%zu vs %zu values)", cmp[k].file,
-              cmp[k].name, na, nb);
-        double d = a && b && na == nb ? max_diff(a, b, na, &worst) : INFINITY;
-        CHECK(d <= 1e-6, "%s/%s: resumed run differs from the uninterrupted one by %g at element %zu (%g vs %g)",
-              cmp[k].file, cmp[k].name, d, worst, a && worst < na ? a[worst] : NAN, b && worst < nb ? b[worst] : NAN);
-        free(a);
-        free(b);
-    }
+    testutil_check_same_results(ref, cut, "the resumed run");
 }
 
 /* lafn doctor starts 2 ranks through mpirun, finds the four stage programs and checks a faster BLAS kernel than a pinned one. */
@@ -444,7 +350,7 @@ static void tiny_run_prepare(tiny_run *t, const char *name) {
     snprintf(t->dir, sizeof t->dir, "%s/%s", tmp, name);
     snprintf(t->cfg, sizeof t->cfg, "%s/%s.cfg", tmp, name);
     snprintf(t->out_override, sizeof t->out_override, "run.output_dir=%s", t->dir);
-    write_tiny_cfg(t->cfg, "unused", "conf/data/demo_facts.jsonl");
+    testutil_write_tiny_cfg(t->cfg, "unused", "conf/data/demo_facts.jsonl");
 }
 
 /* lafn ask RUN_DIR FACT applies the fact's cached edit as eval did (edit.trigger = trigger): same gates fired, same exact matches. */
@@ -521,10 +427,10 @@ static void test_submit(void) {
     mkdir(bin, 0755);
     snprintf(script, sizeof script,
              "#!/bin/sh\necho \"$*\" >> '%s'\nn=$(wc -l < '%s')\necho \"$((1000 + n));cluster\"\n", calls, calls);
-    write_text(sb, script);
+    testutil_write_text(sb, script);
     chmod(sb, 0755);
     snprintf(cfg, sizeof cfg, "%s/submit.cfg", tmp);
-    write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
+    testutil_write_tiny_cfg(cfg, "unused", "conf/data/demo_facts.jsonl");
     snprintf(o_dir, sizeof o_dir, "run.output_dir=%s/submit-run", tmp);
     const char *old_path = getenv("PATH");
     snprintf(path_env, sizeof path_env, "%s:%s", bin, old_path ? old_path : "/usr/bin:/bin");
@@ -556,6 +462,12 @@ static void test_submit(void) {
     CHECK(text && strstr(text, "#SBATCH --ntasks=2\n") && strstr(text, "#SBATCH --time=0:30:00\n") &&
               strstr(text, "lafn-edit' ") && strstr(text, "'edit.lr=0.1'") && strstr(text, "exec mpirun -np \"$SLURM_NTASKS\""),
           "edit.sbatch: %s", text ? text : "(unreadable)");
+    free(text);
+    snprintf(path, sizeof path, "%s/submit-run/slurm/jobs.tsv", tmp);
+    text = testutil_read_text(path);
+    CHECK(text && strstr(text, "\tprobe\t1001\t\n") && strstr(text, "\tedit\t1003\t1002\n") &&
+              strstr(text, "\teval\t1004\t1003\n"),
+          "submit records each job with the one it waits for in %s: %s", path, text ? text : "(unreadable)");
     free(text);
 }
 

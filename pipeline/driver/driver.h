@@ -58,6 +58,31 @@ int driver_run(int argc, char **argv);
 /* `lafn submit FILE.cfg ...`: one sbatch script per stage, submitted as a dependency chain (driver_submit.c). */
 int driver_submit(int argc, char **argv);
 
+/* `lafn status RUN_DIR`: per stage the facts in committed shards, the merged file, failed attempts and the
+ * Slurm jobs with their states, from what is on disk and squeue/sacct (driver_status.c). No MPI. */
+int driver_status(int argc, char **argv);
+
+/* ---- the Slurm jobs of a run (driver_jobs.c) ---- */
+
+/* One job lafn submit recorded, and (after driver_jobs_states) what Slurm says of it. */
+typedef struct {
+    char time[32], stage[16], id[32], after[32]; /* submission time (UTC), stage, job id, the job it waits for ("" none) */
+    char state[32], reason[64];                  /* e.g. "PENDING" and "DependencyNeverSatisfied"; "" unknown */
+} driver_job;
+
+/* Appends one line "TIME<tab>STAGE<tab>JOB_ID<tab>AFTER_JOB_ID" to RUN_DIR/slurm/jobs.tsv (the folder must exist;
+ * the file gets a header line when new). Returns 0, or -1 with err naming the file. */
+int driver_jobs_record(const char *run_dir, const char *stage, const char *id, const char *after, lafn_err *err);
+
+/* Reads RUN_DIR/slurm/jobs.tsv in file order into *jobs (*n of them, the caller frees; no file: 0 jobs).
+ * Returns 0, or -1 with err naming file:line of a malformed line. */
+int driver_jobs_read(const char *run_dir, driver_job **jobs, size_t *n, lafn_err *err);
+
+/* Fills state and reason of each job from `squeue -t all` (jobs the controller still holds), then from sacct
+ * for the rest (where accounting is on); a job neither knows keeps state "". Returns the number of jobs with a
+ * state; without squeue and sacct, 0. Never fails. */
+size_t driver_jobs_states(driver_job *jobs, size_t n);
+
 /* Default model path, relative to the working directory (the repository). */
 #define DRIVER_DEFAULT_MODEL "models/gemma-3-270m-q4_k_m.gguf"
 
@@ -135,6 +160,12 @@ void driver_argv_free(char **argv);
  * gets the exit status, or 128 + the signal that ended it. Returns 0 when the
  * program ran (whatever its status), or -1 with err if it could not be started. */
 int driver_spawn_logged(char *const *argv, const char *log_path, FILE *echo, int *status, lafn_err *err);
+
+/* Reads a stage's log (lafn run's logs/STAGE.log, whose attempts each start with a "==== " line, or a Slurm job's
+ * logs/STAGE-ID.log): the attempts with the stage's own error line "lafn-STAGE: MESSAGE" are counted (the first
+ * such line of each), and last gets the MESSAGE of the latest attempt ("" if it has none or the log is missing).
+ * Returns the count (0 for a missing log). */
+int driver_log_errors(const char *log_path, const char *stage, char *last, size_t cap);
 
 /* Creates dir and its parents (mode 0755) and checks that a file can be
  * created in it. Returns 0, or -1 with err naming `what` (e.g. "run.output_dir"). */

@@ -13,22 +13,6 @@ static const char run_usage[] =
     "usage: lafn run FILE.cfg [--resume | --no-resume] [--dry-run] [--all-metrics] [--stages probe,locate,edit,eval]\n"
     "                [--facts A-B | --facts 1,4,7-9] [--languages en,zh] [--ranks N] [section.key=value ...]\n";
 
-/* The stage's own error line ("lafn-STAGE: ...") of its latest attempt in the log, into msg ("" if none). */
-static void stage_error_line(const char *log_path, const char *stage, char *msg, size_t cap) {
-    char prefix[64], line[1024];
-    snprintf(prefix, sizeof prefix, "lafn-%s: ", stage);
-    msg[0] = '\0';
-    FILE *f = fopen(log_path, "r");
-    while (f && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "==== ", 5) == 0) msg[0] = '\0'; /* a later attempt starts */
-        else if (!msg[0] && strncmp(line, prefix, strlen(prefix)) == 0) {
-            line[strcspn(line, "\n")] = '\0';
-            snprintf(msg, cap, "%s", line + strlen(prefix));
-        }
-    }
-    if (f) fclose(f);
-}
-
 /* Runs one stage: mpirun -np R lafn-STAGE FILE.cfg OVERRIDES..., output to stdout and OUT/logs/STAGE.log.
  * Returns 0, or -1 with err and the stage's exit status in *status (1 if it never started). */
 static int run_stage(const driver_plan *p, int i, int *status, lafn_err *err) {
@@ -53,7 +37,7 @@ static int run_stage(const driver_plan *p, int i, int *status, lafn_err *err) {
     double secs = lafn_now_seconds() - t0;
     if (*status != 0) {
         char why[512];
-        stage_error_line(log_path, driver_stage_names[i], why, sizeof why);
+        driver_log_errors(log_path, driver_stage_names[i], why, sizeof why);
         return lafn_err_set(err, "stage %s failed (exit status %d%s) after %.1f s%s%s; its log: %s%s",
                             driver_stage_names[i], *status, *status > 128 ? ", killed by a signal" : "", secs,
                             why[0] ? ": " : "", why, log_path, *status > 128 ? "; rerun the same command to resume" : "");

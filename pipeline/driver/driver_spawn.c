@@ -157,6 +157,27 @@ fail:
     return rc;
 }
 
+int driver_log_errors(const char *log_path, const char *stage, char *last, size_t cap) {
+    char prefix[64], line[1024];
+    int failed = 0, this_failed = 0;
+    snprintf(prefix, sizeof prefix, "lafn-%s: ", stage);
+    last[0] = '\0';
+    FILE *f = fopen(log_path, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "==== ", 5) == 0) { /* lafn run starts another attempt */
+            last[0] = '\0';
+            this_failed = 0;
+        } else if (!this_failed && strncmp(line, prefix, strlen(prefix)) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(last, cap, "%s", line + strlen(prefix));
+            this_failed = 1;
+            failed++;
+        }
+    }
+    if (f) fclose(f);
+    return failed;
+}
+
 int driver_mkdir_writable(const char *dir, const char *what, lafn_err *err) {
     size_t len = strlen(dir);
     if (len == 0 || len >= PATH_MAX - 32) return lafn_err_set(err, "%s: '%.80s' is empty or too long", what, dir);

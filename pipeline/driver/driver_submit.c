@@ -12,7 +12,8 @@ static const char submit_usage[] =
     "usage: lafn submit FILE.cfg [--dry-run] [--sbatch=OPTION ...] [--stages ...] [--facts A-B] [--languages en,zh]\n"
     "                   [--resume | --no-resume] [--ranks N] [section.key=value ...]\n"
     "  writes RUN_DIR/slurm/STAGE.sbatch for each stage and submits them with sbatch --parsable,\n"
-    "  each after the previous one succeeded (--dependency=afterok:ID); --dry-run writes without submitting;\n"
+    "  each after the previous one succeeded (--dependency=afterok:ID), and records the job ids in\n"
+    "  RUN_DIR/slurm/jobs.tsv (see them with lafn status RUN_DIR); --dry-run writes without submitting;\n"
     "  --sbatch=OPTION adds '#SBATCH OPTION' to every script (e.g. --sbatch=--partition=cpu --sbatch=--time=2:00:00)\n";
 
 /* Writes s single-quoted for the shell. */
@@ -39,7 +40,9 @@ static int write_script(const driver_plan *p, int i, const char *cwd, char *cons
     fprintf(f, "#SBATCH --chdir=%s\n#SBATCH --output=%s/logs/%s-%%j.log\n", cwd, p->out_dir, st);
     for (size_t k = 0; k < n_sbatch; k++) fprintf(f, "#SBATCH %s\n", sbatch[k]);
     fprintf(f, "set -euo pipefail\n# OPENBLAS_CORETYPE etc. travel with sbatch's default --export=ALL and mpirun -x.\n");
-    fprintf(f, "exec mpirun -np \"$SLURM_NTASKS\"");
+    fprintf(f, "# A job that runs as root (a single-machine test cluster) needs mpirun's consent, as lafn run gives it.\n");
+    fprintf(f, "as_root=()\nif [ \"$(id -u)\" -eq 0 ]; then as_root=(--allow-run-as-root); fi\n");
+    fprintf(f, "exec mpirun -np \"$SLURM_NTASKS\" \"${as_root[@]}\"");
     const char *fwd[] = {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"};
     for (size_t k = 0; k < sizeof fwd / sizeof fwd[0]; k++)
         if (getenv(fwd[k])) fprintf(f, " -x %s", fwd[k]);
@@ -121,10 +124,13 @@ int driver_submit(int argc, char **argv) {
         if (p.dry_run) { printf("wrote %s\n", script); continue; }
         if (submit_one(script, prev, id, sizeof id, &err) != 0) { status = 1; break; }
         printf("submitted %s as job %s%s%s\n", script, id, prev[0] ? " after " : "", prev);
+        if (driver_jobs_record(p.out_dir, driver_stage_names[i], id, prev, &err) != 0) { status = 1; break; }
         snprintf(prev, sizeof prev, "%s", id);
     }
     if (status != 0) fprintf(stderr, "lafn submit: %s\n", err.msg);
-    else if (!p.dry_run) printf("logs: %s/logs/STAGE-JOBID.log; watch with: squeue -u $USER\n", p.out_dir);
+    else if (!p.dry_run)
+        printf("logs: %s/logs/STAGE-JOBID.log; job ids: %s/slurm/jobs.tsv; watch with: lafn status %s\n", p.out_dir,
+               p.out_dir, p.out_dir);
     free(sb);
     free(sbatch);
     driver_plan_free(&p);

@@ -17,6 +17,8 @@ static const driver_command commands[] = {
     {"run", driver_run, 0, "run the stages under mpirun: lafn run FILE.cfg [--resume] [--dry-run] [--stages ...] "
                            "[--facts A-B] [--languages en,zh] [section.key=value ...]"},
     {"submit", driver_submit, 0, "submit the stages to Slurm as a dependency chain: lafn submit FILE.cfg [...]"},
+    {"status", driver_status, 0, "what a run folder holds per stage — facts, shards, failures, Slurm jobs and "
+                                 "their states: lafn status RUN_DIR"},
     {"ask", driver_ask, 1, "answer prompts: lafn ask [--model PATH] (--questions FILE.tsv | PROMPT...), or the "
                            "unedited and edited model side by side: lafn ask RUN_DIR FACT"},
     {"paraphrases", driver_paraphrases, 0, "the paraphrase stage's kept paraphrases as a paraphrase file (JSON "
