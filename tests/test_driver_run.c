@@ -2,12 +2,10 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +16,8 @@
 
 #include "edit/stage_edit.h"
 #include "h5/h5out.h"
+#include "lafn_runner.h"
 #include "testutil.h"
-
-extern char **environ;
 
 static char lafn[PATH_MAX + 16], tmp[PATH_MAX];
 
@@ -30,24 +27,6 @@ static int find_lafn(void) {
     if (!path) return -1;
     snprintf(lafn, sizeof lafn, "%s", path);
     return 0;
-}
-
-/* Starts lafn with argv (argv[0] ignored) in its own process group, output to out_path. */
-static pid_t start_lafn(char **argv, const char *out_path) {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&at);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&at, 0);
-    argv[0] = lafn;
-    pid_t pid = -1;
-    if (posix_spawn(&pid, lafn, &fa, &at, argv, environ) != 0) pid = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    return pid;
 }
 
 static int wait_status(pid_t pid) {
@@ -60,7 +39,7 @@ static int wait_status(pid_t pid) {
 static int run_lafn(char **argv, char **out) {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/out.txt", tmp);
-    pid_t pid = start_lafn(argv, path);
+    pid_t pid = lafn_runner_start(argv, path);
     int status = pid > 0 ? wait_status(pid) : -1;
     FILE *f = fopen(path, "r");
     *out = calloc(1, 1 << 20);
@@ -314,7 +293,7 @@ static void test_resume(void) {
     free(out);
     snprintf(out_path, sizeof out_path, "%s/cut-out.txt", tmp);
     char *argv_cut[] = {NULL, "run", cfg, o_cut, longer[0], longer[1], NULL};
-    pid_t pid = start_lafn(argv_cut, out_path);
+    pid_t pid = lafn_runner_start(argv_cut, out_path);
     int killed = 0;
     for (int i = 0; pid > 0 && i < 60000 && !killed; i++) { /* up to 10 min, polling every 10 ms */
         if (count_prefix(cut, "edit.shard-") > 0 && count_suffix(cut, "edit.h5") == 0) {
