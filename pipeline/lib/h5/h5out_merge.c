@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "base/mpi_status.h"
@@ -179,8 +180,13 @@ done:
     return rc;
 }
 
-/* The message of a failed write into the stage file's .tmp in dir: the file, and a full disk when that was the cause. */
+/* The message of a failed write into the stage file's .tmp in dir: the file, and a full disk when that was the
+ * cause — by errno or, as MPI-IO does not always hand errno back, by a folder left with almost no room. */
 static int write_failed(lafn_err *err, const char *dir, const char *tmp, int saved_errno) {
+    struct statvfs vfs;
+    if (saved_errno != ENOSPC && saved_errno != EDQUOT && statvfs(dir, &vfs) == 0 && vfs.f_blocks > 0 &&
+        (double)vfs.f_bavail * (double)vfs.f_frsize < H5OUT_SPACE_SLACK)
+        saved_errno = ENOSPC;
     lafn_err_wrap(err, "%s", tmp);
     lafn_err_disk_full(err, dir, saved_errno, H5OUT_FULL_HINT);
     return -1;
