@@ -58,6 +58,15 @@ char *testutil_read_text(const char *path) {
     return buf;
 }
 
+char *testutil_read_file(const char *path, size_t *n) {
+    char *buf = NULL;
+    size_t len = 0;
+    lafn_err err = {{0}};
+    if (file_read_all(path, SIZE_MAX, &buf, &len, &err) != 0) return NULL;
+    if (n) *n = len;
+    return buf;
+}
+
 void testutil_copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
     char buf[65536];

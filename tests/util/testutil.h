@@ -40,6 +40,10 @@ const char *testutil_lafn_binary(void);
  * NULL after printing why to stderr. */
 char *testutil_read_text(const char *path);
 
+/* The whole file at path with its length in *n (n may be NULL), NUL-terminated, or NULL if it cannot be read
+ * (nothing printed: for files that may be absent). The caller frees. */
+char *testutil_read_file(const char *path, size_t *n);
+
 /* Copies the file from to the file to (created or truncated); a failure is a failed check naming both. */
 void testutil_copy_file(const char *from, const char *to);
 

@@ -21,7 +21,7 @@ pid_t testutil_lafn_start(char **argv, const char *out_path);
 int testutil_wait_status(pid_t pid);
 
 /* Runs lafn (as testutil_lafn_start) to the end. Returns its exit status (-1 if it could not start) and its
- * output, read back from out_path, in *out (up to 1 MiB, NUL-terminated; the caller frees). */
+ * output, read back from out_path, in *out unless out is NULL (up to 1 MiB, NUL-terminated; the caller frees). */
 int testutil_lafn_run(char **argv, const char *out_path, char **out);
 
 /* Reads dataset `name` (row_len values per fact; 0 for a 1-D dataset) of DIR/FILE as doubles, rows sorted by

@@ -22,4 +22,12 @@ int lafn_err_set(lafn_err *err, const char *fmt, ...)
 int lafn_err_wrap(lafn_err *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* After a write into folder dir failed with errno saved_errno (taken right
+ * after the failing call): if it is ENOSPC or EDQUOT, appends to err's message
+ * that the disk holding dir is full (or the quota used up), how much is free
+ * there and then "; HINT" (hint may be NULL), so the message names the file
+ * (already in it), the cause and what to do. Any other errno leaves err as it
+ * is. Returns 1 if it added the note, else 0. */
+int lafn_err_disk_full(lafn_err *err, const char *dir, int saved_errno, const char *hint);
+
 #endif

@@ -235,6 +235,12 @@ static int run_sequential(edit_stage *S, lafn_err *err) {
     edit_cache_entry *entries = NULL;
     edit_record *hist = calloc(n + 1, sizeof *hist);
     int rc = hist ? 0 : lafn_err_set(err, "edit: out of memory for %zu records", n);
+    for (size_t i = 1; rc == 0 && i < n; i++) /* a damaged shard set aside leaves a gap */
+        if (S->res.done[i] && !S->res.done[i - 1])
+            rc = lafn_err_set(err, "edit: sequential mode: fact %zu is in the committed shards but the earlier fact "
+                              "%zu is not (a damaged shard was set aside?), so its edit was made after an edit that "
+                              "is gone; run again with run.resume = false", S->ctx.facts.facts[i].index,
+                              S->ctx.facts.facts[i - 1].index);
     if (mpi_status_agree(S->ctx.comm, rc ? rc : read_shard_stores(S, &st, &n_st, err), err)) rc = -1;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (S->res.done[i]) continue;

@@ -2,6 +2,7 @@
 #include "eval/stage_eval_int.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,17 +75,21 @@ static cJSON *record_json(const facts_set *fs, const eval_data *d, size_t i, con
     return o;
 }
 
-/* Writes text to path via path.tmp and rename. */
-static int write_file(const char *path, const char *text, lafn_err *err) {
+/* Writes text to path (in folder dir) via path.tmp and rename. */
+static int write_file(const char *dir, const char *path, const char *text, lafn_err *err) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f) return lafn_err_set(err, "cannot create %s", tmp);
-    int bad = fputs(text, f) < 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
+    if (!f) return lafn_err_set(err, "cannot create %s: %s", tmp, strerror(errno));
+    int bad = fputs(text, f) < 0, saved_errno = errno;
+    if (fclose(f) != 0 && !bad) bad = 1, saved_errno = errno;
+    if (!bad && rename(tmp, path) != 0) bad = 1, saved_errno = errno;
+    if (bad) {
         remove(tmp);
-        return lafn_err_set(err, "cannot write %s", path);
+        lafn_err_set(err, "cannot write %s", path);
+        if (!lafn_err_disk_full(err, dir, saved_errno, "free space and run eval again (its shards are kept)"))
+            lafn_err_set(err, "cannot write %s: %s", path, strerror(saved_errno));
+        return -1;
     }
     return 0;
 }
@@ -103,7 +108,7 @@ static int json_write(const stage_context *ctx, const eval_data *d, const char *
     char *text = cJSON_Print(arr);
     cJSON_Delete(arr);
     if (!text) return lafn_err_set(err, "%s: out of memory printing JSON", path);
-    int rc = write_file(path, text, err);
+    int rc = write_file(ctx->out_dir, path, text, err);
     cJSON_free(text);
     return rc;
 }
@@ -167,7 +172,7 @@ static int csv_write(const stage_context *ctx, const eval_data *d, const char *p
         }
     }
     if (fclose(f) != 0) { free(text); return lafn_err_set(err, "%s: out of memory", path); }
-    int rc = write_file(path, text, err);
+    int rc = write_file(ctx->out_dir, path, text, err);
     free(text);
     return rc;
 }

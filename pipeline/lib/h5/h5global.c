@@ -5,12 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "h5/h5fault.h"
 #include "h5/h5out_int.h"
 #include "base/mpi_status.h"
 
-/* Copies file src to dst (created or truncated). Returns 0 or -1 with err. */
-static int copy_file(const char *src, const char *dst, lafn_err *err) {
+/* Copies file src to dst (created or truncated). Returns 0, or -1 with err and the errno of the failed call in
+ * *saved_errno. */
+static int copy_file(const char *src, const char *dst, int *saved_errno, lafn_err *err) {
     FILE *in = fopen(src, "rb"), *out = NULL;
     char *buf = malloc(1 << 20);
     int rc = -1;
@@ -19,11 +22,18 @@ static int copy_file(const char *src, const char *dst, lafn_err *err) {
     if (!buf) { lafn_err_set(err, "out of memory copying '%s'", src); goto fail; }
     size_t n;
     while ((n = fread(buf, 1, 1 << 20, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) { lafn_err_set(err, "cannot write '%s': %s", dst, strerror(errno)); goto fail; }
+        if (fwrite(buf, 1, n, out) != n) {
+            *saved_errno = errno;
+            lafn_err_set(err, "cannot write '%s'", dst);
+            goto fail;
+        }
     if (ferror(in)) { lafn_err_set(err, "cannot read '%s'", src); goto fail; }
     rc = 0;
 fail:
-    if (out && fclose(out) != 0 && rc == 0) rc = lafn_err_set(err, "cannot close '%s': %s", dst, strerror(errno));
+    if (out && fclose(out) != 0 && rc == 0) {
+        *saved_errno = errno;
+        rc = lafn_err_set(err, "cannot close '%s': %s", dst, strerror(errno));
+    }
     if (in) fclose(in);
     free(buf);
     return rc;
@@ -46,19 +56,36 @@ int h5global_amend(const char *dir, const char *stage, h5global_writer write, vo
     if (h5out_stage_path(path, sizeof path, dir, stage, 0) != 0)
         return lafn_err_set(err, "%s: output path too long", stage);
     snprintf(tmp, sizeof tmp, "%s.global.tmp", path);
-    if (copy_file(path, tmp, err) != 0) return -1;
     hid_t file = H5I_INVALID_HID;
-    int rc = -1;
+    int rc = -1, saved_errno = 0;
+    struct stat st;
+    if (h5out_check_space(dir, path, H5OUT_SPACE_SLACK + (stat(path, &st) == 0 ? (double)st.st_size : 0.0),
+                          "add the run-wide datasets", err) != 0)
+        return -1;
+    if (copy_file(path, tmp, &saved_errno, err) != 0) goto fail;
     H5E_BEGIN_TRY { file = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT); } H5E_END_TRY;
     if (file < 0) { lafn_err_set(err, "cannot open '%s' for writing", tmp); goto fail; }
-    if (write(file, path, arg, err) != 0) goto fail;
+    if (write(file, path, arg, err) != 0) {
+        saved_errno = errno;
+        goto fail;
+    }
+    h5fault_point(stage, "global", 0); /* rank 0 amends */
     rc = 0;
 fail:
-    if (file >= 0 && H5Fclose(file) < 0 && rc == 0) rc = lafn_err_set(err, "cannot close '%s'", tmp);
-    if (rc == 0 && h5out_sync_path(tmp) != 0) rc = lafn_err_set(err, "cannot sync '%s'", tmp);
+    if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
+        saved_errno = errno;
+        rc = lafn_err_set(err, "cannot close '%s'", tmp);
+    }
+    if (rc == 0 && h5out_sync_path(tmp) != 0) {
+        saved_errno = errno;
+        rc = lafn_err_set(err, "cannot sync '%s'", tmp);
+    }
     if (rc == 0 && rename(tmp, path) != 0)
         rc = lafn_err_set(err, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-    if (rc != 0) remove(tmp);
+    if (rc != 0) {
+        lafn_err_disk_full(err, dir, saved_errno, H5OUT_FULL_HINT);
+        remove(tmp);
+    }
     if (rc == 0 && h5out_sync_dir(dir) != 0) rc = lafn_err_set(err, "%s: renamed, but its folder cannot be synced", path);
     return rc;
 }

@@ -27,6 +27,7 @@
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base/lafn_err.h"
 
@@ -107,6 +108,16 @@ int h5out_shard_write(const char *dir, const h5out_provenance *p, int rank, size
  * caller frees with h5out_shards_free. Returns 0, or -1 with err set. */
 int h5out_shard_list(const char *dir, const char *stage, h5out_shard **out, size_t *n, lafn_err *err);
 void h5out_shards_free(h5out_shard *s, size_t n);
+
+/* Before a resume, on one process: checks every committed shard of stage in
+ * dir and renames each damaged one — not a readable HDF5 file (HDF5 refuses a
+ * truncated file: its superblock records the end of file), or its /facts
+ * unreadable or empty — to NAME.damaged, which no listing, resume or merge
+ * matches: it is never merged, its facts are missing from h5out_resume's list
+ * and so are done again. Each one set aside is named on log (may be NULL). A
+ * shard of another stage or run is not damage but an error naming it, as in
+ * h5out_resume. Returns 0, or -1 with err. */
+int h5out_shards_set_aside(const char *dir, const char *stage, const char *run_id, FILE *log, lafn_err *err);
 
 /* Resume: the sorted, distinct fact indices already in committed shards of
  * stage in dir (each shard's identity checked against stage and run_id), and

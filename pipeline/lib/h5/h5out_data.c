@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 size_t h5out_dtype_size(h5out_dtype t) {
@@ -237,6 +238,15 @@ int h5out_check_batch(const h5out_dataset *d, size_t n_facts, lafn_err *err) {
 int h5out_stage_path(char *buf, size_t cap, const char *dir, const char *stage, int tmp) {
     int n = snprintf(buf, cap, "%s/%s.h5%s", dir, stage, tmp ? ".tmp" : "");
     return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+int h5out_check_space(const char *dir, const char *path, double need, const char *what, lafn_err *err) {
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0 || vfs.f_blocks == 0) return 0;
+    double avail = (double)vfs.f_bavail * (double)vfs.f_frsize;
+    if (avail >= need) return 0;
+    return lafn_err_set(err, "%s: not enough space to %s: up to %.0f kB needed, %.0f kB free — the disk holding %s is "
+                        "full; %s", path, what, need / 1e3, avail / 1e3, dir, H5OUT_FULL_HINT);
 }
 
 int h5out_sync_path(const char *path) {

@@ -32,6 +32,9 @@ int h5out_write_csr(hid_t loc, const char *name, h5out_dtype t, size_t n_rows_to
                  size_t n_rows, const int64_t *offsets, size_t n_values_total, size_t value0,
                  const void *values, int last, hid_t dxpl, lafn_err *err);
 
+/* What a disk-full message tells the user (lafn_err_disk_full's hint). */
+#define H5OUT_FULL_HINT "the committed shards are kept: free space and run the stage again to resume"
+
 /* 1 if stage is a non-empty name of [a-z0-9_] (it becomes part of file names). */
 int h5out_stage_name_ok(const char *stage);
 
@@ -46,6 +49,21 @@ int h5out_shard_open(const char *path, const char *stage, const char *run_id, hi
 
 /* Stage file names: "DIR/STAGE.h5" (tmp: with ".tmp"), into buf; -1 if too long. */
 int h5out_stage_path(char *buf, size_t cap, const char *dir, const char *stage, int tmp);
+
+/* Bytes of room wanted beyond the files a merge or an amendment reads (h5out_check_space). */
+#define H5OUT_SPACE_SLACK (64.0 * 1024.0)
+
+/* Before writing path in dir (what: "merge", "add the run-wide datasets"): 0 if dir has at least need bytes
+ * available (or the file system does not say), else -1 with err naming path, both amounts and a full disk.
+ * HDF5 (1.10) handles a write that runs out of space badly — a collective one can leave the ranks waiting on
+ * each other, a failed close crashes at exit — so the writers check before they start. */
+int h5out_check_space(const char *dir, const char *path, double need, const char *what, lafn_err *err);
+
+/* Recomputes the superblock checksum of an HDF5 file image of size bytes in place: HDF5 1.10's
+ * H5Fget_file_image clears the superblock's status flags without it (HDFGroup/hdf5#1915, fixed in 2025), so
+ * the image would not open. Versions 0 and 1 (no checksum) are left alone. Returns 0, or -1 if image does not
+ * start with an HDF5 superblock of 4- or 8-byte addresses. */
+int h5out_image_fix_superblock(uint8_t *image, size_t size);
 
 /* fsync of a file and of the directory holding it; 0 or -1. */
 int h5out_sync_path(const char *path);

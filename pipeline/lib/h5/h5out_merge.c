@@ -1,13 +1,17 @@
 /* h5out_merge: collective merge of a stage's committed shards into STAGE.h5 (hyperslab per rank, tmp name, rename). */
 #include "h5/h5out_int.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "base/mpi_status.h"
+#include "h5/h5fault.h"
 
 /* One schema dataset's rows held by this rank (the concatenation of its shards). */
 typedef struct {
@@ -176,16 +180,28 @@ done:
     return rc;
 }
 
-/* Writes facts and every schema dataset collectively into an open file. */
-static int write_all(hid_t file, const held *h, const h5out_dataset *schema, size_t n_schema,
-                     MPI_Comm comm, hid_t dxpl, lafn_err *err) {
+/* The message of a failed write into the stage file's .tmp in dir: the file, and a full disk when that was the
+ * cause — by errno or, as MPI-IO does not always hand errno back, by a folder left with almost no room. */
+static int write_failed(lafn_err *err, const char *dir, const char *tmp, int saved_errno) {
+    struct statvfs vfs;
+    if (saved_errno != ENOSPC && saved_errno != EDQUOT && statvfs(dir, &vfs) == 0 && vfs.f_blocks > 0 &&
+        (double)vfs.f_bavail * (double)vfs.f_frsize < H5OUT_SPACE_SLACK)
+        saved_errno = ENOSPC;
+    lafn_err_wrap(err, "%s", tmp);
+    lafn_err_disk_full(err, dir, saved_errno, H5OUT_FULL_HINT);
+    return -1;
+}
+
+/* Writes facts and every schema dataset collectively into an open file (dir/tmp, for messages). */
+static int write_all(hid_t file, const char *dir, const char *tmp, const held *h, const h5out_dataset *schema,
+                     size_t n_schema, MPI_Comm comm, hid_t dxpl, lafn_err *err) {
     int rank, size;
     size_t row0, n_total;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     scan_counts(comm, h->n, &row0, &n_total);
     int rc = h5out_write_rows(file, "facts", H5OUT_I64, n_total, 0, row0, h->n, h->facts, dxpl, "rows", err);
-    if (mpi_status_agree(comm, rc, err)) return -1;
+    if (mpi_status_agree(comm, rc ? write_failed(err, dir, tmp, errno) : 0, err)) return -1;
     for (size_t s = 0; s < n_schema; s++) {
         const h5out_dataset *d = &schema[s];
         const part *pt = &h->parts[s];
@@ -198,16 +214,17 @@ static int write_all(hid_t file, const held *h, const h5out_dataset *schema, siz
             rc = h5out_write_csr(file, d->name, d->dtype, n_total, row0, h->n, pt->off, v_total, v0,
                               pt->values, rank == size - 1, dxpl, err);
         }
-        if (mpi_status_agree(comm, rc, err)) return -1;
+        if (mpi_status_agree(comm, rc ? write_failed(err, dir, tmp, errno) : 0, err)) return -1;
     }
     return 0;
 }
 
 /* Creates the stage file's tmp name collectively and fills it. */
-static int write_stage(const char *tmp, const h5out_provenance *p, const held *h,
+static int write_stage(const char *dir, const char *tmp, const h5out_provenance *p, const held *h,
                        const h5out_dataset *schema, size_t n_schema, MPI_Comm comm, lafn_err *err) {
     hid_t fapl = H5I_INVALID_HID, dxpl = H5I_INVALID_HID, file = H5I_INVALID_HID;
-    int rc = -1;
+    int rc = -1, rank;
+    MPI_Comm_rank(comm, &rank);
     if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0 ||
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0 ||
         (dxpl = H5Pcreate(H5P_DATASET_XFER)) < 0 || H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0) {
@@ -216,16 +233,43 @@ static int write_stage(const char *tmp, const h5out_provenance *p, const held *h
     }
     file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (mpi_status_agree(comm, file < 0 ? lafn_err_set(err, "%s: cannot create", tmp) : 0, err)) goto fail;
-    if (mpi_status_agree(comm, h5out_provenance_write(file, p, "stage", comm, err), err)) goto fail;
-    if (write_all(file, h, schema, n_schema, comm, dxpl, err)) goto fail;
+    int prov = h5out_provenance_write(file, p, "stage", comm, err);
+    if (mpi_status_agree(comm, prov ? write_failed(err, dir, tmp, errno) : 0, err)) goto fail;
+    h5fault_point(p->stage, "merge", rank);
+    if (write_all(file, dir, tmp, h, schema, n_schema, comm, dxpl, err)) goto fail;
     hid_t f = file;
     file = H5I_INVALID_HID;
-    rc = H5Fclose(f) < 0 ? lafn_err_set(err, "%s: cannot close", tmp) : 0;
+    rc = 0;
+    if (H5Fclose(f) < 0) {
+        int saved_errno = errno;
+        lafn_err_set(err, "cannot close");
+        rc = write_failed(err, dir, tmp, saved_errno);
+    }
 fail:
-    if (file >= 0) H5Fclose(file);
+    if (file >= 0) {
+        /* Every rank is here after an agreed failure, perhaps a full disk: the
+         * collective close still flushes metadata, and a write failing on one
+         * rank there would leave the others waiting in HDF5 for ever. The
+         * .tmp is discarded anyway, so rank 0 first empties it to make room. */
+        if (rank == 0 && truncate(tmp, 0) != 0) lafn_err_wrap(err, "(and %s could not be emptied)", tmp);
+        MPI_Barrier(comm);
+        H5Fclose(file);
+    }
     if (dxpl >= 0) H5Pclose(dxpl);
     if (fapl >= 0) H5Pclose(fapl);
     return mpi_status_agree(comm, rc, err);
+}
+
+/* On one rank: fails when dir has less room than the shards (paths) take. The merged file holds their rows
+ * once, so it is never larger than the shards together plus H5OUT_SPACE_SLACK; starting a collective write
+ * that runs out of space part-way could leave the ranks waiting on each other in HDF5. */
+static int check_space(const char *dir, const char *path, char *const *paths, size_t n_paths, lafn_err *err) {
+    double need = H5OUT_SPACE_SLACK;
+    for (size_t i = 0; i < n_paths; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) == 0) need += (double)st.st_size;
+    }
+    return h5out_check_space(dir, path, need, "merge", err);
 }
 
 int h5out_merge(const char *dir, const h5out_provenance *p, const h5out_dataset *schema,
@@ -248,7 +292,9 @@ int h5out_merge(const char *dir, const h5out_provenance *p, const h5out_dataset 
     if (shared_list(dir, p->stage, comm, &paths, &n_paths, &blob, err)) return -1;
     int loaded = load_mine(paths, n_paths, rank, size, p, schema, n_schema, &h, err);
     if (mpi_status_agree(comm, loaded, err) || mpi_status_agree(comm, check_distinct(comm, &h, err), err)) goto done;
-    if (write_stage(tmp, p, &h, schema, n_schema, comm, err)) goto fail_tmp;
+    int roomy = rank == 0 ? check_space(dir, path, paths, n_paths, err) : 0;
+    if (mpi_status_agree(comm, roomy, err)) goto done;
+    if (write_stage(dir, tmp, p, &h, schema, n_schema, comm, err)) goto fail_tmp;
     int moved = 0;
     if (rank == 0 && (h5out_sync_path(tmp) || rename(tmp, path) || h5out_sync_dir(dir)))
         moved = lafn_err_set(err, "%s: cannot sync and rename to %s", tmp, path);

@@ -1,7 +1,10 @@
 /* h5out_shard: one rank's batch of finished facts as a small HDF5 file committed by rename; listing shards; resume. */
 #include "h5/h5out_int.h"
+#include "h5/h5fault.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +30,73 @@ static int shard_fill(hid_t file, const h5out_provenance *p, int rank, size_t se
     return 0;
 }
 
+/* The shard as an HDF5 file image built in memory (core driver, nothing on disk): *image (the caller frees) and
+ * *size. HDF5 never touches the disk here, so a full disk cannot leave it a half-closed file. */
+static int shard_image(const char *tmp, const h5out_provenance *p, int rank, size_t seq, const int64_t *facts,
+                       size_t n_facts, const h5out_dataset *ds, size_t n_ds, void **image, size_t *size,
+                       lafn_err *err) {
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    int rc = -1;
+    *image = NULL;
+    if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
+        lafn_err_set(err, "%s: cannot set up file access", tmp);
+        goto fail;
+    }
+    if ((file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0) {
+        lafn_err_set(err, "%s: cannot create in memory", tmp);
+        goto fail;
+    }
+    if (shard_fill(file, p, rank, seq, facts, n_facts, ds, n_ds, err)) {
+        lafn_err_wrap(err, "%s", tmp);
+        goto fail;
+    }
+    ssize_t n = H5Fflush(file, H5F_SCOPE_LOCAL) < 0 ? -1 : H5Fget_file_image(file, NULL, 0);
+    if (n <= 0 || !(*image = malloc((size_t)n)) || H5Fget_file_image(file, *image, (size_t)n) != n ||
+        h5out_image_fix_superblock(*image, (size_t)n) != 0) {
+        lafn_err_set(err, "%s: cannot take the file image (%zd bytes)", tmp, n);
+        goto fail;
+    }
+    *size = (size_t)n;
+    rc = 0;
+fail:
+    if (file >= 0 && H5Fclose(file) < 0 && rc == 0) rc = lafn_err_set(err, "%s: cannot close in memory", tmp);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (rc) {
+        free(*image);
+        *image = NULL;
+    }
+    return rc;
+}
+
+/* Writes size bytes to tmp (created or truncated) and syncs it. Returns 0, or -1 with errno set. */
+static int write_synced(const char *tmp, const void *image, size_t size) {
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -1;
+    for (size_t at = 0; at < size;) {
+        ssize_t w = write(fd, (const char *)image + at, size - at);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EIO;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        at += (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return close(fd);
+}
+
 int h5out_shard_write(const char *dir, const h5out_provenance *p, int rank, size_t seq,
                       const int64_t *facts, size_t n_facts, const h5out_dataset *ds, size_t n_ds,
                       lafn_err *err) {
     char path[4096], tmp[4200];
-    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
-    int rc = -1, created = 0;
     if (!h5out_stage_name_ok(p->stage) || !p->run_id || !p->run_id[0])
         return lafn_err_set(err, "shard: stage '%s' must be [a-z0-9_]+ and run_id non-empty",
                             p->stage ? p->stage : "(null)");
@@ -42,31 +106,22 @@ int h5out_shard_write(const char *dir, const h5out_provenance *p, int rank, size
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     for (size_t i = 0; i < n_ds; i++)
         if (h5out_check_batch(&ds[i], n_facts, err)) return lafn_err_wrap(err, "shard %s", path);
-    if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
-        lafn_err_set(err, "%s: cannot set up file access", tmp);
-        goto fail;
+    void *image = NULL;
+    size_t size = 0;
+    if (shard_image(tmp, p, rank, seq, facts, n_facts, ds, n_ds, &image, &size, err)) return -1;
+    int rc = 0;
+    if (write_synced(tmp, image, size) != 0) {
+        int saved_errno = errno;
+        rc = lafn_err_set(err, "%s: cannot write %zu bytes", tmp, size);
+        if (!lafn_err_disk_full(err, dir, saved_errno, H5OUT_FULL_HINT))
+            lafn_err_set(err, "%s: cannot write %zu bytes: %s", tmp, size, strerror(saved_errno));
+        unlink(tmp);
+    } else if (rename(tmp, path) != 0 || h5out_sync_dir(dir) != 0) {
+        rc = lafn_err_set(err, "%s: cannot rename to %s and sync the folder: %s", tmp, path, strerror(errno));
+        unlink(tmp);
     }
-    if ((file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0) {
-        lafn_err_set(err, "%s: cannot create (does the directory exist and is it writable?)", tmp);
-        goto fail;
-    }
-    created = 1;
-    if (shard_fill(file, p, rank, seq, facts, n_facts, ds, n_ds, err)) {
-        lafn_err_wrap(err, "%s", tmp);
-        goto fail;
-    }
-    hid_t f = file;
-    file = H5I_INVALID_HID;
-    if (H5Fclose(f) < 0 || h5out_sync_path(tmp) || rename(tmp, path) || h5out_sync_dir(dir)) {
-        lafn_err_set(err, "%s: cannot close, sync and rename to %s", tmp, path);
-        goto fail;
-    }
-    rc = 0;
-fail:
-    if (file >= 0) H5Fclose(file);
-    if (fapl >= 0) H5Pclose(fapl);
-    if (rc && created) unlink(tmp);
+    free(image);
+    if (rc == 0) h5fault_point(p->stage, "shard", rank);
     return rc;
 }
 
@@ -145,6 +200,55 @@ int h5out_shard_open(const char *path, const char *stage, const char *run_id, hi
     }
     *file = f;
     return 0;
+}
+
+/* Why the committed shard at path is damaged — not a readable HDF5 file, or its facts cannot be read — into why;
+ * 0 if it is sound (and of this stage and run), 1 if damaged, -1 with err if it belongs to another stage or run. */
+static int shard_damage(const char *path, const char *stage, const char *run_id, char *why, size_t cap,
+                        lafn_err *err) {
+    hid_t f = H5I_INVALID_HID;
+    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    if (f < 0) {
+        snprintf(why, cap, "not a readable HDF5 file: truncated or overwritten");
+        return 1;
+    }
+    int64_t *facts = NULL;
+    size_t n = 0;
+    lafn_err read_err = {{0}};
+    int rc = h5out_check_identity(f, path, stage, run_id, err);
+    if (rc == 0) {
+        H5E_BEGIN_TRY { rc = h5out_read_all(f, path, "facts", H5OUT_I64, 0, (void **)&facts, &n, &read_err); } H5E_END_TRY;
+        if (rc != 0 || n == 0) {
+            snprintf(why, cap, "%.500s", rc != 0 ? read_err.msg : "it holds no facts");
+            rc = 1;
+        }
+    }
+    free(facts);
+    H5Fclose(f);
+    return rc;
+}
+
+int h5out_shards_set_aside(const char *dir, const char *stage, const char *run_id, FILE *log, lafn_err *err) {
+    h5out_shard *sh = NULL;
+    size_t n_sh = 0;
+    int rc = h5out_shard_list(dir, stage, &sh, &n_sh, err);
+    for (size_t i = 0; rc == 0 && i < n_sh; i++) {
+        char why[600], aside[4200];
+        int bad = shard_damage(sh[i].path, stage, run_id, why, sizeof why, err);
+        if (bad <= 0) {
+            rc = bad;
+            continue;
+        }
+        snprintf(aside, sizeof aside, "%s.damaged", sh[i].path);
+        if (rename(sh[i].path, aside) != 0 || h5out_sync_dir(dir) != 0)
+            rc = lafn_err_set(err, "%s: committed shard is damaged (%s) and cannot be set aside as %s: %s", sh[i].path,
+                              why, aside, strerror(errno));
+        else if (log)
+            fprintf(log, "%s: committed shard %s is damaged (%s): set aside as %s, never merged; its facts are done "
+                         "again\n", stage, sh[i].path, why, aside);
+    }
+    h5out_shards_free(sh, n_sh);
+    return rc;
 }
 
 static int i64_cmp(const void *a, const void *b) {

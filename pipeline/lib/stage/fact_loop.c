@@ -55,8 +55,10 @@ int stage_resume_init(stage_resume *r, const stage_context *ctx, lafn_err *err) 
     *r = (stage_resume){0};
     int resume = 1;
     int rc = config_get_bool(&ctx->cfg, "run.resume", &resume, err);
-    if (rc == 0) rc = resume_local(r, ctx, resume, err);
-    return mpi_status_agree(ctx->comm, rc, err);
+    if (rc == 0 && resume && ctx->rank == 0)
+        rc = h5out_shards_set_aside(ctx->out_dir, ctx->stage, ctx->run_id, ctx->log, err);
+    if (mpi_status_agree(ctx->comm, rc, err) != 0) return -1;
+    return mpi_status_agree(ctx->comm, resume_local(r, ctx, resume, err), err);
 }
 
 void stage_resume_free(stage_resume *r) {

@@ -15,9 +15,12 @@ typedef struct {
     size_t next_seq; /* this rank's first unused shard number */
 } stage_resume;
 
-/* Collective over ctx->comm. With run.resume, fills r from the committed
- * shards of ctx->stage in ctx->out_dir (each checked against ctx->run_id: a
- * shard of another run is an error naming it). Without run.resume, rank 0
+/* Collective over ctx->comm. With run.resume, rank 0 first sets damaged
+ * committed shards aside (h5out_shards_set_aside: truncated or unreadable
+ * ones are renamed NAME.damaged, named on ctx->log, and their facts done
+ * again), then r is filled from the committed shards of ctx->stage in
+ * ctx->out_dir (each checked against ctx->run_id: a shard of another run is
+ * an error naming it). Without run.resume, rank 0
  * removes those shards (stage_shards_reset) and r says nothing is done.
  * Returns 0 on every rank, or -1 on every rank with err; free r with
  * stage_resume_free in both cases. */
