@@ -171,7 +171,8 @@ def h5_cut(src, dst, keep, drop_prefixes, limit):
     (CSR groups: their rows' first limit[group] values, if listed), leaving out datasets under drop_prefixes."""
     import h5py
     import numpy as np
-    with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
+    # The format lafn writes (h5out: libver bounds v18..latest, so metadata carries checksums).
+    with h5py.File(src, "r") as f, h5py.File(dst, "w", libver=("v108", "latest")) as g:
         for k, v in f.attrs.items():
             g.attrs[k] = v
         n = f["facts"].shape[0]

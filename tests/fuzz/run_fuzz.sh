@@ -34,8 +34,13 @@ for h in "${harnesses[@]}"; do
     { tail -n 30 "$out/build-$h.log" >&2; exit 1; }
   mkdir -p "$out/work/$h" "$out/crashes/$h"
   echo "run_fuzz: $h for ${seconds}s (log $out/$h.log)" >&2
+  # HDF5 leaks on most corrupt files (tests/asan/lsan.supp), and a leak check after every such input made
+  # the HDF5 harnesses 30 times slower: they fuzz without it; their replay tests check leaks at exit.
+  leaks=1
+  case "$h" in *_h5) leaks=0 ;; esac
   status=0
   nice -n 19 "$build/tests/fuzz/$h" -max_total_time="$seconds" -print_final_stats=1 -timeout=20 -rss_limit_mb=2048 \
+    -detect_leaks="$leaks" \
     -artifact_prefix="$out/crashes/$h/" "$out/work/$h" "$repo/tests/fuzz/corpus/$h" >"$out/$h.log" 2>&1 || status=$?
   grep -E "^#[0-9]+.*(DONE|pulse)|^stat::" "$out/$h.log" | tail -n 7 >&2
   ls "$out/crashes/$h" | sed "s|^|run_fuzz: $h: finding |" >&2
