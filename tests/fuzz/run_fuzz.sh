@@ -6,7 +6,8 @@
 #   OUT_DIR  build, working corpora, crash inputs and logs (default /tmp/lafn-fuzz)
 # One fuzzing process at a time, under nice -n 19. The working corpus grows in OUT_DIR/work/HARNESS and
 # starts from the committed seeds (tests/fuzz/corpus/HARNESS), which it never changes; crash inputs land in
-# OUT_DIR/crashes/HARNESS. The last lines of each log are libFuzzer's final statistics.
+# OUT_DIR/crashes/HARNESS. The last lines of each log are libFuzzer's final statistics and the CPU time used
+# (on a shared machine far less than the wall time).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 [ $# -ge 2 ] || { sed -n '4,9p' "${BASH_SOURCE[0]}" >&2; exit 2; }
@@ -39,10 +40,11 @@ for h in "${harnesses[@]}"; do
   leaks=1
   case "$h" in *_h5) leaks=0 ;; esac
   status=0
-  nice -n 19 "$build/tests/fuzz/$h" -max_total_time="$seconds" -print_final_stats=1 -timeout=20 -rss_limit_mb=2048 \
-    -detect_leaks="$leaks" \
-    -artifact_prefix="$out/crashes/$h/" "$out/work/$h" "$repo/tests/fuzz/corpus/$h" >"$out/$h.log" 2>&1 || status=$?
-  grep -E "^#[0-9]+.*(DONE|pulse)|^stat::" "$out/$h.log" | tail -n 7 >&2
+  TIMEFORMAT="run_fuzz: $h: %R s wall, %U s user + %S s system CPU"
+  { time nice -n 19 "$build/tests/fuzz/$h" -max_total_time="$seconds" -print_final_stats=1 -timeout=20 \
+      -rss_limit_mb=2048 -detect_leaks="$leaks" -artifact_prefix="$out/crashes/$h/" \
+      "$out/work/$h" "$repo/tests/fuzz/corpus/$h" >"$out/$h.log" 2>&1 || status=$?; } 2>>"$out/$h.log"
+  grep -E "^#[0-9]+.*(DONE|pulse)|^stat::|^run_fuzz:" "$out/$h.log" | tail -n 8 >&2
   ls "$out/crashes/$h" | sed "s|^|run_fuzz: $h: finding |" >&2
   [ "$status" -eq 0 ] || echo "run_fuzz: $h stopped with status $status (a finding; see the log)" >&2
 done
