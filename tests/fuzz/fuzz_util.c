@@ -1,5 +1,7 @@
-/* fuzz_util: the fuzz harnesses' private temporary folder and the input splitter. */
+/* fuzz_util: what the fuzz harnesses share — the private folder their inputs are written to, the input splitter, the uses of what they parse. */
 #include "fuzz_util.h"
+
+#include "h5/h5out.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -106,5 +108,8 @@ hid_t fuzz_h5_open(const char *name, const uint8_t *data, size_t size) {
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
         quiet = 1;
     }
-    return H5Fopen(fuzz_write_file(0, name, data, size), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const char *path = fuzz_write_file(0, name, data, size);
+    lafn_err err;
+    if (h5out_check_format(path, &err)) return H5I_INVALID_HID;
+    return H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
 }

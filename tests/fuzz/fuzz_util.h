@@ -46,9 +46,10 @@ void fuzz_use_tokenizer(const tokenizer *t);
  * view of each, the evaluation fields of each side, the paraphrase check. */
 void fuzz_use_facts(const facts_set *set);
 
-/* Writes data to `name` (slot 0) and opens it read-only as HDF5 with the
- * default driver, HDF5's error printing off. Returns the file id (the
- * caller closes it) or a negative id if HDF5 refuses the file. */
+/* Writes data to `name` (slot 0) and, if h5out_check_format accepts it (as
+ * h5out_open does), opens it read-only as HDF5 with the default driver,
+ * HDF5's error printing off. Returns the file id (the caller closes it) or
+ * a negative id if the check or HDF5 refuses the file. */
 hid_t fuzz_h5_open(const char *name, const uint8_t *data, size_t size);
 
 #endif
