@@ -49,6 +49,8 @@ typedef struct {
  * err naming the file, dataset and fault. */
 int edit_neurons_read(const char *path, const char *run_id, int n_layer, int d_ffn, MPI_Comm comm,
                       edit_neurons *out, lafn_err *err);
+/* The same from a locate.h5 the caller opened (identity checked or not, as it chooses); path names it in messages. */
+int edit_neurons_read_file(hid_t file, const char *path, int n_layer, int d_ffn, edit_neurons *out, lafn_err *err);
 void edit_neurons_free(edit_neurons *n);
 /* Row of fact index `fact`, or -1. */
 long edit_neurons_find(const edit_neurons *n, int64_t fact);

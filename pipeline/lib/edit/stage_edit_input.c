@@ -65,12 +65,9 @@ static int read_found(hid_t file, const char *path, edit_neurons *out, lafn_err 
     return 0;
 }
 
-int edit_neurons_read(const char *path, const char *run_id, int n_layer, int d_ffn, MPI_Comm comm,
-                      edit_neurons *out, lafn_err *err) {
-    hid_t file = H5I_INVALID_HID;
+int edit_neurons_read_file(hid_t file, const char *path, int n_layer, int d_ffn, edit_neurons *out, lafn_err *err) {
     int64_t *o[3] = {0};
     memset(out, 0, sizeof *out);
-    if (h5out_open(path, "locate", run_id, comm, &file, err)) return -1;
     if (h5out_read_all(file, path, "facts", H5OUT_I64, 0, (void **)&out->facts, &out->n_facts, err) ||
         read_found(file, path, out, err))
         goto fail;
@@ -90,11 +87,19 @@ int edit_neurons_read(const char *path, const char *run_id, int n_layer, int d_f
         out->sign[k] = out->sign[k] < 0.0f ? -1.0f : out->sign[k] > 0.0f ? 1.0f : 0.0f;
     if (check_neurons(out, path, n_layer, d_ffn, err)) goto fail;
     for (int k = 0; k < 3; k++) free(o[k]);
-    H5Fclose(file);
     return 0;
 fail:
     for (int k = 0; k < 3; k++) free(o[k]);
-    H5Fclose(file);
     edit_neurons_free(out);
     return -1;
+}
+
+int edit_neurons_read(const char *path, const char *run_id, int n_layer, int d_ffn, MPI_Comm comm,
+                      edit_neurons *out, lafn_err *err) {
+    hid_t file = H5I_INVALID_HID;
+    memset(out, 0, sizeof *out);
+    if (h5out_open(path, "locate", run_id, comm, &file, err)) return -1;
+    int rc = edit_neurons_read_file(file, path, n_layer, d_ffn, out, err);
+    H5Fclose(file);
+    return rc;
 }

@@ -92,8 +92,15 @@ int h5out_attr_string(hid_t obj, const char *name, char **out, lafn_err *err);
  * lafn_run_id == run_id. Returns 0, or -1 with err naming path and the mismatch. */
 int h5out_check_identity(hid_t file, const char *path, const char *stage, const char *run_id, lafn_err *err);
 
+/* Checks that path begins with the HDF5 signature and a superblock of version 2 or later: the
+ * format lafn writes (libver v18..latest), whose superblock, object headers and heaps HDF5 checks
+ * by checksum before parsing them. Older superblocks carry no checksums, and HDF5 1.10.8 parses
+ * their metadata as found (a corrupt one made it request an 8 EB allocation), so a file in that
+ * format is refused before HDF5 reads it. Returns 0, or -1 with err naming path and the version. */
+int h5out_check_format(const char *path, lafn_err *err);
+
 /* Opens a merged stage file read-only, collectively over comm (MPI-IO driver),
- * checks its identity as h5out_check_identity and that it is not a shard. On success *file is the caller's
+ * checks its format as h5out_check_format, its identity as h5out_check_identity and that it is not a shard. On success *file is the caller's
  * to H5Fclose. Returns 0, or -1 with err set and nothing left open. */
 int h5out_open(const char *path, const char *stage, const char *run_id, MPI_Comm comm, hid_t *file, lafn_err *err);
 

@@ -70,6 +70,23 @@ fail:
     return rc;
 }
 
+/* Checks that the n_rows x cols elements of type a dataset claims are stored in the file (lafn writes
+ * every element; a file of a few KB whose header claims 2^40 rows would otherwise have the reader
+ * allocate and fill terabytes). Returns 0, or -1 with err. */
+static int check_storage(hid_t dset, hid_t type, const char *path, const char *name, size_t n_rows, size_t cols,
+                         lafn_err *err) {
+    hsize_t stored = H5Dget_storage_size(dset), file_size = 0;
+    size_t type_size = H5Tget_size(type);
+    hid_t file = H5Iget_file_id(dset);
+    herr_t rc = file < 0 ? -1 : H5Fget_filesize(file, &file_size);
+    if (file >= 0) H5Fclose(file);
+    if (rc < 0 || type_size == 0 || stored > file_size || n_rows > stored / type_size / cols)
+        return lafn_err_set(err, "%s: dataset '%s' claims %zu rows of %zu elements of %zu bytes, but holds %llu bytes "
+                            "in a file of %llu (a truncated or tampered file)", path, name, n_rows, cols, type_size,
+                            (unsigned long long)stored, (unsigned long long)file_size);
+    return 0;
+}
+
 /* Reads rows [row0, row0 + want) of 1-D (row_len 0) or 2-D dataset `name`
  * (want == ALL_ROWS: to the end) into a new buffer; *got = rows read, *total =
  * rows in the dataset. Checks rank, columns, type class and the range. */
@@ -101,6 +118,7 @@ static int read_range(hid_t file, const char *path, const char *name, h5out_dtyp
                      row0 + n, n_total);
         goto fail;
     }
+    if (check_storage(dset, type, path, name, n_total, row_len ? row_len : 1, err)) goto fail;
     size_t n_elem = n * (row_len ? row_len : 1);
     hsize_t start[2] = {row0, 0}, count[2] = {n, row_len};
     if (!(buf = malloc(n_elem ? n_elem * h5out_dtype_size(dtype) : 1))) {

@@ -2,9 +2,11 @@
 #include "h5/h5out_int.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <libconfig.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -264,11 +266,28 @@ done:
     return rc;
 }
 
+int h5out_check_format(const char *path, lafn_err *err) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[9];
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f) fclose(f);
+    if (!f) return lafn_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    if (n < sizeof head || memcmp(head, sig, sizeof sig))
+        return lafn_err_set(err, "%s: not an HDF5 file (no HDF5 signature at its start)", path);
+    if (head[8] < 2)
+        return lafn_err_set(err, "%s: HDF5 superblock version %d, expected 2 or later (the format lafn writes, "
+                            "with checksummed metadata); not a file lafn wrote, or rewritten by another tool",
+                            path, head[8]);
+    return 0;
+}
+
 int h5out_open(const char *path, const char *stage, const char *run_id, MPI_Comm comm,
                hid_t *file, lafn_err *err) {
     hid_t fapl = H5I_INVALID_HID, f = H5I_INVALID_HID;
     int rc = -1;
     *file = H5I_INVALID_HID;
+    if (h5out_check_format(path, err)) return -1;
     if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
         lafn_err_set(err, "%s: cannot set up MPI-IO file access", path);
         goto fail;

@@ -38,27 +38,40 @@ static const char *tok_hf_type(const cJSON *o)
     return cJSON_IsString(ty) ? ty->valuestring : "";
 }
 
-/* Vocabulary size: one past the largest id of model.vocab and added_tokens. */
+/* Vocabulary size: one past the largest id of model.vocab and added_tokens, which must be below
+ * their number of entries (ids are dense), so a stray large id cannot make a huge table. */
 static int tok_hf_count(const cJSON *vocab, const cJSON *added, size_t *n, size_t *bytes, lafn_err *err)
 {
-    long max_id = -1;
+    long max_id = -1, n_entries = 0;
+    const char *max_piece = "";
     *bytes = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > INT32_MAX)
             return lafn_err_set(err, "tokenizer.json: model.vocab['%s'] is not an id", e->string);
-        if (e->valueint > max_id) max_id = e->valueint;
+        if (e->valueint > max_id) {
+            max_id = e->valueint;
+            max_piece = e->string;
+        }
         *bytes += strlen(e->string);
+        n_entries++;
     }
     cJSON_ArrayForEach(e, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > INT32_MAX || !cJSON_IsString(content))
             return lafn_err_set(err, "tokenizer.json: an added_tokens entry lacks a valid id or content");
-        if (id->valueint > max_id) max_id = id->valueint;
+        if (id->valueint > max_id) {
+            max_id = id->valueint;
+            max_piece = content->valuestring;
+        }
         *bytes += strlen(content->valuestring);
+        n_entries++;
     }
     if (max_id < 0) return lafn_err_set(err, "tokenizer.json: model.vocab is empty");
+    if (max_id >= n_entries)
+        return lafn_err_set(err, "tokenizer.json: id %ld of '%s' is not below the %ld entries of model.vocab and "
+                            "added_tokens (expected ids 0 to %ld)", max_id, max_piece, n_entries, n_entries - 1);
     *n = (size_t)max_id + 1;
     return 0;
 }
