@@ -1,4 +1,4 @@
-"""lafn_analysis — what the analysis notebooks share: opening a run's stage files, their provenance as labels, ragged rows, bootstrap intervals and figures checked for real data.
+"""lafn_analysis — what the analysis notebooks share: opening a run's stage files, their provenance as labels, bootstrap intervals and figures checked for real data.
 
 Everything comes from the HDF5 files (h5py) and their attributes (docs/HDF5_LAYOUT.md); nothing else of a run is read.
 """
@@ -97,12 +97,6 @@ def provenance(f):
             "git": f"{text(f, 'lafn_git_revision')[:12]} (dirty: {text(f, 'lafn_git_dirty')})",
             "written": f"{text(f, 'lafn_time_utc')} on {text(f, 'lafn_host')}, {text(f, 'lafn_mpi_ranks')} ranks",
             "command": text(f, "lafn_command_line")}
-
-
-def ragged(f, name, row):
-    """Row `row` of the CSR dataset name (values[offsets[row]:offsets[row + 1]])."""
-    off = f[name + "/offsets"]
-    return f[name + "/values"][off[row]:off[row + 1]]
 
 
 def bootstrap(x, samples=2000, seed=1, confidence=0.95):
