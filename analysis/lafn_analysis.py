@@ -90,13 +90,16 @@ def run_labels(files):
     return labels
 
 
-def provenance(f):
-    """The provenance attributes a reader wants to see, as a dict."""
-    return {"file": f.filename, "stage": text(f, "lafn_stage"), "run id": text(f, "lafn_run_id"),
-            "model": f"{text(f, 'lafn_model_path')} (sha256 {text(f, 'lafn_model_sha256')[:12]}…)",
-            "git": f"{text(f, 'lafn_git_revision')[:12]} (dirty: {text(f, 'lafn_git_dirty')})",
-            "written": f"{text(f, 'lafn_time_utc')} on {text(f, 'lafn_host')}, {text(f, 'lafn_mpi_ranks')} ranks",
-            "command": text(f, "lafn_command_line")}
+def print_provenance(f, label):
+    """Prints the run's label and the provenance attributes a reader wants to see, one per line."""
+    print(label)
+    for key, value in (("file", f.filename), ("stage", text(f, "lafn_stage")), ("run id", text(f, "lafn_run_id")),
+                       ("model", f"{text(f, 'lafn_model_path')} (sha256 {text(f, 'lafn_model_sha256')[:12]}…)"),
+                       ("git", f"{text(f, 'lafn_git_revision')[:12]} (dirty: {text(f, 'lafn_git_dirty')})"),
+                       ("written", f"{text(f, 'lafn_time_utc')} on {text(f, 'lafn_host')}, "
+                                   f"{text(f, 'lafn_mpi_ranks')} ranks"),
+                       ("command", text(f, "lafn_command_line"))):
+        print(f"  {key:8s} {value}")
 
 
 def bootstrap(x, samples=2000, seed=1, confidence=0.95):

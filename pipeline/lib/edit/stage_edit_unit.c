@@ -86,8 +86,9 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     rec->delta = malloc(((size_t)n * width + 1) * sizeof *rec->delta);
     rec->curve_nll = malloc(E * L * sizeof *rec->curve_nll);
     rec->curve_loss = malloc(E * sizeof *rec->curve_loss);
-    if (!rec->curve_nll || !rec->curve_loss || !rec->nll_before || !rec->nll_after || !rec->gate_layer || !rec->gate_neuron || !rec->gate_sign ||
-        !rec->gate_threshold || !rec->delta_layer || !rec->delta_neuron || !rec->delta)
+    if (!rec->nll_before || !rec->nll_after || !rec->gate_layer || !rec->gate_neuron || !rec->gate_sign ||
+        !rec->gate_threshold || !rec->delta_layer || !rec->delta_neuron || !rec->delta || !rec->curve_nll ||
+        !rec->curve_loss)
         return lafn_err_set(err, "edit: out of memory for the record of fact %s", S->ctx.facts.facts[i].id);
     for (size_t l = 0; l < L; l++) {
         rec->nll_before[l] = has ? res->nll_before[slot * L + l] : NAN;
@@ -165,6 +166,8 @@ int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group,
     double wall = lafn_now_seconds() - t0;
     int64_t peak, pss;
     edit_memory_kb(&peak, &pss);
+    int unit_ranks;
+    MPI_Comm_size(comm, &unit_ranks);
     local = 0;
     for (size_t k = 0; k < n && local == 0; k++) {
         if ((local = fill_record(&out[k], S, facts[k], group, slot[k] < 0 ? 0 : (size_t)slot[k], &p,
@@ -174,7 +177,7 @@ int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group,
         out[k].peak_rss_kb = peak;
         out[k].pss_kb = pss;
         out[k].rank = S->ctx.rank;
-        MPI_Comm_size(comm, &out[k].unit_ranks);
+        out[k].unit_ranks = unit_ranks;
     }
     rc = mpi_status_agree(comm, local, err);
 fail:
