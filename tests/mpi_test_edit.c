@@ -1,4 +1,4 @@
-/* mpi_test_edit: the edit stage in-process on 2 ranks with the tiny Gemma 3 model — outputs, no-LAFN facts, resume after a simulated kill, batch mode on 1 and 2 ranks, sequential mode and its resume. */
+/* mpi_test_edit: the edit stage in-process on 2 ranks with the tiny Gemma 3 model — outputs, loss curves, no-LAFN facts, resume after a simulated kill (also over a shard without curves), batch mode on 1 and 2 ranks, sequential mode and its resume. */
 #include <dirent.h>
 #include <math.h>
 #include <mpi.h>
@@ -12,7 +12,7 @@
 #include "edit/stage_edit.h"
 #include "testutil.h"
 
-enum { N_FACTS = 4 };
+enum { N_FACTS = 4, STEPS = 8, N_EVALS = STEPS + 1 };
 static int my_rank = 0;
 static char root[128];
 
@@ -28,8 +28,8 @@ static void write_cfg(const char *path) {
             "data = { format = \"jsonl\"; path = \"conf/data/demo_facts.jsonl\"; facts = [0, 1, 2, 3]; };\n"
             "languages = { codes = [\"en\", \"de\"]; };\n"
             "run = { output_dir = \"%s/a\"; shard_facts = 1; };\n"
-            "edit = { steps = 8; lr = 0.1; };\n",
-            root);
+            "edit = { steps = %d; lr = 0.1; };\n",
+            root, STEPS);
     fclose(f);
 }
 
@@ -62,6 +62,8 @@ static int run_edit(const char *cfg, const char *dir, const char *extra1, const 
 typedef struct {
     edit_store s;
     double *nll_before, *nll_after; /* (n_facts, 2) */
+    double *curve_nll, *curve_loss, *loss; /* (n_facts, N_EVALS, 2), (n_facts, N_EVALS), (n_facts, 4) */
+    int32_t *steps, *rank;          /* (n_facts), (n_facts, 2) */
 } stored;
 
 static int read_stored(const char *dir, const char *cfg, MPI_Comm comm, stored *out, lafn_err *err) {
@@ -73,6 +75,13 @@ static int read_stored(const char *dir, const char *cfg, MPI_Comm comm, stored *
     size_t n;
     int rc = h5out_read_all(f, path, "nll_before", H5OUT_F64, 2, (void **)&out->nll_before, &n, err);
     if (rc == 0) rc = h5out_read_all(f, path, "nll_after", H5OUT_F64, 2, (void **)&out->nll_after, &n, err);
+    if (rc == 0) rc = h5out_read_all(f, path, "loss", H5OUT_F64, 4, (void **)&out->loss, &n, err);
+    if (rc == 0) rc = h5out_read_all(f, path, "steps", H5OUT_I32, 1, (void **)&out->steps, &n, err);
+    if (rc == 0 && H5Lexists(f, "curve", H5P_DEFAULT) > 0) {
+        rc = h5out_read_all(f, path, "curve/nll", H5OUT_F64, 2 * N_EVALS, (void **)&out->curve_nll, &n, err);
+        if (rc == 0) rc = h5out_read_all(f, path, "curve/loss", H5OUT_F64, N_EVALS, (void **)&out->curve_loss, &n, err);
+        if (rc == 0) rc = h5out_read_all(f, path, "rank", H5OUT_I32, 2, (void **)&out->rank, &n, err);
+    }
     H5Fclose(f);
     (void)cfg;
     return rc;
@@ -82,6 +91,11 @@ static void stored_free(stored *s) {
     edit_store_free(&s->s);
     free(s->nll_before);
     free(s->nll_after);
+    free(s->curve_nll);
+    free(s->curve_loss);
+    free(s->loss);
+    free(s->steps);
+    free(s->rank);
 }
 
 static long row_of(const stored *s, int64_t fact) {
@@ -115,6 +129,44 @@ static void check_outputs(const stored *s, const char *what) {
             CHECK(s->nll_after[r * 2 + l] < s->nll_before[r * 2 + l], "%s: fact %lld language %d: NLL %g -> %g", what,
                   (long long)f, l, s->nll_before[r * 2 + l], s->nll_after[r * 2 + l]);
     }
+}
+
+/* The loss curves: evaluation 0 is nll_before and the first loss, the last evaluation (step `steps`) the
+ * NLL after and the last loss (no keep_best), NaN after it and everywhere for fact 3 (no LAFN); every fact
+ * written by a rank in [0, 2) for a unit of unit_ranks ranks. */
+static void check_curves(const stored *s, int unit_ranks, const char *what) {
+    CHECK(s->curve_nll && s->curve_loss && s->rank, "%s: edit.h5 has no curve/nll, curve/loss or rank", what);
+    if (!s->curve_nll || !s->curve_loss || !s->rank) return;
+    for (size_t r = 0; r < s->s.n_facts; r++) {
+        const double *c = s->curve_nll + r * N_EVALS * 2, *cl = s->curve_loss + r * N_EVALS;
+        long long f = (long long)s->s.facts[r];
+        int last = s->s.status[r] == EDIT_STATUS_NO_LAFN ? -1 : s->steps[r];
+        CHECK(s->rank[2 * r] >= 0 && s->rank[2 * r] < 2 && s->rank[2 * r + 1] == unit_ranks,
+              "%s: fact %lld: rank %d of a unit of %d ranks, expected %d", what, f, s->rank[2 * r], s->rank[2 * r + 1],
+              unit_ranks);
+        for (int t = 0; t < N_EVALS; t++) {
+            CHECK((t <= last) == !isnan(cl[t]), "%s: fact %lld: loss at evaluation %d is %g (last %d)", what, f, t,
+                  cl[t], last);
+            for (int l = 0; l < 2; l++)
+                CHECK((t <= last) == (c[2 * t + l] > 0.0), "%s: fact %lld language %d: NLL at evaluation %d is %g",
+                      what, f, l, t, c[2 * t + l]);
+        }
+        if (last < 0) continue;
+        CHECK(cl[0] == s->loss[4 * r] && cl[last] == s->loss[4 * r + 1], "%s: fact %lld: curve %g .. %g, loss %g .. %g",
+              what, f, cl[0], cl[last], s->loss[4 * r], s->loss[4 * r + 1]);
+        for (int l = 0; l < 2; l++)
+            CHECK(c[l] == s->nll_before[2 * r + l] && c[2 * last + l] == s->nll_after[2 * r + l],
+                  "%s: fact %lld language %d: curve %g .. %g, NLL before %g after %g", what, f, l, c[l],
+                  c[2 * last + l], s->nll_before[2 * r + l], s->nll_after[2 * r + l]);
+    }
+}
+
+/* Makes a shard look written before the curves: its rank and curve/ removed. */
+static void strip_curves(const char *shard) {
+    hid_t f = H5Fopen(shard, H5F_ACC_RDWR, H5P_DEFAULT);
+    CHECK(f >= 0 && H5Ldelete(f, "curve", H5P_DEFAULT) >= 0 && H5Ldelete(f, "rank", H5P_DEFAULT) >= 0,
+          "%s: cannot remove curve/ and rank", shard);
+    if (f >= 0) H5Fclose(f);
 }
 
 /* Same facts, statuses and deltas (max abs difference <= tol). */
@@ -201,7 +253,10 @@ int main(int argc, char **argv) {
     /* single mode */
     rc = rc ? rc : run_edit(cfg, a, NULL, NULL, MPI_COMM_WORLD, &err);
     CHECK(rc == 0, "single: %s", err.msg);
-    if (rc == 0 && read_stored(a, cfg, MPI_COMM_WORLD, &sa, &err) == 0) check_outputs(&sa, "single");
+    if (rc == 0 && read_stored(a, cfg, MPI_COMM_WORLD, &sa, &err) == 0) {
+        check_outputs(&sa, "single");
+        check_curves(&sa, 1, "single");
+    }
     /* resume after a kill: one committed shard, a half-written shard and merge */
     static const char *const one[] = {"edit.shard-0-0.h5"};
     if (rank == 0) prepare_dir(a, b, one, 1);
@@ -232,6 +287,8 @@ int main(int argc, char **argv) {
     if (rcb == 0 && rcd == 0 && read_stored(c, cfg, MPI_COMM_WORLD, &sc, &err) == 0 &&
         read_stored(d, cfg, MPI_COMM_WORLD, &sd, &err) == 0) {
         check_outputs(&sc, "batch");
+        check_curves(&sc, 2, "batch, 2 ranks");
+        check_curves(&sd, 1, "batch, 1 rank");
         check_same(&sc, &sd, 1e-4, "batch on 2 ranks vs 1 rank");
         long r0 = row_of(&sc, 0), r2 = row_of(&sc, 2);
         CHECK(r0 >= 0 && r2 >= 0 && sc.s.group[r0] == sc.s.group[r2],
@@ -250,6 +307,7 @@ int main(int argc, char **argv) {
     if (rce == 0 && rcf == 0 && read_stored(e, cfg, MPI_COMM_WORLD, &se, &err) == 0 &&
         read_stored(f, cfg, MPI_COMM_WORLD, &sf, &err) == 0) {
         check_outputs(&se, "sequential");
+        check_curves(&se, 2, "sequential");
         check_same(&se, &sf, 1e-6, "sequential resume vs uninterrupted");
     }
     /* a sequential resume with a gap (fact 1's shard set aside as damaged): the later edit was made after a lost one */
@@ -282,6 +340,23 @@ int main(int argc, char **argv) {
               (int)sg.s.kind, sg.s.width);
     }
     stored_free(&sg);
+    /* a run resumed over a shard written before the curves: edit.h5 is merged without them */
+    char h[256], old_shard[512];
+    dir_of(h, "h");
+    path_join(old_shard, sizeof old_shard, h, "edit.shard-0-0.h5");
+    stored sh = {0};
+    if (rank == 0) {
+        prepare_dir(a, h, one, 1);
+        strip_curves(old_shard);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    int rch = run_edit(cfg, h, NULL, NULL, MPI_COMM_WORLD, &err);
+    CHECK(rch == 0, "resume over a shard without curves: %s", err.msg);
+    if (rch == 0 && read_stored(h, cfg, MPI_COMM_WORLD, &sh, &err) == 0) {
+        check_same(&sa, &sh, 0.0, "resume over a shard without curves vs uninterrupted");
+        CHECK(!sh.curve_nll && !sh.rank, "edit.h5 over a shard without curves must have none");
+    }
+    stored_free(&sh);
     stored_free(&sa), stored_free(&sb), stored_free(&sc), stored_free(&sd), stored_free(&se), stored_free(&sf);
     int total = testutil_mpi_tmpdir_end(MPI_COMM_WORLD, root);
     int status = rank == 0 ? testutil_finish("mpi_test_edit") : 0;

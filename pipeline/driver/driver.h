@@ -140,6 +140,11 @@ int driver_load_facts(const lafn_config *cfg, facts_set *set, lafn_err *err);
  * verdict, on stdout (driver_paraphrases.c). No MPI. */
 int driver_paraphrases(int argc, char **argv);
 
+/* `lafn report RUN_DIR [RUN_DIR ...] [OUT.html]`: replaces the process with python3 running the source
+ * tree's analysis/report.py (the notebooks executed on the run folders into one HTML report); returns 1
+ * only when that cannot start (driver_report.c). No MPI. */
+int driver_report(int argc, char **argv);
+
 /* ---- running programs (driver_spawn.c) ---- */
 
 /* Folder of the running lafn binary (from /proc/self/exe) into a new string. */

@@ -1,4 +1,4 @@
-/* main: the `lafn` command — dispatches to a subcommand; ask runs inside one MPI process, run and submit start mpirun/sbatch. */
+/* main: the `lafn` command — dispatches to a subcommand; ask runs inside one MPI process, run and submit start mpirun/sbatch, report python3. */
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +23,8 @@ static const driver_command commands[] = {
                            "unedited and edited model side by side: lafn ask RUN_DIR FACT"},
     {"paraphrases", driver_paraphrases, 0, "the paraphrase stage's kept paraphrases as a paraphrase file (JSON "
                                            "Lines): lafn paraphrases RUN_DIR [--candidates]"},
+    {"report", driver_report, 0, "the analysis notebooks executed on run folders as one HTML report: lafn report "
+                                 "RUN_DIR [RUN_DIR ...] [OUT.html]"},
     {"doctor", driver_doctor, 0, "check MPI, mpirun, the stage programs, parallel HDF5, the BLAS kernel and the "
                                  "model: lafn doctor [--model PATH]"},
 };

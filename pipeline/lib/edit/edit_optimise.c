@@ -307,6 +307,8 @@ static void phase_seconds(const opt_state *st, int n_layer, edit_result *res) {
 void edit_result_free(edit_result *r) {
     free(r->nll_before);
     free(r->nll_after);
+    free(r->curve_nll);
+    free(r->curve_loss);
     memset(r, 0, sizeof *r);
 }
 
@@ -325,13 +327,21 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
     if (rc == 0) rc = state_setup(&st, m, p, n, layer, neuron, fixed, h, &fx, err);
     res->nll_before = malloc(slots * sizeof *res->nll_before);
     res->nll_after = malloc(slots * sizeof *res->nll_after);
-    if (rc == 0 && (!res->nll_before || !res->nll_after)) rc = lafn_err_set(err, "edit: out of memory for results");
+    size_t n_evals = (size_t)h->steps + 1;
+    res->curve_nll = malloc((n_evals * slots + 1) * sizeof *res->curve_nll);
+    res->curve_loss = malloc(n_evals * sizeof *res->curve_loss);
+    if (rc == 0 && (!res->nll_before || !res->nll_after || !res->curve_nll || !res->curve_loss))
+        rc = lafn_err_set(err, "edit: out of memory for results");
+    for (size_t i = 0; rc == 0 && i < n_evals * slots; i++) res->curve_nll[i] = NAN;
+    for (size_t i = 0; rc == 0 && i < n_evals; i++) res->curve_loss[i] = NAN;
     if (mpi_status_agree(comm, rc, err)) goto fail;
     memcpy(st.delta, delta, st.nd * sizeof *delta);
     for (int t = 0;; t++) {
         double kl, l2;
         if (mpi_status_agree(comm, loss_local(&st, p, h, err), err)) goto fail;
         double loss = loss_reduce(&st, p, h, comm, &kl, &l2);
+        copy_slots(res->curve_nll + (size_t)t * slots, &st, p);
+        res->curve_loss[t] = loss;
         if (t == 0) {
             res->loss_first = loss;
             copy_slots(res->nll_before, &st, p);

@@ -98,6 +98,9 @@ typedef struct {
     double loss_first, loss_last;   /* total loss at the first forward and of the delta handed back */
     double kl_last, l2_last;        /* KL term (weighted) and L2 term of the delta handed back */
     double seconds[EDIT_PHASES];    /* this rank's time per phase (EDIT_PHASE_GATE stays 0 here) */
+    double *curve_nll;    /* (h->steps + 1, n_facts, n_langs) slot NLLs at each loss evaluation (row 0 = nll_before),
+                             NaN after the last evaluation and where a slot has no sequences */
+    double *curve_loss;   /* (h->steps + 1) total loss at each evaluation, NaN after the last */
 } edit_result;
 
 void edit_result_free(edit_result *r);

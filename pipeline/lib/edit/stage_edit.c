@@ -348,7 +348,12 @@ int stage_edit_run(const char *cfg_path, char *const *overrides, int n_overrides
     else rc = run_grouped(&S, err);
     if (mpi_status_agree(comm, rc, err)) goto fail;
     h5out_dataset schema[EDIT_SCHEMA_MAX];
-    size_t n_schema = edit_schema(schema, S.ctx.facts.n_langs);
+    size_t n_schema;
+    edit_schema(schema, S.ctx.facts.n_langs, (size_t)S.h.steps + 1);
+    if (edit_schema_for_shards(S.ctx.out_dir, comm, &n_schema, err)) goto fail;
+    if (n_schema < EDIT_SCHEMA_MAX && S.ctx.rank == 0 && S.ctx.log)
+        fprintf(S.ctx.log, "edit: some committed shards predate the loss curves: edit.h5 is merged without rank and "
+                           "curve/ (run.resume=false redoes the edits with them)\n");
     if (h5out_merge(S.ctx.out_dir, &S.ctx.prov, schema, n_schema, comm, err)) goto fail;
     log_summary(&S);
     edit_stage_free(&S);

@@ -31,13 +31,26 @@ typedef struct {
     int n_delta;
     int32_t *delta_layer, *delta_neuron;
     float *delta;                   /* (n_delta, D) or (n_delta) */
+    int32_t rank, unit_ranks;       /* rank of the stage's communicator that wrote the record; ranks of its unit */
+    int n_evals;                    /* loss evaluations a curve row holds: edit.steps + 1 */
+    double *curve_nll;              /* (n_evals, n_langs) NLL_ℓ at each evaluation, NaN after the last */
+    double *curve_loss;             /* (n_evals) the unit's total loss at each evaluation, NaN after the last */
 } edit_record;
 
 void edit_record_free(edit_record *r);
 
-/* Fills ds[] with the datasets of edit.h5 (no values) for n_langs languages; returns their count. */
-size_t edit_schema(h5out_dataset *ds, size_t n_langs);
-#define EDIT_SCHEMA_MAX 23
+/* Fills ds[] with the datasets of edit.h5 (no values) for n_langs languages and curves of n_evals loss
+ * evaluations (edit.steps + 1); returns their count. The last EDIT_SCHEMA_ADDED of them (rank, curve/nll,
+ * curve/loss) came later: shards written before lack them. */
+size_t edit_schema(h5out_dataset *ds, size_t n_langs, size_t n_evals);
+#define EDIT_SCHEMA_MAX 26
+#define EDIT_SCHEMA_ADDED 3
+
+/* The number of edit_schema's datasets the merge can ask of the committed edit shards in dir: all of them,
+ * or without the EDIT_SCHEMA_ADDED later ones when some shard was written before them (a resumed older
+ * run; its edit.h5 then has no curves). Rank 0 looks, the others receive it (collective over comm).
+ * Returns 0 with *n_schema on every rank, or -1 on every rank with err naming the shard. */
+int edit_schema_for_shards(const char *dir, MPI_Comm comm, size_t *n_schema, lafn_err *err);
 
 /* Writes records r[0..n) as shard seq of rank into dir. D is the model width. */
 int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, size_t seq, const edit_record *r,

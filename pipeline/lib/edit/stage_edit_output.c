@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mpi_status.h"
+
 void edit_record_free(edit_record *r) {
     free(r->nll_before);
     free(r->nll_after);
@@ -16,6 +18,8 @@ void edit_record_free(edit_record *r) {
     free(r->delta);
     free(r->keys);
     free(r->key_center);
+    free(r->curve_nll);
+    free(r->curve_loss);
     memset(r, 0, sizeof *r);
 }
 
@@ -23,10 +27,11 @@ void edit_record_free(edit_record *r) {
  * by this enum (designated initializers), so their order cannot drift apart. */
 enum { DS_STATUS, DS_PARAM, DS_GROUP, DS_ORDER, DS_STEPS, DS_EARLY, DS_NLL_B, DS_NLL_A, DS_LOSS, DS_WALL, DS_MEM,
        DS_G_INFO, DS_G_LAYER, DS_G_NEURON, DS_G_SIGN, DS_G_THR, DS_D_LAYER, DS_D_NEURON, DS_D_VAL, DS_K_INFO,
-       DS_K_THR, DS_K_CENTER, DS_K_VAL, DS_COUNT };
+       DS_K_THR, DS_K_CENTER, DS_K_VAL, DS_RANK, DS_C_NLL, DS_C_LOSS, DS_COUNT };
 _Static_assert(DS_COUNT == EDIT_SCHEMA_MAX, "EDIT_SCHEMA_MAX must count edit.h5's datasets");
+_Static_assert(DS_COUNT - DS_RANK == EDIT_SCHEMA_ADDED, "the datasets added later must come last");
 
-size_t edit_schema(h5out_dataset *ds, size_t n_langs) {
+size_t edit_schema(h5out_dataset *ds, size_t n_langs, size_t n_evals) {
     /* len 0: one value per language for rows, free length for CSR */
     static const struct { const char *name; h5out_layout layout; h5out_dtype dtype; size_t len; } t[DS_COUNT] = {
         [DS_STATUS] = {"status", H5OUT_ROWS, H5OUT_I32, 1},
@@ -52,18 +57,47 @@ size_t edit_schema(h5out_dataset *ds, size_t n_langs) {
         [DS_K_THR] = {"key_threshold", H5OUT_ROWS, H5OUT_F32, 1},
         [DS_K_CENTER] = {"key/center", H5OUT_CSR, H5OUT_F32, 0},
         [DS_K_VAL] = {"key/values", H5OUT_CSR, H5OUT_F32, 0},
+        [DS_RANK] = {"rank", H5OUT_ROWS, H5OUT_I32, 2},
+        [DS_C_NLL] = {"curve/nll", H5OUT_ROWS, H5OUT_F64, 0},  /* row length set below */
+        [DS_C_LOSS] = {"curve/loss", H5OUT_ROWS, H5OUT_F64, 0},
     };
     for (size_t i = 0; i < DS_COUNT; i++)
         ds[i] = (h5out_dataset){.name = t[i].name, .layout = t[i].layout, .dtype = t[i].dtype,
                                 .row_len = t[i].len ? t[i].len : (t[i].layout == H5OUT_ROWS ? n_langs : 0)};
+    ds[DS_C_NLL].row_len = n_evals * n_langs;
+    ds[DS_C_LOSS].row_len = n_evals;
     return DS_COUNT;
+}
+
+int edit_schema_for_shards(const char *dir, MPI_Comm comm, size_t *n_schema, lafn_err *err) {
+    int rank, rc = 0;
+    long long n = DS_COUNT;
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0) {
+        h5out_shard *sh = NULL;
+        size_t n_sh = 0;
+        rc = h5out_shard_list(dir, "edit", &sh, &n_sh, err);
+        for (size_t i = 0; rc == 0 && i < n_sh && n == DS_COUNT; i++) {
+            hid_t f = H5I_INVALID_HID;
+            H5E_BEGIN_TRY { f = H5Fopen(sh[i].path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+            htri_t has = f >= 0 ? H5Lexists(f, "curve", H5P_DEFAULT) : -1;
+            if (f >= 0) H5Fclose(f);
+            if (has < 0) rc = lafn_err_set(err, "%s: cannot open the committed shard", sh[i].path);
+            else if (has == 0) n = DS_RANK;
+        }
+        h5out_shards_free(sh, n_sh);
+    }
+    if (mpi_status_agree(comm, rc, err)) return -1;
+    MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, comm);
+    *n_schema = (size_t)n;
+    return 0;
 }
 
 /* Packed arrays of a batch of records, pointed to by the datasets. */
 typedef struct {
     int64_t *facts, *group, *order, *mem, *g_off, *d_off, *v_off, *kc_off, *kv_off;
-    int32_t *status, *param, *ginfo, *steps, *early, *g_layer, *g_neuron, *d_layer, *d_neuron, *kinfo;
-    double *nll_b, *nll_a, *loss, *wall;
+    int32_t *status, *param, *ginfo, *steps, *early, *g_layer, *g_neuron, *d_layer, *d_neuron, *kinfo, *rank;
+    double *nll_b, *nll_a, *loss, *wall, *c_nll, *c_loss;
     float *g_sign, *g_thr, *d_val, *k_thr, *k_center, *k_val;
 } packed;
 
@@ -71,14 +105,14 @@ static void packed_free(packed *p) {
     void *all[] = {p->ginfo, p->facts, p->group, p->order, p->mem, p->g_off, p->d_off, p->v_off, p->kc_off,
                    p->kv_off, p->status, p->param, p->steps, p->early, p->g_layer, p->g_neuron, p->d_layer,
                    p->d_neuron, p->kinfo, p->nll_b, p->nll_a, p->loss, p->wall, p->g_sign, p->g_thr, p->d_val,
-                   p->k_thr, p->k_center, p->k_val};
+                   p->k_thr, p->k_center, p->k_val, p->rank, p->c_nll, p->c_loss};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
 }
 
-/* Element counts of a batch: n records, L languages, ng gate neurons, nd delta entries, nv delta floats, nkc key
- * centre floats, nkv key floats. */
+/* Element counts of a batch: n records, L languages, E loss evaluations per curve, ng gate neurons, nd delta
+ * entries, nv delta floats, nkc key centre floats, nkv key floats. */
 typedef struct {
-    size_t n, L, ng, nd, nv, nkc, nkv;
+    size_t n, L, E, ng, nd, nv, nkc, nkv;
 } packed_sizes;
 
 /* malloc of n elements of size es, at least one byte. */
@@ -102,7 +136,9 @@ static int packed_alloc(packed *p, const packed_sizes *z) {
     p->k_val = alloc_n(z->nkv, sizeof *p->k_val);
     p->nll_b = alloc_n(n * z->L, sizeof *p->nll_b); p->nll_a = alloc_n(n * z->L, sizeof *p->nll_a);
     p->loss = alloc_n(4 * n, sizeof *p->loss); p->wall = alloc_n(n, sizeof *p->wall);
-    return p->ginfo && p->facts && p->group && p->order && p->mem && p->g_off && p->d_off && p->v_off && p->kc_off &&
+    p->rank = alloc_n(2 * n, sizeof *p->rank); p->c_nll = alloc_n(n * z->E * z->L, sizeof *p->c_nll);
+    p->c_loss = alloc_n(n * z->E, sizeof *p->c_loss);
+    return p->rank && p->c_nll && p->c_loss && p->ginfo && p->facts && p->group && p->order && p->mem && p->g_off && p->d_off && p->v_off && p->kc_off &&
            p->kv_off && p->status && p->param && p->steps && p->early && p->kinfo && p->g_layer && p->g_neuron &&
            p->g_sign && p->g_thr && p->d_layer && p->d_neuron && p->d_val && p->k_thr && p->k_center && p->k_val &&
            p->nll_b && p->nll_a && p->loss && p->wall ? 0 : -1;
@@ -120,7 +156,8 @@ static void pack_keys(packed *p, size_t i, const edit_record *r, size_t D) {
     p->kv_off[i + 1] = p->kv_off[i] + (int64_t)nk;
 }
 
-static void pack_one(packed *p, size_t i, const edit_record *r, size_t L, size_t width, size_t D) {
+/* Packs record r as row i; L languages, E loss evaluations per curve, width floats per delta entry, D model width. */
+static void pack_one(packed *p, size_t i, const edit_record *r, size_t L, size_t E, size_t width, size_t D) {
     p->facts[i] = r->fact; p->group[i] = r->group; p->order[i] = r->order;
     p->mem[2 * i] = r->peak_rss_kb; p->mem[2 * i + 1] = r->pss_kb;
     p->status[i] = r->status; p->param[i] = r->kind == ENGINE_EDIT_VALUE_VECTOR ? 0 : 1;
@@ -131,6 +168,9 @@ static void pack_one(packed *p, size_t i, const edit_record *r, size_t L, size_t
     memcpy(p->nll_b + i * L, r->nll_before, L * sizeof *p->nll_b);
     memcpy(p->nll_a + i * L, r->nll_after, L * sizeof *p->nll_a);
     memcpy(p->loss + 4 * i, r->loss, sizeof r->loss);
+    p->rank[2 * i] = r->rank; p->rank[2 * i + 1] = r->unit_ranks;
+    memcpy(p->c_nll + i * E * L, r->curve_nll, E * L * sizeof *p->c_nll);
+    memcpy(p->c_loss + i * E, r->curve_loss, E * sizeof *p->c_loss);
     size_t g = (size_t)p->g_off[i], d = (size_t)p->d_off[i], ng = (size_t)r->n_gate, nd = (size_t)r->n_delta;
     memcpy(p->g_layer + g, r->gate_layer, ng * sizeof *p->g_layer);
     memcpy(p->g_neuron + g, r->gate_neuron, ng * sizeof *p->g_neuron);
@@ -147,8 +187,11 @@ static void pack_one(packed *p, size_t i, const edit_record *r, size_t L, size_t
 
 int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, size_t seq, const edit_record *r,
                        size_t n, size_t n_langs, size_t D, lafn_err *err) {
-    packed_sizes z = {.n = n, .L = n_langs};
+    packed_sizes z = {.n = n, .L = n_langs, .E = n ? (size_t)r[0].n_evals : 1};
     for (size_t i = 0; i < n; i++) {
+        if ((size_t)r[i].n_evals != z.E || !r[i].curve_nll || !r[i].curve_loss)
+            return lafn_err_set(err, "edit: record of fact %lld has %d loss evaluations, the first of shard %zu %zu",
+                                (long long)r[i].fact, r[i].n_evals, seq, z.E);
         size_t width = r[i].kind == ENGINE_EDIT_VALUE_VECTOR ? D : 1;
         z.ng += (size_t)r[i].n_gate;
         z.nd += (size_t)r[i].n_delta;
@@ -163,9 +206,9 @@ int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, 
     }
     p.g_off[0] = p.d_off[0] = p.v_off[0] = p.kc_off[0] = p.kv_off[0] = 0;
     for (size_t i = 0; i < n; i++)
-        pack_one(&p, i, &r[i], n_langs, r[i].kind == ENGINE_EDIT_VALUE_VECTOR ? D : 1, D);
+        pack_one(&p, i, &r[i], n_langs, z.E, r[i].kind == ENGINE_EDIT_VALUE_VECTOR ? D : 1, D);
     h5out_dataset ds[DS_COUNT];
-    edit_schema(ds, n_langs);
+    edit_schema(ds, n_langs, z.E);
     /* each dataset's values with the dtype of their C type, checked against the table */
 #define VALUES(i, ptr) [i] = {ptr, H5OUT_DTYPE_OF(ptr)}
     const struct { const void *v; h5out_dtype t; } vals[DS_COUNT] = {
@@ -176,7 +219,8 @@ int edit_records_write(const char *dir, const h5out_provenance *prov, int rank, 
         VALUES(DS_G_NEURON, p.g_neuron), VALUES(DS_G_SIGN, p.g_sign), VALUES(DS_G_THR, p.g_thr),
         VALUES(DS_D_LAYER, p.d_layer), VALUES(DS_D_NEURON, p.d_neuron), VALUES(DS_D_VAL, p.d_val),
         VALUES(DS_K_INFO, p.kinfo), VALUES(DS_K_THR, p.k_thr), VALUES(DS_K_CENTER, p.k_center),
-        VALUES(DS_K_VAL, p.k_val)};
+        VALUES(DS_K_VAL, p.k_val), VALUES(DS_RANK, p.rank), VALUES(DS_C_NLL, p.c_nll),
+        VALUES(DS_C_LOSS, p.c_loss)};
 #undef VALUES
     const int64_t *offs[DS_COUNT] = {[DS_G_LAYER] = p.g_off, [DS_G_NEURON] = p.g_off, [DS_G_SIGN] = p.g_off,
                                      [DS_G_THR] = p.g_off, [DS_D_LAYER] = p.d_off, [DS_D_NEURON] = p.d_off,
@@ -252,7 +296,7 @@ int edit_store_read_file(hid_t file, const char *path, int D, edit_store *s, laf
     void *vals = NULL;
     memset(s, 0, sizeof *s);
     if (h5out_read_all(file, path, "facts", H5OUT_I64, 0, (void **)&s->facts, &s->n_facts, err)) goto fail;
-    edit_schema(ds, 1);
+    edit_schema(ds, 1, 1);
     size_t n = s->n_facts;
     if (read_rows(file, path, &ds[DS_STATUS], n, (void **)&s->status, err) ||
         read_rows(file, path, &ds[DS_PARAM], n, (void **)&param, err) ||

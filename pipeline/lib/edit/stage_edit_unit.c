@@ -73,7 +73,8 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     size_t ng = (size_t)(S->nr.offsets[r + 1] - S->nr.offsets[r]);
     *rec = (edit_record){.fact = (int64_t)S->ctx.facts.facts[i].index, .group = has ? group : -1 - (int64_t)i,
                          .order = (int64_t)i, .kind = S->h.kind, .n_gate = has ? (int)ng : 0,
-                         .n_delta = has ? n : 0};
+                         .n_delta = has ? n : 0, .n_evals = S->h.steps + 1};
+    size_t E = (size_t)rec->n_evals, slots = p->n_facts > 0 ? (size_t)p->n_facts * L : 0;
     rec->nll_before = malloc(L * sizeof *rec->nll_before);
     rec->nll_after = malloc(L * sizeof *rec->nll_after);
     rec->gate_layer = malloc((ng + 1) * sizeof *rec->gate_layer);
@@ -83,12 +84,19 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     rec->delta_layer = malloc(((size_t)n + 1) * sizeof *rec->delta_layer);
     rec->delta_neuron = malloc(((size_t)n + 1) * sizeof *rec->delta_neuron);
     rec->delta = malloc(((size_t)n * width + 1) * sizeof *rec->delta);
+    rec->curve_nll = malloc(E * L * sizeof *rec->curve_nll);
+    rec->curve_loss = malloc(E * sizeof *rec->curve_loss);
     if (!rec->nll_before || !rec->nll_after || !rec->gate_layer || !rec->gate_neuron || !rec->gate_sign ||
-        !rec->gate_threshold || !rec->delta_layer || !rec->delta_neuron || !rec->delta)
+        !rec->gate_threshold || !rec->delta_layer || !rec->delta_neuron || !rec->delta || !rec->curve_nll ||
+        !rec->curve_loss)
         return lafn_err_set(err, "edit: out of memory for the record of fact %s", S->ctx.facts.facts[i].id);
     for (size_t l = 0; l < L; l++) {
         rec->nll_before[l] = has ? res->nll_before[slot * L + l] : NAN;
         rec->nll_after[l] = has ? res->nll_after[slot * L + l] : NAN;
+    }
+    for (size_t t = 0; t < E; t++) {
+        rec->curve_loss[t] = has ? res->curve_loss[t] : NAN;
+        for (size_t l = 0; l < L; l++) rec->curve_nll[t * L + l] = has ? res->curve_nll[t * slots + slot * L + l] : NAN;
     }
     if (!has) { rec->status = EDIT_STATUS_NO_LAFN; return 0; }
     double t = lafn_now_seconds();
@@ -158,6 +166,8 @@ int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group,
     double wall = lafn_now_seconds() - t0;
     int64_t peak, pss;
     edit_memory_kb(&peak, &pss);
+    int unit_ranks;
+    MPI_Comm_size(comm, &unit_ranks);
     local = 0;
     for (size_t k = 0; k < n && local == 0; k++) {
         if ((local = fill_record(&out[k], S, facts[k], group, slot[k] < 0 ? 0 : (size_t)slot[k], &p,
@@ -166,6 +176,8 @@ int edit_unit_run(edit_stage *S, const size_t *facts, size_t n, long long group,
         out[k].wall_seconds = wall;
         out[k].peak_rss_kb = peak;
         out[k].pss_kb = pss;
+        out[k].rank = S->ctx.rank;
+        out[k].unit_ranks = unit_ranks;
     }
     rc = mpi_status_agree(comm, local, err);
 fail:
