@@ -341,18 +341,18 @@ int main(int argc, char **argv) {
     }
     stored_free(&sg);
     /* a run resumed over a shard written before the curves: edit.h5 is merged without them */
-    char h[256], old_shard[512];
-    dir_of(h, "h");
-    path_join(old_shard, sizeof old_shard, h, "edit.shard-0-0.h5");
+    char old_dir[256], old_shard[512];
+    dir_of(old_dir, "old_shard");
+    path_join(old_shard, sizeof old_shard, old_dir, "edit.shard-0-0.h5");
     stored sh = {0};
     if (rank == 0) {
-        prepare_dir(a, h, one, 1);
+        prepare_dir(a, old_dir, one, 1);
         strip_curves(old_shard);
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    int rch = run_edit(cfg, h, NULL, NULL, MPI_COMM_WORLD, &err);
-    CHECK(rch == 0, "resume over a shard without curves: %s", err.msg);
-    if (rch == 0 && read_stored(h, cfg, MPI_COMM_WORLD, &sh, &err) == 0) {
+    int rco = run_edit(cfg, old_dir, NULL, NULL, MPI_COMM_WORLD, &err);
+    CHECK(rco == 0, "resume over a shard without curves: %s", err.msg);
+    if (rco == 0 && read_stored(old_dir, cfg, MPI_COMM_WORLD, &sh, &err) == 0) {
         check_same(&sa, &sh, 0.0, "resume over a shard without curves vs uninterrupted");
         CHECK(!sh.curve_nll && !sh.rank, "edit.h5 over a shard without curves must have none");
     }
