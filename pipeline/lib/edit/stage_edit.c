@@ -33,14 +33,13 @@ static int read_knobs(edit_stage *S, lafn_err *err) {
 
 /* A baseline's neurons: every neuron of its layers for every fact of the set (locate.h5 is not read). */
 static int baseline_neurons(edit_stage *S, lafn_err *err) {
-    const char *method;
+    const char *method = stage_edit_baseline(&S->ctx.cfg);
     int layers[64], n_layers;
     size_t n = S->ctx.facts.n_facts;
     int64_t *idx = malloc((n + 1) * sizeof *idx);
     if (!idx) return lafn_err_set(err, "edit: out of memory for %zu facts", n);
     for (size_t i = 0; i < n; i++) idx[i] = (int64_t)S->ctx.facts.facts[i].index;
-    int rc = config_get_string(&S->ctx.cfg, "edit.method", &method, err);
-    if (rc == 0) rc = edit_method_layers(&S->ctx.cfg, method, S->ctx.m->cfg.n_layer, layers, 64, &n_layers, err);
+    int rc = edit_method_layers(&S->ctx.cfg, method, S->ctx.m->cfg.n_layer, layers, 64, &n_layers, err);
     if (rc == 0) rc = edit_neurons_whole_layers(idx, n, layers, n_layers, S->ctx.m->cfg.d_ffn, &S->nr, err);
     free(idx);
     return rc;

@@ -20,14 +20,12 @@ void openblas_set_num_threads(int n);
  * when edit.method names it. */
 static int stage_sections(const lafn_config *cfg, const char *stage, char *buf, size_t cap) {
     static const char *const order[] = {"probe", "locate", "edit", "eval"};
-    const char *method = "lafn";
-    lafn_err ignored;
+    const char *method = stage_edit_baseline(cfg);
     if (!strcmp(stage, "paraphrase")) return snprintf(buf, cap, "data languages paraphrase") < 0 ? -1 : 0;
-    config_get_string(cfg, "edit.method", &method, &ignored);
     size_t len = (size_t)snprintf(buf, cap, "model data languages%s", stage_paraphrases_generated(cfg) ? " paraphrase" : "");
     for (size_t i = 0; i < sizeof order / sizeof order[0] && len < cap; i++) {
         len += (size_t)snprintf(buf + len, cap - len, " %s", order[i]);
-        if (!strcmp(order[i], "edit") && strcmp(method, "lafn") != 0 && len < cap)
+        if (!strcmp(order[i], "edit") && method && len < cap)
             len += (size_t)snprintf(buf + len, cap - len, " %s", method);
         if (!strcmp(stage, order[i])) return 0;
     }
@@ -39,6 +37,13 @@ int stage_paraphrases_generated(const lafn_config *cfg) {
     lafn_err ignored;
     config_get_string(cfg, "paraphrase.method", &method, &ignored);
     return !strcmp(method, "sample") || !strcmp(method, "beam");
+}
+
+const char *stage_edit_baseline(const lafn_config *cfg) {
+    const char *method = "lafn";
+    lafn_err ignored;
+    config_get_string(cfg, "edit.method", &method, &ignored);
+    return strcmp(method, "lafn") != 0 ? method : NULL;
 }
 
 /* Knobs added after run identities were first written to disk: while one
