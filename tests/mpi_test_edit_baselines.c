@@ -7,9 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "edit/edit_method.h"
-#include "edit/stage_edit.h"
-#include "h5/h5out.h"
+#include "edit_testlib.h"
 #include "testutil.h"
 
 enum { N_FACTS = 3, D = 64, F = 128, LAYER = 1 /* floor(21/32 x 3 layers) */ };
@@ -33,49 +31,20 @@ static void write_cfg(const char *path) {
 /* The edit stage on dir with edit.method = method and up to two more overrides. */
 static int run_edit(const char *cfg, const char *dir, const char *method, const char *x1, const char *x2,
                     MPI_Comm comm, lafn_err *err) {
-    char ov[300], m[64];
-    snprintf(ov, sizeof ov, "run.output_dir=%s", dir);
+    char m[64];
     snprintf(m, sizeof m, "edit.method=%s", method);
-    char *ovs[4] = {ov, m, (char *)x1, (char *)x2};
-    return stage_edit_run(cfg, ovs, 2 + (x1 != NULL) + (x2 != NULL), "test", comm, NULL, err);
+    const char *extra[3] = {m, x1, x2};
+    return etl_run_edit(cfg, dir, extra, 3, comm, err);
 }
 
-typedef struct {
-    edit_store s;
-    double *nll_before, *nll_after; /* (n_facts, 2) */
-} stored;
-
-static int read_stored(const char *dir, MPI_Comm comm, stored *out, lafn_err *err) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/edit.h5", dir);
-    memset(out, 0, sizeof *out);
-    if (edit_store_read(path, NULL, D, comm, &out->s, err)) return -1;
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    size_t n;
-    int rc = h5out_read_all(f, path, "nll_before", H5OUT_F64, 2, (void **)&out->nll_before, &n, err);
-    if (rc == 0) rc = h5out_read_all(f, path, "nll_after", H5OUT_F64, 2, (void **)&out->nll_after, &n, err);
-    H5Fclose(f);
-    return rc;
-}
-
-static void stored_free(stored *s) {
-    edit_store_free(&s->s);
-    free(s->nll_before);
-    free(s->nll_after);
-}
-
-static long row_of(const stored *s, int64_t fact) {
-    for (size_t i = 0; i < s->s.n_facts; i++)
-        if (s->s.facts[i] == fact) return (long)i;
-    return -1;
-}
+typedef etl_stored stored;
 
 /* Every fact edited on every neuron j of blk.LAYER.ffn_down (one value vector per column: the dense update),
  * no gate neurons and no keys, every language's loss lower. */
 static void check_outputs(const stored *s, const char *what) {
     CHECK(s->s.n_facts == N_FACTS, "%s: %zu rows, expected %d", what, s->s.n_facts, N_FACTS);
     for (int64_t f = 0; f < N_FACTS; f++) {
-        long r = row_of(s, f);
+        long r = etl_row_of(s, f);
         CHECK(r >= 0, "%s: fact %lld missing", what, (long long)f);
         if (r < 0) continue;
         int64_t lo = s->s.delta_off[r], n_delta = s->s.delta_off[r + 1] - lo;
@@ -92,21 +61,8 @@ static void check_outputs(const stored *s, const char *what) {
     }
 }
 
-/* Same facts, statuses and deltas (max abs difference <= tol). */
 static void check_same(const stored *a, const stored *b, double tol, const char *what) {
-    CHECK(a->s.n_facts == b->s.n_facts, "%s: %zu vs %zu rows", what, a->s.n_facts, b->s.n_facts);
-    double worst = 0.0;
-    for (size_t i = 0; i < a->s.n_facts; i++) {
-        long j = row_of(b, a->s.facts[i]);
-        int64_t na = a->s.delta_off[i + 1] - a->s.delta_off[i];
-        CHECK(j >= 0 && na == b->s.delta_off[j + 1] - b->s.delta_off[j] && a->s.status[i] == b->s.status[j],
-              "%s: fact %lld differs in presence, status or entries", what, (long long)a->s.facts[i]);
-        if (j < 0 || na != b->s.delta_off[j + 1] - b->s.delta_off[j]) continue;
-        const float *da = a->s.delta + (size_t)a->s.delta_off[i] * D, *db = b->s.delta + (size_t)b->s.delta_off[j] * D;
-        for (size_t k = 0; k < (size_t)na * D; k++) worst = fmax(worst, fabs((double)da[k] - db[k]));
-    }
-    if (my_rank == 0) printf("%s: worst delta difference %.3g\n", what, worst);
-    CHECK(worst <= tol, "%s: deltas differ by %g > %g", what, worst, tol);
+    etl_check_same(a, b, tol, what, my_rank == 0);
 }
 
 /* A fresh dir with the named shards of `from` and the leftovers of a killed run. */
@@ -154,25 +110,25 @@ static void test_method(const char *cfg, const char *method) {
     int rc = run_edit(cfg, a, method, NULL, NULL, MPI_COMM_WORLD, &err);
     CHECK(rc == 0, "%s, single, 2 ranks (no locate.h5): %s", method, err.msg);
     snprintf(what, sizeof what, "%s single", method);
-    if (rc == 0 && read_stored(a, MPI_COMM_WORLD, &sa, &err) == 0) check_outputs(&sa, what);
+    if (rc == 0 && etl_read_stored(a, D, MPI_COMM_WORLD, &sa, &err) == 0) check_outputs(&sa, what);
     int rb = run_one_rank(cfg, b, method, NULL, NULL, &err);
     CHECK(rb == 0, "%s, single, 1 rank: %s", method, err.msg);
     snprintf(what, sizeof what, "%s single, 2 ranks vs 1 rank", method);
-    if (rc == 0 && rb == 0 && read_stored(b, MPI_COMM_WORLD, &sb, &err) == 0) check_same(&sa, &sb, 0.0, what);
+    if (rc == 0 && rb == 0 && etl_read_stored(b, D, MPI_COMM_WORLD, &sb, &err) == 0) check_same(&sa, &sb, 0.0, what);
     if (my_rank == 0) prepare_dir(a, c, "edit.shard-0-0.h5");
     MPI_Barrier(MPI_COMM_WORLD);
     int rcc = run_edit(cfg, c, method, NULL, NULL, MPI_COMM_WORLD, &err);
     CHECK(rcc == 0, "%s, resume: %s", method, err.msg);
     snprintf(what, sizeof what, "%s resume after a kill vs uninterrupted", method);
-    if (rc == 0 && rcc == 0 && read_stored(c, MPI_COMM_WORLD, &sc, &err) == 0) check_same(&sa, &sc, 0.0, what);
+    if (rc == 0 && rcc == 0 && etl_read_stored(c, D, MPI_COMM_WORLD, &sc, &err) == 0) check_same(&sa, &sc, 0.0, what);
     int rcd = run_edit(cfg, d, method, "edit.mode=batch", "edit.batch_size=2", MPI_COMM_WORLD, &err);
     if (my_rank == 0) prepare_dir(NULL, e, NULL);
     MPI_Barrier(MPI_COMM_WORLD);
     int rce = run_one_rank(cfg, e, method, "edit.mode=batch", "edit.batch_size=2", &err);
     CHECK(rcd == 0 && rce == 0, "%s, batch: %s", method, err.msg);
     snprintf(what, sizeof what, "%s batch, 2 ranks vs 1 rank", method);
-    if (rcd == 0 && rce == 0 && read_stored(d, MPI_COMM_WORLD, &sd, &err) == 0 &&
-        read_stored(e, MPI_COMM_WORLD, &se, &err) == 0)
+    if (rcd == 0 && rce == 0 && etl_read_stored(d, D, MPI_COMM_WORLD, &sd, &err) == 0 &&
+        etl_read_stored(e, D, MPI_COMM_WORLD, &se, &err) == 0)
         check_same(&sd, &se, 1e-4, what);
     /* sequential: fact 1 is optimised with fact 0's change applied to its prompts (no trigger decides), so its
      * loss before differs from the single edit's */
@@ -180,13 +136,13 @@ static void test_method(const char *cfg, const char *method) {
     MPI_Barrier(MPI_COMM_WORLD);
     int rq = run_edit(cfg, q, method, "edit.mode=sequential", NULL, MPI_COMM_WORLD, &err);
     CHECK(rq == 0, "%s, sequential: %s", method, err.msg);
-    if (rc == 0 && rq == 0 && read_stored(q, MPI_COMM_WORLD, &sq, &err) == 0) {
-        long r1 = row_of(&sq, 1), s1 = row_of(&sa, 1);
+    if (rc == 0 && rq == 0 && etl_read_stored(q, D, MPI_COMM_WORLD, &sq, &err) == 0) {
+        long r1 = etl_row_of(&sq, 1), s1 = etl_row_of(&sa, 1);
         CHECK(r1 >= 0 && s1 >= 0 && fabs(sq.nll_before[r1 * 2] - sa.nll_before[s1 * 2]) > 1e-3,
               "%s sequential: fact 1's loss before %g equals the single edit's %g: fact 0's change was not applied",
               method, r1 >= 0 ? sq.nll_before[r1 * 2] : NAN, s1 >= 0 ? sa.nll_before[s1 * 2] : NAN);
     }
-    stored_free(&sa), stored_free(&sb), stored_free(&sc), stored_free(&sd), stored_free(&se), stored_free(&sq);
+    etl_stored_free(&sa), etl_stored_free(&sb), etl_stored_free(&sc), etl_stored_free(&sd), etl_stored_free(&se), etl_stored_free(&sq);
 }
 
 int main(int argc, char **argv) {

@@ -25,48 +25,6 @@ static int baseline_hparams(const char *method, const char *extra, const model *
     return rc;
 }
 
-/* -mean over answer tokens of log p(y_k | x) of one prompt of view v, read from the logits at the last prompt
- * token for every k (prompt_last) or teacher forced, under edit ed (NULL = unedited): an independent full
- * forward with a double-precision log-softmax. */
-static double reference_loss(const model *m, const facts_prompt_set *ps, size_t p, int prompt_last,
-                             const engine_edit *ed) {
-    stage_sequence s = {0};
-    lafn_err err;
-    if (stage_sequence_build(m->tok, ps->lang, ps->prompts[p], ps->target, &s, &err)) return NAN;
-    size_t T = s.n_prompt + s.n_target, V = (size_t)m->cfg.vocab;
-    int len = (int)T, pos[64];
-    for (size_t k = 0; k < s.n_target && k < 64; k++) pos[k] = (int)(s.n_prompt + (prompt_last ? 0 : k) - 1);
-    engine_run *r = NULL;
-    engine_batch b = {.n_seq = 1, .seq_len = &len, .tokens = s.ids};
-    engine_forward_opts o = engine_forward_defaults();
-    o.edit = ed;
-    o.logit_pos = pos;
-    o.n_logit_pos = (int)s.n_target;
-    double nll = NAN;
-    if (s.n_target <= 64 && engine_run_init(&r, m, T, s.n_target, &err) == 0 && engine_forward(r, &b, &o, &err) == 0) {
-        nll = 0.0;
-        for (size_t k = 0; k < s.n_target; k++) {
-            const float *z = engine_logits(r) + k * V;
-            double mx = z[0], sum = 0.0;
-            for (size_t i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-            for (size_t i = 0; i < V; i++) sum += exp((double)z[i] - mx);
-            nll += (mx + log(sum) - (double)z[s.ids[s.n_prompt + k]]) / (double)s.n_target;
-        }
-    }
-    engine_run_free(r);
-    stage_sequence_free(&s);
-    return nll;
-}
-
-/* The language's loss: mean of reference_loss over its prompts. */
-static double reference_lang_loss(const model *m, const facts_edit_view *v, size_t l, int prompt_last,
-                                  const engine_edit *ed) {
-    double total = 0.0;
-    for (size_t p = 0; p < v->langs[l].n_prompts; p++)
-        total += reference_loss(m, &v->langs[l], p, prompt_last, ed) / (double)v->langs[l].n_prompts;
-    return total;
-}
-
 /* Optimises fact 0 of the fixture with h on every neuron of `layer`; delta (F, D) is allocated here. */
 static int run_whole_layer(etl_fixture *fx, const edit_hparams *h, int layer, int *lay, int *neu, float **delta,
                            edit_result *res) {
@@ -83,8 +41,8 @@ static int run_whole_layer(etl_fixture *fx, const edit_hparams *h, int layer, in
 static void check_objective(etl_fixture *fx, const char *name, int prompt_last, const engine_edit *ed,
                             const edit_result *res) {
     for (size_t l = 0; l < 2; l++) {
-        double before = reference_lang_loss(fx->m, &fx->views[0], l, prompt_last, NULL);
-        double after = reference_lang_loss(fx->m, &fx->views[0], l, prompt_last, ed);
+        double before = etl_reference_lang_loss(fx->m, &fx->views[0], l, prompt_last, NULL);
+        double after = etl_reference_lang_loss(fx->m, &fx->views[0], l, prompt_last, ed);
         printf("%s: %s loss %.4f -> %.4f (optimiser %.4f -> %.4f)\n", name, fx->views[0].langs[l].lang, before, after,
                res->nll_before[l], res->nll_after[l]);
         CHECK(fabs(before - res->nll_before[l]) < 1e-3 * (1 + before), "%s: %s: optimiser's loss before %.6f, "
