@@ -165,6 +165,40 @@ static void test_config(const model *m) {
     config_free(&cfg);
 }
 
+/* The run id of stage under the defaults with the overrides ov[0..n): edit's (stage "edit") or eval's run id. */
+static void run_id_of(const char *stage, const char *const *ov, int n, char out[STAGE_RUN_ID_LEN + 1]) {
+    lafn_config cfg = {0};
+    lafn_err err = {{0}};
+    out[0] = '\0';
+    int rc = config_defaults(&cfg, &err);
+    if (rc == 0) rc = config_override_all(&cfg, (char *const *)ov, (size_t)n, &err);
+    if (rc == 0) rc = stage_run_id(&cfg, "00", stage, out, &err);
+    CHECK(rc == 0, "run id: %s", err.msg);
+    config_free(&cfg);
+}
+
+/* The run ids of edit and eval change with the method and its own knobs only; lafn's stay what they were. */
+static void test_run_ids(void) {
+    static const char *const lafn[] = {"edit.method=lafn", "ft_l.lr=0.1"}, *const ftl[] = {"edit.method=ft_l"},
+                             *const ftl_lr[] = {"edit.method=ft_l", "ft_l.lr=0.1"},
+                             *const ftl_other[] = {"edit.method=ft_l", "ft_m.lr=0.1"}, *const ftm[] = {"edit.method=ft_m"};
+    for (int s = 0; s < 2; s++) {
+        const char *stage = s ? "eval" : "edit";
+        char base[STAGE_RUN_ID_LEN + 1], a[STAGE_RUN_ID_LEN + 1], b[STAGE_RUN_ID_LEN + 1], c[STAGE_RUN_ID_LEN + 1],
+            d[STAGE_RUN_ID_LEN + 1], e[STAGE_RUN_ID_LEN + 1];
+        run_id_of(stage, NULL, 0, base);
+        run_id_of(stage, lafn, 2, a);
+        run_id_of(stage, ftl, 1, b);
+        run_id_of(stage, ftl_lr, 2, c);
+        run_id_of(stage, ftl_other, 2, d);
+        run_id_of(stage, ftm, 1, e);
+        CHECK(!strcmp(base, a), "%s: lafn's run id changed with a baseline's knob", stage);
+        CHECK(strcmp(base, b) && strcmp(b, c) && strcmp(b, e), "%s: the run id does not change with edit.method or "
+              "ft_l.lr", stage);
+        CHECK(!strcmp(b, d), "%s: ft_l's run id changed with ft_m.lr", stage);
+    }
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     etl_fixture fx;
@@ -177,6 +211,7 @@ int main(int argc, char **argv) {
     test_ft_l(&fx);
     test_ft_m(&fx);
     test_config(fx.m);
+    test_run_ids();
     etl_fixture_free(&fx);
     MPI_Finalize();
     return testutil_finish("test_edit_baselines");
