@@ -53,62 +53,17 @@ static int make_locate(const char *cfg, const char *dir, MPI_Comm comm, lafn_err
 
 static int run_edit(const char *cfg, const char *dir, const char *extra1, const char *extra2, MPI_Comm comm,
                     lafn_err *err) {
-    char ov[300];
-    snprintf(ov, sizeof ov, "run.output_dir=%s", dir);
-    char *ovs[3] = {ov, (char *)extra1, (char *)extra2};
-    return stage_edit_run(cfg, ovs, 1 + (extra1 != NULL) + (extra2 != NULL), "test", comm, NULL, err);
+    const char *extra[2] = {extra1, extra2};
+    return etl_run_edit(cfg, dir, extra, 2, comm, err);
 }
 
-typedef struct {
-    edit_store s;
-    double *nll_before, *nll_after; /* (n_facts, 2) */
-    double *curve_nll, *curve_loss, *loss; /* (n_facts, N_EVALS, 2), (n_facts, N_EVALS), (n_facts, 4) */
-    int32_t *steps, *rank;          /* (n_facts), (n_facts, 2) */
-} stored;
-
-static int read_stored(const char *dir, const char *cfg, MPI_Comm comm, stored *out, lafn_err *err) {
-    char path[512];
-    path_join(path, sizeof path, dir, "edit.h5");
-    memset(out, 0, sizeof *out);
-    if (edit_store_read(path, NULL, 64, comm, &out->s, err)) return -1;
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    size_t n;
-    int rc = h5out_read_all(f, path, "nll_before", H5OUT_F64, 2, (void **)&out->nll_before, &n, err);
-    if (rc == 0) rc = h5out_read_all(f, path, "nll_after", H5OUT_F64, 2, (void **)&out->nll_after, &n, err);
-    if (rc == 0) rc = h5out_read_all(f, path, "loss", H5OUT_F64, 4, (void **)&out->loss, &n, err);
-    if (rc == 0) rc = h5out_read_all(f, path, "steps", H5OUT_I32, 1, (void **)&out->steps, &n, err);
-    if (rc == 0 && H5Lexists(f, "curve", H5P_DEFAULT) > 0) {
-        rc = h5out_read_all(f, path, "curve/nll", H5OUT_F64, 2 * N_EVALS, (void **)&out->curve_nll, &n, err);
-        if (rc == 0) rc = h5out_read_all(f, path, "curve/loss", H5OUT_F64, N_EVALS, (void **)&out->curve_loss, &n, err);
-        if (rc == 0) rc = h5out_read_all(f, path, "rank", H5OUT_I32, 2, (void **)&out->rank, &n, err);
-    }
-    H5Fclose(f);
-    (void)cfg;
-    return rc;
-}
-
-static void stored_free(stored *s) {
-    edit_store_free(&s->s);
-    free(s->nll_before);
-    free(s->nll_after);
-    free(s->curve_nll);
-    free(s->curve_loss);
-    free(s->loss);
-    free(s->steps);
-    free(s->rank);
-}
-
-static long row_of(const stored *s, int64_t fact) {
-    for (size_t i = 0; i < s->s.n_facts; i++)
-        if (s->s.facts[i] == fact) return (long)i;
-    return -1;
-}
+typedef etl_stored stored;
 
 /* Every fact once; fact 3 has no LAFN and no delta; the others edited with every language's NLL lower. */
 static void check_outputs(const stored *s, const char *what) {
     CHECK(s->s.n_facts == N_FACTS, "%s: %zu rows, expected %d", what, s->s.n_facts, N_FACTS);
     for (int64_t f = 0; f < N_FACTS; f++) {
-        long r = row_of(s, f);
+        long r = etl_row_of(s, f);
         CHECK(r >= 0, "%s: fact %lld missing", what, (long long)f);
         if (r < 0) continue;
         int n_delta = (int)(s->s.delta_off[r + 1] - s->s.delta_off[r]);
@@ -171,29 +126,7 @@ static void strip_curves(const char *shard) {
 
 /* Same facts, statuses and deltas (max abs difference <= tol). */
 static void check_same(const stored *a, const stored *b, double tol, const char *what) {
-    CHECK(a->s.n_facts == b->s.n_facts, "%s: %zu vs %zu rows", what, a->s.n_facts, b->s.n_facts);
-    double worst = 0.0;
-    long long wf = -1;
-    for (size_t i = 0; i < a->s.n_facts; i++) {
-        long j = row_of(b, a->s.facts[i]);
-        CHECK(j >= 0, "%s: fact %lld missing in the second", what, (long long)a->s.facts[i]);
-        if (j < 0) continue;
-        CHECK(a->s.status[i] == b->s.status[j], "%s: fact %lld status %d vs %d", what, (long long)a->s.facts[i],
-              a->s.status[i], b->s.status[j]);
-        int64_t na = a->s.delta_off[i + 1] - a->s.delta_off[i], nb = b->s.delta_off[j + 1] - b->s.delta_off[j];
-        CHECK(na == nb, "%s: fact %lld: %lld vs %lld deltas", what, (long long)a->s.facts[i], (long long)na,
-              (long long)nb);
-        if (na != nb) continue;
-        const float *da = a->s.delta + (size_t)a->s.delta_off[i] * a->s.width;
-        const float *db = b->s.delta + (size_t)b->s.delta_off[j] * b->s.width;
-        for (size_t k = 0; k < (size_t)na * a->s.width; k++)
-            if (fabs((double)da[k] - db[k]) > worst) {
-                worst = fabs((double)da[k] - db[k]);
-                wf = a->s.facts[i];
-            }
-    }
-    if (my_rank == 0) printf("%s: worst delta difference %.3g (fact %lld; -1: all equal)\n", what, worst, wf);
-    CHECK(worst <= tol, "%s: deltas of fact %lld differ by %g > %g", what, wf, worst, tol);
+    etl_check_same(a, b, tol, what, my_rank == 0);
 }
 
 /* 1 if dir holds a file whose name ends in ".tmp". */
@@ -253,7 +186,7 @@ int main(int argc, char **argv) {
     /* single mode */
     rc = rc ? rc : run_edit(cfg, a, NULL, NULL, MPI_COMM_WORLD, &err);
     CHECK(rc == 0, "single: %s", err.msg);
-    if (rc == 0 && read_stored(a, cfg, MPI_COMM_WORLD, &sa, &err) == 0) {
+    if (rc == 0 && etl_read_stored(a, 64, MPI_COMM_WORLD, &sa, &err) == 0) {
         check_outputs(&sa, "single");
         check_curves(&sa, 1, "single");
     }
@@ -263,7 +196,7 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     int rb = run_edit(cfg, b, NULL, NULL, MPI_COMM_WORLD, &err);
     CHECK(rb == 0, "resume: %s", err.msg);
-    if (rb == 0 && read_stored(b, cfg, MPI_COMM_WORLD, &sb, &err) == 0) {
+    if (rb == 0 && etl_read_stored(b, 64, MPI_COMM_WORLD, &sb, &err) == 0) {
         check_same(&sa, &sb, 0.0, "resume vs uninterrupted");
         CHECK(!has_tmp(b), "a .tmp file is left in %s", b);
     }
@@ -284,13 +217,13 @@ int main(int argc, char **argv) {
         MPI_Comm_free(&one_rank);
     }
     MPI_Bcast(&rcd, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (rcb == 0 && rcd == 0 && read_stored(c, cfg, MPI_COMM_WORLD, &sc, &err) == 0 &&
-        read_stored(d, cfg, MPI_COMM_WORLD, &sd, &err) == 0) {
+    if (rcb == 0 && rcd == 0 && etl_read_stored(c, 64, MPI_COMM_WORLD, &sc, &err) == 0 &&
+        etl_read_stored(d, 64, MPI_COMM_WORLD, &sd, &err) == 0) {
         check_outputs(&sc, "batch");
         check_curves(&sc, 2, "batch, 2 ranks");
         check_curves(&sd, 1, "batch, 1 rank");
         check_same(&sc, &sd, 1e-4, "batch on 2 ranks vs 1 rank");
-        long r0 = row_of(&sc, 0), r2 = row_of(&sc, 2);
+        long r0 = etl_row_of(&sc, 0), r2 = etl_row_of(&sc, 2);
         CHECK(r0 >= 0 && r2 >= 0 && sc.s.group[r0] == sc.s.group[r2],
               "facts 0 and 2 of one batch have different groups");
     }
@@ -304,8 +237,8 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     int rcf = run_edit(cfg, f, "edit.mode=sequential", NULL, MPI_COMM_WORLD, &err);
     CHECK(rcf == 0, "sequential resume: %s", err.msg);
-    if (rce == 0 && rcf == 0 && read_stored(e, cfg, MPI_COMM_WORLD, &se, &err) == 0 &&
-        read_stored(f, cfg, MPI_COMM_WORLD, &sf, &err) == 0) {
+    if (rce == 0 && rcf == 0 && etl_read_stored(e, 64, MPI_COMM_WORLD, &se, &err) == 0 &&
+        etl_read_stored(f, 64, MPI_COMM_WORLD, &sf, &err) == 0) {
         check_outputs(&se, "sequential");
         check_curves(&se, 2, "sequential");
         check_same(&se, &sf, 1e-6, "sequential resume vs uninterrupted");
@@ -323,9 +256,9 @@ int main(int argc, char **argv) {
     stored sr = {0};
     int rr = run_edit(cfg, a, "run.resume=false", NULL, MPI_COMM_WORLD, &err);
     CHECK(rr == 0, "resume=false over old shards: %s", err.msg);
-    if (rr == 0 && read_stored(a, cfg, MPI_COMM_WORLD, &sr, &err) == 0 && sa.s.n_facts)
+    if (rr == 0 && etl_read_stored(a, 64, MPI_COMM_WORLD, &sr, &err) == 0 && sa.s.n_facts)
         check_same(&sa, &sr, 0.0, "resume=false rerun vs first run");
-    stored_free(&sr);
+    etl_stored_free(&sr);
     /* activation offsets through the whole stage: one float per entry */
     char g[256];
     dir_of(g, "g");
@@ -334,12 +267,12 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     int rcg = run_edit(cfg, g, "edit.param=activation_offset", "edit.lr=1.0", MPI_COMM_WORLD, &err);
     CHECK(rcg == 0, "activation_offset: %s", err.msg);
-    if (rcg == 0 && read_stored(g, cfg, MPI_COMM_WORLD, &sg, &err) == 0) {
+    if (rcg == 0 && etl_read_stored(g, 64, MPI_COMM_WORLD, &sg, &err) == 0) {
         check_outputs(&sg, "activation_offset");
         CHECK(sg.s.kind == ENGINE_EDIT_ACTIVATION_OFFSET && sg.s.width == 1, "stored kind %d, width %zu",
               (int)sg.s.kind, sg.s.width);
     }
-    stored_free(&sg);
+    etl_stored_free(&sg);
     /* a run resumed over a shard written before the curves: edit.h5 is merged without them */
     char old_dir[256], old_shard[512];
     dir_of(old_dir, "old_shard");
@@ -352,12 +285,12 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     int rco = run_edit(cfg, old_dir, NULL, NULL, MPI_COMM_WORLD, &err);
     CHECK(rco == 0, "resume over a shard without curves: %s", err.msg);
-    if (rco == 0 && read_stored(old_dir, cfg, MPI_COMM_WORLD, &sh, &err) == 0) {
+    if (rco == 0 && etl_read_stored(old_dir, 64, MPI_COMM_WORLD, &sh, &err) == 0) {
         check_same(&sa, &sh, 0.0, "resume over a shard without curves vs uninterrupted");
         CHECK(!sh.curve_nll && !sh.rank, "edit.h5 over a shard without curves must have none");
     }
-    stored_free(&sh);
-    stored_free(&sa), stored_free(&sb), stored_free(&sc), stored_free(&sd), stored_free(&se), stored_free(&sf);
+    etl_stored_free(&sh);
+    etl_stored_free(&sa), etl_stored_free(&sb), etl_stored_free(&sc), etl_stored_free(&sd), etl_stored_free(&se), etl_stored_free(&sf);
     int total = testutil_mpi_tmpdir_end(MPI_COMM_WORLD, root);
     int status = rank == 0 ? testutil_finish("mpi_test_edit") : 0;
     MPI_Finalize();

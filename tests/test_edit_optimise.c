@@ -10,41 +10,10 @@
 
 static double mild_kl = NAN; /* unrelated-prompt KL after the default value_vector edit */
 
-/* The NLL (mean over target tokens, mean over prompts) of each language of
- * view v under edit ed (NULL = unedited), from a plain full forward per
- * prompt with a double-precision log-softmax: the reference. */
+/* The NLL (mean over target tokens, mean over prompts) of language l of view v under edit ed (NULL = unedited),
+ * from the reference forward of edit_testlib.h. */
 static double reference_nll(const model *m, const facts_edit_view *v, size_t l, const engine_edit *ed) {
-    const facts_prompt_set *ps = &v->langs[l];
-    double total = 0.0;
-    lafn_err err;
-    for (size_t p = 0; p < ps->n_prompts; p++) {
-        stage_sequence s = {0};
-        if (stage_sequence_build(m->tok, ps->lang, ps->prompts[p], ps->target, &s, &err)) return NAN;
-        size_t T = s.n_prompt + s.n_target, V = (size_t)m->cfg.vocab;
-        int len = (int)T, pos[64];
-        for (size_t k = 0; k < s.n_target; k++) pos[k] = (int)(s.n_prompt + k - 1);
-        engine_run *r = NULL;
-        engine_batch b = {.n_seq = 1, .seq_len = &len, .tokens = s.ids};
-        engine_forward_opts o = engine_forward_defaults();
-        o.edit = ed;
-        o.logit_pos = pos;
-        o.n_logit_pos = (int)s.n_target;
-        double nll = NAN;
-        if (engine_run_init(&r, m, T, s.n_target, &err) == 0 && engine_forward(r, &b, &o, &err) == 0) {
-            nll = 0.0;
-            for (size_t k = 0; k < s.n_target; k++) {
-                const float *z = engine_logits(r) + k * V;
-                double mx = z[0], sum = 0.0;
-                for (size_t i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-                for (size_t i = 0; i < V; i++) sum += exp((double)z[i] - mx);
-                nll += (mx + log(sum) - (double)z[s.ids[s.n_prompt + k]]) / (double)s.n_target;
-            }
-        }
-        engine_run_free(r);
-        stage_sequence_free(&s);
-        total += nll / (double)ps->n_prompts;
-    }
-    return total;
+    return etl_reference_lang_loss(m, v, l, 0, ed);
 }
 
 static double unrelated_kl(const model *m, const facts_edit_view *other, const engine_edit *ed);

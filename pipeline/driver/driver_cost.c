@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "edit/edit_optimise.h"
 #include "facts/facts.h"
 #include "formats/gguf.h"
 #include "stage/stage.h"
@@ -143,9 +144,10 @@ int driver_cost_print(const driver_plan *p, FILE *out, lafn_err *err) {
     cost_counts c = {0};
     if (cost_count(&p->cfg, &c, err) != 0) return -1;
     const char *score, *edit_sets, *mode;
-    int64_t ig_steps, steps, batch, each_max;
+    int64_t ig_steps, batch, each_max;
+    edit_hparams h;
     if (config_get_string(&p->cfg, "probe.score", &score, err) || config_get_int(&p->cfg, "probe.steps", &ig_steps, err) ||
-        config_get_int(&p->cfg, "edit.steps", &steps, err) || config_get_string(&p->cfg, "edit.mode", &mode, err) ||
+        edit_hparams_from_config(&p->cfg, &h, err) || config_get_string(&p->cfg, "edit.mode", &mode, err) ||
         config_get_int(&p->cfg, "edit.batch_size", &batch, err) ||
         config_get_string(&p->cfg, "eval.edit_sets", &edit_sets, err) ||
         config_get_int(&p->cfg, "eval.each_max_facts", &each_max, err))
@@ -163,10 +165,12 @@ int driver_cost_print(const driver_plan *p, FILE *out, lafn_err *err) {
                            (grad || ig ? tok : (double)c.prompt_tokens) * passes, grad || ig ? tgt * passes : 0, &c);
     if (p->stage_on[DRIVER_LOCATE]) fprintf(out, "  %-7s reads probe.h5; no model passes\n", "locate");
     if (p->stage_on[DRIVER_EDIT]) {
-        double rounds = (double)steps;
+        const char *baseline = stage_edit_baseline(&p->cfg);
+        double rounds = (double)h.steps;
         total += cost_line(out, "edit", prompts * rounds, prompts * rounds, tok * rounds, tgt * rounds, &c);
-        fprintf(out, "          (upper bound: edit.steps = %lld Adam steps per %s over all layers; early stop, the KL prompts and reuse of the layers below the edit not counted)\n",
-                (long long)steps, strcmp(mode, "batch") == 0 ? "batch" : "fact");
+        fprintf(out, "          (upper bound: %s%s = %d Adam steps per %s over all layers; early stop, the KL prompts and reuse of the layers below the edit not counted)\n",
+                baseline ? baseline : "edit", baseline ? ".num_steps" : ".steps", h.steps,
+                strcmp(mode, "batch") == 0 ? "batch" : "fact");
     }
     if (p->stage_on[DRIVER_EVAL]) {
         double sets = strcmp(edit_sets, "each") == 0

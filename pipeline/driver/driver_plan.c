@@ -158,9 +158,11 @@ static int check_exists(const lafn_config *cfg, const char *key, lafn_err *err) 
     return 0;
 }
 
-/* The stage before stage i whose file stage i reads: the paraphrase stage only when it generates; -1 for none. */
+/* The stage before stage i whose file stage i reads: the paraphrase stage only when it generates; -1 for none.
+ * A baseline edit.method reads no locate.h5. */
 static int input_stage(const driver_plan *p, int i) {
-    if (i == DRIVER_PROBE) return stage_paraphrases_generated(&p->cfg) ? DRIVER_PARAPHRASE : -1;
+    if (i == DRIVER_PROBE || (i == DRIVER_EDIT && stage_edit_baseline(&p->cfg)))
+        return stage_paraphrases_generated(&p->cfg) ? DRIVER_PARAPHRASE : -1;
     return i > DRIVER_PROBE ? i - 1 : -1;
 }
 
@@ -175,6 +177,11 @@ static int check_stages(driver_plan *p, lafn_err *err) {
                                 method);
         p->stage_on[DRIVER_PARAPHRASE] = 0;
     }
+    const char *baseline = stage_edit_baseline(&p->cfg);
+    if (baseline && p->stages_named && (p->stage_on[DRIVER_PROBE] || p->stage_on[DRIVER_LOCATE]))
+        return lafn_err_set(err, "--stages probe/locate: edit.method is '%s', which edits whole layers without them",
+                            baseline);
+    if (baseline) p->stage_on[DRIVER_PROBE] = p->stage_on[DRIVER_LOCATE] = 0;
     if (!(p->bin_dir = driver_bin_dir(err))) return -1;
     for (int i = 0; i < DRIVER_N_STAGES; i++) {
         size_t n = strlen(p->bin_dir) + strlen(driver_stage_names[i]) + 8;

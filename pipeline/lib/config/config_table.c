@@ -184,7 +184,27 @@ static const config_knob edit_knobs[] = {
      "single: edit, evaluate, restore; batch: one delta set per batch; sequential: accumulate"},
     {"batch_size", CONFIG_KNOB_INT, "1", 1, 1000000, 0, 0, NULL, NOVALID,
      "facts per batch (mode = batch)"},
+    {"method", CONFIG_KNOB_STRING, "\"lafn\"", 0, 0, 0, 0, "lafn ft_l ft_m", NOVALID,
+     "lafn: the located neurons' deltas behind the trigger; ft_l, ft_m: the baselines of docs/baselines.md, "
+     "fine-tuning one FFN down projection (knobs in the section of that name), applied to every input"},
 };
+
+/* The knobs of the fine-tuning baselines, EasyEdit's names (docs/baselines.md);
+ * ft_l and ft_m differ only in the default of norm_constraint. */
+#define FT_KNOBS(norm_constraint_default)                                                                         \
+    {"layers", CONFIG_KNOB_INT_LIST, "[]", 0, 1023, ANY_LEN, NULL, NOVALID,                                      \
+     "layers whose ffn_down matrix is fine-tuned; [] = the one at EasyEdit's Llama depth, floor(21/32 x layers)"}, \
+    {"num_steps", CONFIG_KNOB_INT, "25", 1, 100000, 0, 0, NULL, NOVALID,                                         \
+     "Adam steps at most (the loop stops once every language's loss is below 0.01)"},                             \
+    {"lr", CONFIG_KNOB_FLOAT, "5e-4", 1e-8, 100, 0, 0, NULL, NOVALID, "Adam learning rate"},                      \
+    {"weight_decay", CONFIG_KNOB_FLOAT, "0.0", 0, 1000, 0, 0, NULL, NOVALID,                                      \
+     "Adam's L2 weight decay on the whole edited matrix (torch.optim.Adam's weight_decay)"},                      \
+    {"norm_constraint", CONFIG_KNOB_FLOAT, norm_constraint_default, 0, 1000, 0, 0, NULL, NOVALID,                 \
+     "if > 0: after every step each element of the matrix stays within this of its original value (L-infinity); "  \
+     "0 = unconstrained (EasyEdit's false)"}
+
+static const config_knob ft_l_knobs[] = {FT_KNOBS("5e-4")};
+static const config_knob ft_m_knobs[] = {FT_KNOBS("0.0")};
 
 static const config_knob eval_knobs[] = {
     {"edit_sets", CONFIG_KNOB_STRING, "\"all\"", 0, 0, 0, 0, "all each", NOVALID,
@@ -213,6 +233,8 @@ static const config_section sections[] = {
     {"probe", probe_knobs, N(probe_knobs), "per-prompt neuron scores"},
     {"locate", locate_knobs, N(locate_knobs), "from scores to LAFNs"},
     {"edit", edit_knobs, N(edit_knobs), "optimising the update values"},
+    {"ft_l", ft_l_knobs, N(ft_l_knobs), "edit.method = ft_l: fine-tuning with an L-infinity bound, last-prompt-token loss"},
+    {"ft_m", ft_m_knobs, N(ft_m_knobs), "edit.method = ft_m: fine-tuning with the masked loss on the answer tokens"},
     {"eval", eval_knobs, N(eval_knobs), "scoring every language pair"},
 };
 
@@ -295,5 +317,9 @@ int config_check_relations(const lafn_config *cfg, lafn_err *err) {
             return relation_err(cfg, err, "locate.edit_layers", "probe.layers", what);
         }
     }
+    if (strcmp(val(cfg, "edit.method")->s, "lafn") != 0 && strcmp(val(cfg, "edit.param")->s, "value_vector") != 0)
+        return relation_err(cfg, err, "edit.method", "edit.param",
+                            "the baselines change a whole weight matrix, stored as value vectors: set edit.param = "
+                            "value_vector");
     return check_languages(cfg, err);
 }

@@ -7,6 +7,7 @@
 
 #include "base/lafn_clock.h"
 #include "edit/edit_loss.h"
+#include "edit/edit_method.h"
 #include "stage/stage.h"
 
 /* This rank's sequences packed for the engine. Logit positions: every target
@@ -37,6 +38,7 @@ typedef struct {
     float *d_delta;       /* (n_all, width) */
     double *grad, *adam_m, *adam_v; /* (nd) */
     float *vnorm;         /* (n) norm of each original value vector */
+    float *w0;            /* (n, width) the original value vectors, for weight decay (NULL without) */
     double *kl_w;         /* (P_n) weight of each neutral position's KL */
     edit_loss loss;       /* the scored positions' losses */
     float *logp;          /* (P_t) log-probability of each target token */
@@ -61,7 +63,8 @@ static void batch_free(opt_batch *ob) {
 
 static size_t packed_len(const edit_seq *q) { return q->n_prompt + q->n_target - (q->n_target ? 1 : 0); }
 
-static int batch_build(opt_batch *ob, const edit_problem *p, lafn_err *err) {
+/* Packs the problem's sequences; with prompt_last every target token is scored at the last prompt token. */
+static int batch_build(opt_batch *ob, const edit_problem *p, int prompt_last, lafn_err *err) {
     size_t B = p->n_seqs, N = 0, P_t = 0, P_n = 0;
     for (size_t s = 0; s < B; s++) {
         N += packed_len(&p->seqs[s]);
@@ -85,7 +88,7 @@ static int batch_build(opt_batch *ob, const edit_problem *p, lafn_err *err) {
         memcpy(ob->tokens + start, q->ids, len * sizeof *q->ids);
         ob->last_pos[s] = (int)(start + q->n_prompt - 1);
         for (size_t k = 0; k < q->n_target; k++, pt++) {
-            ob->logit_pos[pt] = (int)(start + q->n_prompt + k - 1);
+            ob->logit_pos[pt] = (int)(start + q->n_prompt + (prompt_last ? 0 : k) - 1);
             ob->target[pt] = q->ids[q->n_prompt + k];
             ob->weight[pt] = (float)(q->weight / (double)q->n_target);
             ob->pos_seq[pt] = s;
@@ -115,6 +118,7 @@ static void state_free(opt_state *st) {
     free(st->adam_m);
     free(st->adam_v);
     free(st->vnorm);
+    free(st->w0);
     free(st->kl_w);
     edit_loss_free(&st->loss);
     free(st->logp);
@@ -123,19 +127,24 @@ static void state_free(opt_state *st) {
     memset(st, 0, sizeof *st);
 }
 
-/* Norms of the original value vectors (columns of W_down), for the clamp. */
-static void value_norms(const model *m, int n, const int *layer, const int *neuron, float *out) {
+/* Norms of the original value vectors (columns of W_down), for the clamp; with w0 not NULL also the vectors
+ * themselves (n, D). */
+static void value_norms(const model *m, int n, const int *layer, const int *neuron, float *out, float *w0) {
     size_t D = (size_t)m->cfg.d_model, F = (size_t)m->cfg.d_ffn;
     for (int e = 0; e < n; e++) {
         const float *w = m->w.layers[layer[e]].w_down;
         double s = 0.0;
-        for (size_t i = 0; i < D; i++) s += (double)w[i * F + (size_t)neuron[e]] * w[i * F + (size_t)neuron[e]];
+        for (size_t i = 0; i < D; i++) {
+            float x = w[i * F + (size_t)neuron[e]];
+            s += (double)x * x;
+            if (w0) w0[(size_t)e * D + i] = x;
+        }
         out[e] = (float)sqrt(s);
     }
 }
 
 static int state_alloc(opt_state *st, const model *m, const edit_problem *p, int n, const edit_cache_edit *fx,
-                       lafn_err *err) {
+                       const edit_hparams *h, lafn_err *err) {
     size_t B = p->n_seqs, n_all = (size_t)n + (size_t)fx->edit.n;
     size_t P = st->ob.P_t + st->ob.P_n, slots = (size_t)p->n_facts * (size_t)p->n_langs;
     st->n_all = (int)n_all;
@@ -151,6 +160,8 @@ static int state_alloc(opt_state *st, const model *m, const edit_problem *p, int
     st->kl = malloc((st->ob.P_n + 1) * sizeof *st->kl);
     st->red = calloc(slots + 2, sizeof *st->red);
     if (fx->edit.n && !(st->mask = malloc(n_all * B + 1))) goto oom;
+    if (h->weight_decay > 0.0 && st->kind == ENGINE_EDIT_VALUE_VECTOR && !(st->w0 = malloc(st->nd * sizeof *st->w0)))
+        goto oom;
     if (!st->layer || !st->neuron || !st->delta || !st->d_delta || !st->grad || !st->adam_m || !st->adam_v ||
         !st->vnorm || !st->logp || !st->kl || !st->red)
         goto oom;
@@ -189,7 +200,7 @@ static int state_setup(opt_state *st, const model *m, const edit_problem *p, int
         free(fires);
         if (rc) return -1;
     }
-    if (state_alloc(st, m, p, n, fx, err)) return -1;
+    if (state_alloc(st, m, p, n, fx, h, err)) return -1;
     st->lowest = m->cfg.n_layer;
     for (int e = 0; e < st->n_all; e++) {
         st->layer[e] = e < n ? layer[e] : fx->layer[e - n];
@@ -201,7 +212,7 @@ static int state_setup(opt_state *st, const model *m, const edit_problem *p, int
         memcpy(st->mask + (size_t)n * B, fx->seq_mask, (size_t)fx->edit.n * B);
         memcpy(st->delta + st->nd, fx->delta, (size_t)fx->edit.n * st->width * sizeof(float));
     }
-    value_norms(m, n, layer, neuron, st->vnorm);
+    value_norms(m, n, layer, neuron, st->vnorm, st->w0);
     st->edit = (engine_edit){.kind = st->kind, .n = st->n_all,
                              .layer = st->layer, .neuron = st->neuron, .delta = st->delta, .seq_mask = st->mask};
     return 0;
@@ -274,10 +285,14 @@ static int adam_step(opt_state *st, const edit_problem *p, const edit_hparams *h
     double c1 = 1.0 - pow(b1, t), c2 = 1.0 - pow(b2, t);
     for (size_t i = 0; i < st->nd; i++) {
         double g = st->grad[i] + 2.0 * h->l2 * (double)st->delta[i];
+        if (h->weight_decay > 0.0) g += h->weight_decay * ((st->w0 ? (double)st->w0[i] : 0.0) + (double)st->delta[i]);
         st->adam_m[i] = b1 * st->adam_m[i] + (1.0 - b1) * g;
         st->adam_v[i] = b2 * st->adam_v[i] + (1.0 - b2) * g * g;
         st->delta[i] -= (float)(h->lr * (st->adam_m[i] / c1) / (sqrt(st->adam_v[i] / c2) + eps));
     }
+    if (h->linf > 0.0)
+        for (size_t i = 0; i < st->nd; i++)
+            st->delta[i] = st->delta[i] > h->linf ? (float)h->linf : st->delta[i] < -h->linf ? (float)-h->linf : st->delta[i];
     if (h->norm_clamp > 0.0)
         for (size_t e = 0; e < st->nd / st->width; e++) {
             float *d = st->delta + e * st->width;
@@ -323,7 +338,7 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
     int rc = n > 0 ? 0 : lafn_err_set(err, "edit: no neurons to optimise");
     if (rc == 0 && fixed && fixed->kind != h->kind)
         rc = lafn_err_set(err, "edit: earlier edits are of another kind than edit.param");
-    if (rc == 0) rc = batch_build(&st.ob, p, err);
+    if (rc == 0) rc = batch_build(&st.ob, p, h->prompt_last, err);
     if (rc == 0) rc = state_setup(&st, m, p, n, layer, neuron, fixed, h, &fx, err);
     res->nll_before = malloc(slots * sizeof *res->nll_before);
     res->nll_after = malloc(slots * sizeof *res->nll_after);
@@ -386,7 +401,7 @@ int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *
     h->steps = (int)steps;
     h->reuse_lower = 1;
     h->fused_head = 1;
-    return 0;
+    return edit_method_hparams(cfg, h, err);
 }
 
 int edit_optimise_fact(const model *m, const facts_edit_view *views, size_t n_views, size_t self, const char *only,

@@ -58,8 +58,12 @@ int edit_problem_add_fact(edit_problem *p, const tokenizer *tok, const facts_edi
 int edit_problem_init(edit_problem *p, int n_facts, int n_langs, int kl_other_facts, lafn_err *err);
 void edit_problem_free(edit_problem *p);
 
-/* Knobs of the optimisation (edit section of the pipeline file). */
+/* edit.method: the located neurons (lafn) or a fine-tuning baseline (docs/baselines.md). */
+typedef enum { EDIT_METHOD_LAFN, EDIT_METHOD_FT_L, EDIT_METHOD_FT_M } edit_method_kind;
+
+/* Knobs of the optimisation (edit section of the pipeline file, and a baseline's section). */
 typedef struct {
+    edit_method_kind method;
     engine_edit_kind kind;
     double lr;
     int steps;
@@ -72,6 +76,12 @@ typedef struct {
                            (engine_xent); 0: from stored logits, the reference of tests and benchmarks */
     int kl_other_facts; /* edit.kl_other_facts: KL also on another fact's src (edit_problem.kl_other_facts) */
     int keep_best;      /* edit.keep_best: hand back the lowest-loss delta seen, not the last */
+    int prompt_last;    /* 1 (ft_l): every answer token scored from the logits at the last prompt token
+                           (EasyEdit's objective_optimization = prompt_last); 0: teacher forced */
+    double linf;        /* ft_*.norm_constraint: after each step every delta element is clamped to [-linf, linf];
+                           0 = none */
+    double weight_decay;/* ft_*.weight_decay: weight_decay · (original value + delta) added to the gradient, as
+                           torch.optim.Adam's weight_decay on the edited matrix */
 } edit_hparams;
 
 /* Where an edit's wall time goes, in seconds summed over its steps
@@ -117,7 +127,8 @@ int edit_optimise(const model *m, const edit_problem *p, int n, const int *layer
                   const edit_cache *fixed, const edit_hparams *h, MPI_Comm comm, edit_result *res, lafn_err *err);
 
 /* Reads edit.param, lr, steps, stop_nll, kl_weight, kl_other_facts, keep_best, l2 and norm_clamp of cfg
- * into *h (reuse_lower = 1, fused_head = 1). Returns 0, or -1 with err naming the key. */
+ * into *h (reuse_lower = 1, fused_head = 1), then edit.method with a baseline's knobs over them
+ * (edit_method_hparams). Returns 0, or -1 with err naming the key. */
 int edit_hparams_from_config(const lafn_config *cfg, edit_hparams *h, lafn_err *err);
 
 /* Edits one fact alone on this rank (MPI_COMM_SELF), as the stage's single

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "edit/edit_method.h"
 #include "paraphrase/paraphrase.h"
 
 static void count_records(edit_stage *S, const edit_record *r, size_t n);
@@ -30,15 +31,33 @@ static int read_knobs(edit_stage *S, lafn_err *err) {
     return 0;
 }
 
-/* locate.h5 of this run, the edit views and the row of every fact. */
+/* A baseline's neurons: every neuron of its layers for every fact of the set (locate.h5 is not read). */
+static int baseline_neurons(edit_stage *S, lafn_err *err) {
+    const char *method = stage_edit_baseline(&S->ctx.cfg);
+    int layers[64], n_layers;
+    size_t n = S->ctx.facts.n_facts;
+    int64_t *idx = malloc((n + 1) * sizeof *idx);
+    if (!idx) return lafn_err_set(err, "edit: out of memory for %zu facts", n);
+    for (size_t i = 0; i < n; i++) idx[i] = (int64_t)S->ctx.facts.facts[i].index;
+    int rc = edit_method_layers(&S->ctx.cfg, method, S->ctx.m->cfg.n_layer, layers, 64, &n_layers, err);
+    if (rc == 0) rc = edit_neurons_whole_layers(idx, n, layers, n_layers, S->ctx.m->cfg.d_ffn, &S->nr, err);
+    free(idx);
+    return rc;
+}
+
+/* The neurons to edit (locate.h5 of this run, or a baseline's whole layers), the edit views and the row of
+ * every fact. */
 static int read_inputs(edit_stage *S, lafn_err *err) {
-    char path[4096], locate_id[STAGE_RUN_ID_LEN + 1];
-    if (stage_run_id(&S->ctx.cfg, S->ctx.m->sha256, "locate", locate_id, err))
-        return -1;
-    if (snprintf(path, sizeof path, "%s/locate.h5", S->ctx.out_dir) >= (int)sizeof path)
-        return lafn_err_set(err, "run.output_dir too long: %.80s", S->ctx.out_dir);
-    if (edit_neurons_read(path, locate_id, S->ctx.m->cfg.n_layer, S->ctx.m->cfg.d_ffn, S->ctx.comm, &S->nr, err))
-        return -1;
+    char path[4096] = "edit.method", locate_id[STAGE_RUN_ID_LEN + 1];
+    if (S->h.method != EDIT_METHOD_LAFN) {
+        if (baseline_neurons(S, err)) return -1;
+    } else {
+        if (stage_run_id(&S->ctx.cfg, S->ctx.m->sha256, "locate", locate_id, err)) return -1;
+        if (snprintf(path, sizeof path, "%s/locate.h5", S->ctx.out_dir) >= (int)sizeof path)
+            return lafn_err_set(err, "run.output_dir too long: %.80s", S->ctx.out_dir);
+        if (edit_neurons_read(path, locate_id, S->ctx.m->cfg.n_layer, S->ctx.m->cfg.d_ffn, S->ctx.comm, &S->nr, err))
+            return -1;
+    }
     size_t n = S->ctx.facts.n_facts;
     S->views = calloc(n, sizeof *S->views);
     S->row = malloc(n * sizeof *S->row);
@@ -334,7 +353,9 @@ int edit_stage_init(edit_stage *S, const char *cfg_path, char *const *overrides,
     int rc = paraphrase_join(&S->ctx, err);
     if (rc == 0) rc = read_knobs(S, err);
     if (rc == 0) rc = read_inputs(S, err);
-    if (mpi_status_agree(comm, rc, err) == 0 && edit_key_center_compute(S, err) == 0) return 0;
+    if (mpi_status_agree(comm, rc, err) == 0 &&
+        (S->h.method != EDIT_METHOD_LAFN || edit_key_center_compute(S, err) == 0)) /* baselines have no trigger */
+        return 0;
     edit_stage_free(S);
     return lafn_err_wrap(err, "edit");
 }

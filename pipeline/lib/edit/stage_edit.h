@@ -92,7 +92,8 @@ edit_cache edit_store_cache(const edit_store *s, const edit_trigger *t);
 
 /* The knobs that decide where a stored edit fires (edit.gate, edit.trigger,
  * edit.key_nearest_floor), read at eval and ask time (and by sequential
- * edits). Returns 0, or -1 with err. */
+ * edits); with a baseline edit.method the gate is 0: its edits apply to
+ * every input. Returns 0, or -1 with err. */
 int edit_trigger_from_config(const lafn_config *cfg, edit_trigger *t, lafn_err *err);
 
 #endif

@@ -351,10 +351,11 @@ edit_cache edit_store_cache(const edit_store *s, const edit_trigger *t) {
 
 int edit_trigger_from_config(const lafn_config *cfg, edit_trigger *t, lafn_err *err) {
     double g, floor;
-    const char *kind;
+    const char *kind, *method;
     if (config_get_float(cfg, "edit.gate", &g, err) || config_get_string(cfg, "edit.trigger", &kind, err) ||
-        config_get_float(cfg, "edit.key_nearest_floor", &floor, err))
+        config_get_float(cfg, "edit.key_nearest_floor", &floor, err) || config_get_string(cfg, "edit.method", &method, err))
         return -1;
+    if (strcmp(method, "lafn") != 0) g = 0.0; /* a baseline's edit changes the model for every input */
     *t = (edit_trigger){.gate = (float)g, .nearest_floor = (float)floor,
                         .kind = !strcmp(kind, "key")           ? EDIT_TRIGGER_KEY
                                 : !strcmp(kind, "nearest_key") ? EDIT_TRIGGER_NEAREST_KEY

@@ -70,7 +70,7 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     size_t L = S->ctx.facts.n_langs, width = S->h.kind == ENGINE_EDIT_VALUE_VECTOR ? (size_t)S->ctx.m->cfg.d_model : 1;
     long r = S->row[i];
     int has = edit_fact_has_neurons(S, i) && res;
-    size_t ng = (size_t)(S->nr.offsets[r + 1] - S->nr.offsets[r]);
+    size_t ng = S->h.method == EDIT_METHOD_LAFN ? (size_t)(S->nr.offsets[r + 1] - S->nr.offsets[r]) : 0;
     *rec = (edit_record){.fact = (int64_t)S->ctx.facts.facts[i].index, .group = has ? group : -1 - (int64_t)i,
                          .order = (int64_t)i, .kind = S->h.kind, .n_gate = has ? (int)ng : 0,
                          .n_delta = has ? n : 0, .n_evals = S->h.steps + 1};
@@ -100,7 +100,7 @@ static int fill_record(edit_record *rec, const edit_stage *S, size_t i, long lon
     }
     if (!has) { rec->status = EDIT_STATUS_NO_LAFN; return 0; }
     double t = lafn_now_seconds();
-    if (edit_gate_for_fact(S, i, rec, err)) return -1;
+    if (S->h.method == EDIT_METHOD_LAFN && edit_gate_for_fact(S, i, rec, err)) return -1; /* baselines: no gate */
     memcpy(rec->seconds, res->seconds, sizeof rec->seconds);
     rec->seconds[EDIT_PHASE_GATE] = lafn_now_seconds() - t;
     memcpy(rec->delta_layer, layer, (size_t)n * sizeof *rec->delta_layer);

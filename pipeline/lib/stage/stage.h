@@ -69,6 +69,10 @@ int stage_run_id(const lafn_config *cfg, const char *model_sha256, const char *s
 /* 1 if cfg's paraphrase.method makes the paraphrase stage generate (sample or beam), else 0. */
 int stage_paraphrases_generated(const lafn_config *cfg);
 
+/* The baseline edit.method of cfg (ft_l, ft_m: it edits whole layers, so
+ * neither probe nor locate feeds it), or NULL for lafn. */
+const char *stage_edit_baseline(const lafn_config *cfg);
+
 /* The model a stage runs: for the paraphrase stage paraphrase.model unless
  * it is "", else model.path. *path stays owned by cfg. Returns 0, or -1 with
  * err. */

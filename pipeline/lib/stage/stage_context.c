@@ -15,13 +15,18 @@ void openblas_set_num_threads(int n);
  * -1 for an unknown stage. The paraphrase stage reads only src, subject and
  * alt of the data; the later stages depend on its knobs only when it
  * generates, so with paraphrase.method none or file their identities are
- * what they were before the stage existed. */
+ * what they were before the stage existed. Likewise the section of a
+ * baseline edit method (ft_l, ft_m) joins edit's and eval's identity only
+ * when edit.method names it. */
 static int stage_sections(const lafn_config *cfg, const char *stage, char *buf, size_t cap) {
     static const char *const order[] = {"probe", "locate", "edit", "eval"};
+    const char *method = stage_edit_baseline(cfg);
     if (!strcmp(stage, "paraphrase")) return snprintf(buf, cap, "data languages paraphrase") < 0 ? -1 : 0;
     size_t len = (size_t)snprintf(buf, cap, "model data languages%s", stage_paraphrases_generated(cfg) ? " paraphrase" : "");
     for (size_t i = 0; i < sizeof order / sizeof order[0] && len < cap; i++) {
         len += (size_t)snprintf(buf + len, cap - len, " %s", order[i]);
+        if (!strcmp(order[i], "edit") && method && len < cap)
+            len += (size_t)snprintf(buf + len, cap - len, " %s", method);
         if (!strcmp(stage, order[i])) return 0;
     }
     return -1;
@@ -34,12 +39,19 @@ int stage_paraphrases_generated(const lafn_config *cfg) {
     return !strcmp(method, "sample") || !strcmp(method, "beam");
 }
 
+const char *stage_edit_baseline(const lafn_config *cfg) {
+    const char *method = "lafn";
+    lafn_err ignored;
+    config_get_string(cfg, "edit.method", &method, &ignored);
+    return strcmp(method, "lafn") != 0 ? method : NULL;
+}
+
 /* Knobs added after run identities were first written to disk: while one
  * holds its default, the stage computes what it computed before the knob
  * existed, so the knob is left out of the identity and such runs stay
  * resumable. Changing the default of one of them means taking it off this
  * list (the identity then changes, as it must). */
-static const char *const late_knobs[] = {"locate.rank_by", "edit.key_nearest_floor", "paraphrase.languages"};
+static const char *const late_knobs[] = {"locate.rank_by", "edit.key_nearest_floor", "paraphrase.languages", "edit.method"};
 
 /* Writes into buf (cap) the knobs of those sections the stage's output does
  * not depend on, space-separated: the late knobs at their default; for the
