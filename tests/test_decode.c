@@ -80,11 +80,11 @@ static void full_greedy(const model *m, const prompt_set *ps, int max_new, const
     free(tok);
 }
 
-/* Runs decode_generate on a fresh cache sized for the prompts; out (P). */
+/* Runs decode_generate on a fresh cache sized for the prompts; out (P × n_return). */
 static int run_decode(const model *m, const prompt_set *ps, const decode_opts *o, decode_result *out) {
     engine_kv *kv = NULL;
     lafn_err err = {{0}};
-    int width = o->mode == DECODE_BEAM ? o->n_beams : 1, maxlen = 0;
+    int width = o->mode == DECODE_BEAM ? o->n_beams : o->n_return, maxlen = 0;
     for (int p = 0; p < ps->P; p++) maxlen = ps->len[p] > maxlen ? ps->len[p] : maxlen;
     engine_batch b = prompts_batch(ps);
     int rc = engine_kv_init(&kv, m, (size_t)(ps->P * width), (size_t)(maxlen + o->max_new_tokens), &err);
@@ -353,6 +353,39 @@ static void check_edit(const char *tag, const model *m, const prompt_set *ps) {
 }
 
 /* Every check on one tiny model. */
+/* Sampling R draws of each prompt from one prefill (n_return R) gives draw r of prompt p exactly what R
+ * separately prefilled copies of the prompts give copy p·R + r (the same stream), and the draws differ. */
+static void check_sample_draws(const char *tag, const model *m, const prompt_set *ps) {
+    enum { P = 2, R = 3 };
+    prompt_set copies = {0};
+    for (int p = 0, src = 0; p < P; src += ps->len[p++])
+        for (int r = 0; r < R; r++) {
+            memcpy(copies.tok + copies.N, ps->tok + src, (size_t)ps->len[p] * sizeof(int32_t));
+            copies.len[copies.P++] = ps->len[p];
+            copies.N += (size_t)ps->len[p];
+        }
+    prompt_set two = *ps;
+    two.P = P;
+    decode_result drawn[P * R], copied[P * R];
+    decode_opts o = decode_defaults();
+    o.mode = DECODE_SAMPLE, o.seed = 7, o.temperature = 1.0f, o.max_new_tokens = 10;
+    run_decode(m, &copies, &o, copied);
+    o.n_return = R;
+    if (run_decode(m, &two, &o, drawn)) return;
+    int n_same = 0, n_distinct = 0;
+    for (int i = 0; i < P * R; i++) {
+        int same = same_ids(&drawn[i], &copied[i]);
+        for (size_t t = 0; same && t < drawn[i].n; t++) same = fabsf(drawn[i].logp[t] - copied[i].logp[t]) < 1e-4f;
+        n_same += same;
+        n_distinct += i % R != 0 && !same_ids(&drawn[i], &drawn[i - i % R]);
+    }
+    printf("%-20s sampling %d draws of %d prompts from one prefill: = %d separate copies on %d, %d draws differ "
+           "from the prompt's first\n", tag, R, P, P * R, n_same, n_distinct);
+    CHECK(n_same == P * R, "%s: draws from one prefill differ from separately prefilled copies", tag);
+    CHECK(n_distinct >= 1, "%s: every draw of a prompt is the same", tag);
+    for (int i = 0; i < P * R; i++) decode_result_free(&drawn[i]), decode_result_free(&copied[i]);
+}
+
 static void check_tiny(const char *tag, const char *path) {
     static const char *const texts[] = {"The Eiffel Tower is located in the city of", "Der Eiffelturm befindet sich in",
                                         "埃菲尔铁塔位于", "La capitale de l'Italie est", "a"};
@@ -364,6 +397,7 @@ static void check_tiny(const char *tag, const char *path) {
     check_greedy(tag, m, &ps, 12, NULL);
     check_edit(tag, m, &ps);
     check_sampling(tag, m, &ps);
+    check_sample_draws(tag, m, &ps);
     check_beam_one(tag, m, &ps, NULL, 0);
     check_stop(tag, m, &ps);
     static const char *const nl[] = {"\n", "e"};
@@ -420,6 +454,12 @@ static void check_refusal(void) {
         CHECK(decode_generate(kv, m, &b, &o, &out, &err) == -1 && strstr(err.msg, "slot"), "too few slots: '%s'", err.msg);
         o.n_return = 3;
         CHECK(decode_generate(kv, m, &b, &o, &out, &err) == -1 && strstr(err.msg, "n_return"), "n_return > n_beams: '%s'",
+              err.msg);
+        o.mode = DECODE_GREEDY;
+        CHECK(decode_generate(kv, m, &b, &o, &out, &err) == -1 && strstr(err.msg, "n_return"), "greedy n_return 3: '%s'",
+              err.msg);
+        o.mode = DECODE_SAMPLE, o.n_return = 2;
+        CHECK(decode_generate(kv, m, &b, &o, &out, &err) == -1 && strstr(err.msg, "slot"), "2 draws in 1 slot: '%s'",
               err.msg);
         CHECK(out.ids == NULL, "a failed decode left results");
     }

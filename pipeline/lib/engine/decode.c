@@ -91,9 +91,11 @@ static int opts_check(const engine_batch *p, const decode_opts *o, lafn_err *err
                             o->top_p);
     if (o->mode == DECODE_BEAM && o->n_beams < 1)
         return lafn_err_set(err, "decode: n_beams %d; expected ≥ 1", o->n_beams);
-    if (o->n_return < 1 || o->n_return > (o->mode == DECODE_BEAM ? o->n_beams : 1))
+    if (o->n_return < 1 || (o->mode == DECODE_BEAM && o->n_return > o->n_beams) ||
+        (o->mode == DECODE_GREEDY && o->n_return > 1))
         return lafn_err_set(err, "decode: n_return %d; expected 1%s", o->n_return,
-                            o->mode == DECODE_BEAM ? " to n_beams" : " (more only with beam search)");
+                            o->mode == DECODE_BEAM ? " to n_beams" : o->mode == DECODE_SAMPLE ? " or more" : " (more only "
+                            "with sampling or beam search)");
     if (o->n_stop < 0 || (o->n_stop > 0 && !o->stop))
         return lafn_err_set(err, "decode: %d stop strings but no array", o->n_stop);
     return 0;
@@ -124,8 +126,8 @@ static void ctx_free(decode_ctx *c) {
 
 static int ctx_init(decode_ctx *c, engine_kv *kv, const model *m, const engine_batch *p, const decode_opts *o,
                     lafn_err *err) {
-    *c = (decode_ctx){.m = m, .kv = kv, .o = o, .P = p->n_seq, .width = o->mode == DECODE_BEAM ? o->n_beams : 1,
-                      .eos = tokenizer_eos(m->tok)};
+    int width = o->mode == DECODE_BEAM ? o->n_beams : o->mode == DECODE_SAMPLE ? o->n_return : 1;
+    *c = (decode_ctx){.m = m, .kv = kv, .o = o, .P = p->n_seq, .width = width, .eos = tokenizer_eos(m->tok)};
     size_t S = (size_t)c->P * (size_t)c->width, V = (size_t)m->cfg.vocab;
     c->slots = malloc(S * sizeof *c->slots);
     c->toks = malloc(S * sizeof *c->toks);
@@ -148,31 +150,49 @@ static int prefill(decode_ctx *c, const engine_batch *p, lafn_err *err) {
     return 0;
 }
 
-/* Greedy or sampling: one slot per prompt, the unfinished ones step together. */
+/* The token draw s (slot s) takes from a row of logits z, from its stream rng. */
+static int32_t choose(decode_ctx *c, const float *z, uint64_t *rng) {
+    return c->o->mode == DECODE_SAMPLE ? decode_row_sample(c, z, rng) : decode_row_argmax(z, c->m->cfg.vocab);
+}
+
+/* Greedy or sampling: width draws per prompt, draw r of prompt p in slot p · width + r. The prefill left
+ * prompt p's logits in row p and its cache in slot p · width: each draw takes its first token from that row,
+ * the prompt's other slots get a copy of the cache, then the unfinished draws step together. */
 static int decode_simple(decode_ctx *c, decode_result *out, lafn_err *err) {
-    int V = c->m->cfg.vocab, n_live = c->P;
-    int *live = c->slots; /* prompt = slot; the prefill left 0..P-1 there */
-    uint64_t *rng = malloc((size_t)c->P * sizeof *rng);
-    if (!rng) return lafn_err_set(err, "decode: out of memory for %d random streams", c->P);
-    for (int p = 0; p < c->P; p++) {
-        uint64_t t = c->o->seed * 0xD1B54A32D192ED03ull + (uint64_t)p;
-        rng[p] = rng_next(&t);
+    int V = c->m->cfg.vocab, W = c->width, S = c->P * W, n_live = 0;
+    int *live = c->slots; /* the prefill is done with them */
+    uint64_t *rng = malloc((size_t)S * sizeof *rng);
+    if (!rng) return lafn_err_set(err, "decode: out of memory for %d random streams", S);
+    for (int s = 0; s < S; s++) {
+        uint64_t t = c->o->seed * 0xD1B54A32D192ED03ull + (uint64_t)s;
+        rng[s] = rng_next(&t);
     }
+    const float *logits = engine_kv_logits(c->kv);
     int rc = 0;
+    for (int s = 0; s < S && rc == 0; s++) {
+        const float *z = logits + (size_t)(s / W) * (size_t)V;
+        int32_t tok = choose(c, z, &rng[s]);
+        int done = decode_push(c, &out[s], tok, (float)(z[tok] - decode_row_lse(z, V)), err);
+        if (done < 0) rc = -1;
+        else if (!done && s % W != 0 && engine_kv_fork(c->kv, s - s % W, s, err)) rc = -1;
+        else if (!done) live[n_live] = s, c->toks[n_live++] = tok;
+    }
     while (n_live > 0 && rc == 0) {
-        const float *logits = engine_kv_logits(c->kv);
+        if (engine_kv_step(c->kv, n_live, live, c->toks, c->ed, err)) {
+            rc = lafn_err_wrap(err, "decode: step");
+            break;
+        }
+        logits = engine_kv_logits(c->kv);
         int next = 0;
         for (int i = 0; i < n_live && rc == 0; i++) {
             const float *z = logits + (size_t)i * (size_t)V;
-            int p = live[i];
-            int32_t tok = c->o->mode == DECODE_SAMPLE ? decode_row_sample(c, z, &rng[p]) : decode_row_argmax(z, V);
-            int done = decode_push(c, &out[p], tok, (float)(z[tok] - decode_row_lse(z, V)), err);
+            int s = live[i];
+            int32_t tok = choose(c, z, &rng[s]);
+            int done = decode_push(c, &out[s], tok, (float)(z[tok] - decode_row_lse(z, V)), err);
             if (done < 0) rc = -1;
-            else if (!done) live[next] = p, c->toks[next++] = tok;
+            else if (!done) live[next] = s, c->toks[next++] = tok;
         }
         n_live = next;
-        if (rc == 0 && n_live > 0 && engine_kv_step(c->kv, n_live, live, c->toks, c->ed, err))
-            rc = lafn_err_wrap(err, "decode: step");
     }
     free(rng);
     return rc;

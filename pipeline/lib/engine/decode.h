@@ -22,12 +22,14 @@ typedef struct {
     float temperature;       /* SAMPLE: > 0 */
     float top_p;             /* SAMPLE: in (0, 1]: draw from the fewest most likely tokens whose
                                 probability reaches top_p (1 = the whole vocabulary) */
-    uint64_t seed;           /* SAMPLE: prompt p draws from its own splitmix64 stream, started
-                                from (seed, p): the same seed gives prompt p the same output
-                                whatever the other prompts of the batch are */
+    uint64_t seed;           /* SAMPLE: draw r of prompt p draws from its own splitmix64 stream,
+                                started from (seed, p·n_return + r): the same seed gives it the
+                                same output whatever the other prompts of the batch are */
     int n_beams;             /* BEAM: ≥ 1 */
-    int n_return;            /* continuations returned per prompt: 1, or for BEAM up to n_beams (the
-                                n_return best finished hypotheses, best first) */
+    int n_return;            /* continuations returned per prompt: 1; for SAMPLE any number of
+                                independent draws (the prompt prefilled once, its cache forked);
+                                for BEAM up to n_beams (the n_return best finished hypotheses,
+                                best first) */
     const char *const *stop; /* (n_stop) a continuation ends when its decoded text contains one */
     int n_stop;
     const engine_edit *edit; /* NULL, or an edit applied to prompt and continuation; its seq_mask,
@@ -59,7 +61,8 @@ decode_opts decode_defaults(void);
 /* Continues each of the prompts->n_seq (P) prompts (packed as in engine_batch,
  * BOS included where the model wants one) until EOS, a stop string or
  * max_new_tokens, all prompts stepping together on kv: kv needs P slots
- * (P × n_beams for BEAM) and max_len ≥ the longest prompt + max_new_tokens;
+ * (P × n_return for SAMPLE, P × n_beams for BEAM) and max_len ≥ the longest
+ * prompt + max_new_tokens;
  * its slots [0, P·width) are reset and overwritten. out (P × n_return)
  * receives the continuations, prompt p's in out[p·n_return ..] (the caller
  * frees each with decode_result_free). Beam search keeps n_beams live

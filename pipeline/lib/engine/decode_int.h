@@ -15,7 +15,7 @@ typedef struct {
     engine_kv *kv;
     const decode_opts *o;
     int P;                    /* prompts */
-    int width;                /* slots per prompt: n_beams for BEAM, else 1 */
+    int width;                /* slots per prompt: n_beams for BEAM, n_return for SAMPLE, else 1 */
     int eos;                  /* the tokenizer's EOS id, or -1 */
     engine_edit edit;         /* o->edit with its mask over slots */
     uint8_t *slot_mask;       /* (n, P·width) */

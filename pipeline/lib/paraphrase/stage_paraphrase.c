@@ -40,7 +40,6 @@ static int commit(void *user, size_t seq, lafn_err *err) {
 /* Cost of every fact (prompt tokens prefilled plus tokens generated) and the longest prompt. */
 static int fact_costs(para_state *s, size_t *cost, size_t *max_prompt, lafn_err *err) {
     const stage_context *ctx = s->ctx;
-    size_t copies = s->o.decode.mode == DECODE_BEAM ? 1 : s->o.candidates;
     size_t width = s->o.decode.mode == DECODE_BEAM ? (size_t)s->o.decode.n_beams : s->o.candidates;
     *max_prompt = 1;
     for (size_t i = 0; i < ctx->facts.n_facts; i++) {
@@ -50,7 +49,7 @@ static int fact_costs(para_state *s, size_t *cost, size_t *max_prompt, lafn_err 
             size_t n = 0;
             if (paraphrase_prompt_tokens(ctx->m, &s->t, r->sides[l].lang, r->sides[l].src, &n, err) != 0)
                 return lafn_err_wrap(err, "fact '%s', language %s", r->id, r->sides[l].lang);
-            cost[i] += n * copies + width * (size_t)s->o.decode.max_new_tokens;
+            cost[i] += n + width * (size_t)s->o.decode.max_new_tokens;
             if (n > *max_prompt) *max_prompt = n;
         }
     }

@@ -35,7 +35,7 @@ int paraphrase_opts_from_config(const lafn_config *cfg, paraphrase_opts *o, lafn
     o->decode.temperature = (float)temp;
     o->decode.top_p = (float)top_p;
     o->decode.n_beams = beam ? (int)beams : 1;
-    o->decode.n_return = beam ? (int)cand : 1;
+    o->decode.n_return = (int)cand; /* sample: cand draws of one prefilled prompt; beam: the cand best */
     o->decode.stop = stop_newline;
     o->decode.n_stop = 1;
     o->candidates = (size_t)cand;
@@ -49,9 +49,7 @@ struct paraphrase_work {
     const paraphrase_opts *o;
     engine_kv *kv;
     size_t max_prompt;
-    int n_prompts;                /* copies of the prompt decoded at once: candidates (sample) or 1 (beam) */
-    int32_t *tokens;              /* (n_prompts, max_prompt) */
-    int *len;                     /* (n_prompts) */
+    int32_t *tokens;              /* (max_prompt) the prompt */
     decode_result *out;           /* (candidates) */
     char **texts;                 /* (candidates) the continuations, trimmed */
     uint8_t *finished;            /* (candidates) 0: cut by max_new_tokens */
@@ -63,15 +61,13 @@ int paraphrase_work_init(paraphrase_work **out, const model *m, const paraphrase
     paraphrase_work *w = calloc(1, sizeof *w);
     if (!w) return lafn_err_set(err, "paraphrase: out of memory");
     size_t K = o->candidates, slots = o->decode.mode == DECODE_BEAM ? (size_t)o->decode.n_beams : K;
-    *w = (paraphrase_work){.m = m, .o = o, .max_prompt = max_prompt,
-                           .n_prompts = o->decode.mode == DECODE_BEAM ? 1 : (int)K};
-    w->tokens = malloc((size_t)w->n_prompts * max_prompt * sizeof *w->tokens);
-    w->len = malloc((size_t)w->n_prompts * sizeof *w->len);
+    *w = (paraphrase_work){.m = m, .o = o, .max_prompt = max_prompt};
+    w->tokens = malloc(max_prompt * sizeof *w->tokens);
     w->out = calloc(K, sizeof *w->out);
     w->texts = calloc(K, sizeof *w->texts);
     w->finished = malloc(K);
     w->verdicts = malloc(K * sizeof *w->verdicts);
-    int rc = w->tokens && w->len && w->out && w->texts && w->finished && w->verdicts
+    int rc = w->tokens && w->out && w->texts && w->finished && w->verdicts
                  ? engine_kv_init(&w->kv, m, slots, max_prompt + (size_t)o->decode.max_new_tokens, err)
                  : lafn_err_set(err, "paraphrase: out of memory for %zu candidates of %zu tokens", K, max_prompt);
     if (rc != 0) {
@@ -86,7 +82,6 @@ void paraphrase_work_free(paraphrase_work *w) {
     if (!w) return;
     engine_kv_free(w->kv);
     free(w->tokens);
-    free(w->len);
     free(w->out);
     free(w->texts);
     free(w->finished);
@@ -142,13 +137,11 @@ static int generate(paraphrase_work *w, const stage_sequence *seq, uint64_t seed
     size_t K = w->o->candidates;
     if (seq->n_prompt > w->max_prompt)
         return lafn_err_set(err, "prompt of %zu tokens, the work space holds %zu", seq->n_prompt, w->max_prompt);
-    for (int p = 0; p < w->n_prompts; p++) {
-        memcpy(w->tokens + (size_t)p * seq->n_prompt, seq->ids, seq->n_prompt * sizeof *w->tokens);
-        w->len[p] = (int)seq->n_prompt;
-    }
+    memcpy(w->tokens, seq->ids, seq->n_prompt * sizeof *w->tokens);
+    int len = (int)seq->n_prompt;
     decode_opts d = w->o->decode;
     d.seed = seed;
-    engine_batch b = {.n_seq = w->n_prompts, .seq_len = w->len, .tokens = w->tokens};
+    engine_batch b = {.n_seq = 1, .seq_len = &len, .tokens = w->tokens};
     if (decode_generate(w->kv, w->m, &b, &d, w->out, err) != 0) return -1;
     int rc = 0;
     for (size_t k = 0; k < K; k++) {
