@@ -10,6 +10,7 @@
 
 #include "edit_testlib.h"
 #include "edit/stage_edit.h"
+#include "edit/stage_edit_loop.h"
 #include "testutil.h"
 
 enum { N_FACTS = 4, STEPS = 8, N_EVALS = STEPS + 1 };
@@ -168,6 +169,90 @@ static void prepare_dir(const char *from, const char *to, const char *const *sha
 
 static void dir_of(char *out, const char *name) { snprintf(out, 256, "%s/%s", root, name); }
 
+/* 1 if the n values of a and b are the same bits. */
+static int same_bits(const void *a, const void *b, size_t bytes) { return bytes == 0 || !memcmp(a, b, bytes); }
+
+/* The largest |a - b| over n floats, relative to the largest |a|. */
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double d = 0.0, m = 1e-30;
+    for (size_t k = 0; k < n; k++) {
+        d = fmax(d, fabs((double)a[k] - b[k]));
+        m = fmax(m, fabs((double)a[k]));
+    }
+    return d / m;
+}
+
+/* Fact 0's references against their questions forwarded alone: the states and its candidates' activations. */
+static void check_refs_direct(const edit_stage *S) {
+    const edit_gate_refs *R = &S->refs;
+    size_t D = (size_t)S->ctx.m->cfg.d_model, F = (size_t)S->ctx.m->cfg.d_ffn;
+    int64_t off = S->nr.offsets[S->row[0]], nc = S->nr.offsets[S->row[0] + 1] - off, n_ref = R->ref_off[1];
+    double worst_state = 0.0, worst_act = 0.0;
+    CHECK(n_ref == 2 * 3, "fact 0 has %lld references, expected 3 other facts x 2 languages", (long long)n_ref);
+    for (int64_t e = 0; e < n_ref; e++) {
+        int64_t row = R->ref_row[e];
+        size_t j = 0;
+        while (R->row_off[j + 1] <= row) j++;
+        const facts_prompt_set *ps = &S->views[j].langs[row - R->row_off[j]];
+        CHECK(j != 0, "fact 0 refers to its own question");
+        edit_prompt_batch g = {0};
+        engine_run *run = NULL;
+        lafn_err err = {{0}};
+        if (edit_prompt_batch_add(&g, S->ctx.m->tok, ps->lang, ps->prompts[0], &err) ||
+            edit_prompt_batch_forward(S->ctx.m, &g, &run, &err)) {
+            CHECK(0, "forward of reference %lld: %s", (long long)e, err.msg);
+        } else {
+            worst_state = fmax(worst_state, rel_diff(R->state + (size_t)row * D,
+                                                     engine_residual(run, S->key_layer) + (size_t)g.last[0] * D, D));
+            for (int64_t k = 0; k < nc; k++) {
+                float direct = engine_ffn_act(run, S->nr.layer[off + k])[(size_t)g.last[0] * F + (size_t)S->nr.neuron[off + k]];
+                worst_act = fmax(worst_act, rel_diff(R->act + R->act_off[0] + e * nc + k, &direct, 1));
+            }
+        }
+        engine_run_free(run);
+        edit_prompt_batch_free(&g);
+    }
+    printf("gate references of fact 0 (%lld) against their questions forwarded alone: states %.2g, activations "
+           "%.2g (relative)\n", (long long)n_ref, worst_state, worst_act);
+    CHECK(worst_state < 1e-5 && worst_act < 1e-5, "reference tables differ from a direct forward: %g, %g", worst_state,
+          worst_act);
+}
+
+/* The gates' reference tables and key centre of dir's run: the same bits on 2 ranks as on 1, and what a
+ * direct forward of each reference gives. */
+static void check_refs(const char *cfg, const char *dir) {
+    char ov[300];
+    snprintf(ov, sizeof ov, "run.output_dir=%s", dir);
+    char *ovs[1] = {ov};
+    edit_stage two, one;
+    lafn_err err = {{0}};
+    int rc2 = edit_stage_init(&two, cfg, ovs, 1, "test", MPI_COMM_WORLD, NULL, &err);
+    CHECK(rc2 == 0, "edit stage on 2 ranks: %s", err.msg);
+    MPI_Comm one_rank;
+    MPI_Comm_split(MPI_COMM_WORLD, my_rank == 0 ? 0 : MPI_UNDEFINED, 0, &one_rank);
+    if (my_rank == 0) {
+        int rc1 = edit_stage_init(&one, cfg, ovs, 1, "test", one_rank, NULL, &err);
+        CHECK(rc1 == 0, "edit stage on 1 rank: %s", err.msg);
+        if (rc1 == 0 && rc2 == 0) {
+            const edit_gate_refs *a = &two.refs, *b = &one.refs;
+            size_t n = two.ctx.facts.n_facts, D = (size_t)two.ctx.m->cfg.d_model;
+            int same = same_bits(a->row_off, b->row_off, (n + 1) * sizeof *a->row_off) &&
+                       same_bits(a->ref_off, b->ref_off, (n + 1) * sizeof *a->ref_off) &&
+                       same_bits(a->act_off, b->act_off, (n + 1) * sizeof *a->act_off);
+            same = same && same_bits(a->ref_row, b->ref_row, (size_t)a->ref_off[n] * sizeof *a->ref_row) &&
+                   same_bits(a->state, b->state, (size_t)a->row_off[n] * D * sizeof *a->state) &&
+                   same_bits(a->act, b->act, (size_t)a->act_off[n] * sizeof *a->act) &&
+                   same_bits(two.key_center, one.key_center, D * sizeof *one.key_center);
+            CHECK(same, "the gate references or the key centre differ between 2 ranks and 1");
+            check_refs_direct(&one);
+        }
+        if (rc1 == 0) edit_stage_free(&one);
+        MPI_Comm_free(&one_rank);
+    }
+    if (rc2 == 0) edit_stage_free(&two);
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank;
@@ -183,6 +268,7 @@ int main(int argc, char **argv) {
     int rc = make_locate(cfg, a, MPI_COMM_WORLD, &err);
     CHECK(rc == 0, "locate.h5: %s", err.msg);
     stored sa = {0}, sb = {0}, sc = {0}, sd = {0}, se = {0}, sf = {0};
+    if (rc == 0) check_refs(cfg, a);
     /* single mode */
     rc = rc ? rc : run_edit(cfg, a, NULL, NULL, MPI_COMM_WORLD, &err);
     CHECK(rc == 0, "single: %s", err.msg);

@@ -67,8 +67,17 @@ static int calibrate(const model *m, const facts_edit_view *views, size_t n_view
     uint8_t keep[64];
     float thr[64];
     if (rc == 0) {
-        *kept = edit_gate_calibrate(r, &m->cfg, last, n_own, B, nr->n, nr->layer, nr->neuron, nr->sign, nr->threshold,
-                                    keep, thr);
+        float own_min[64], ref_max[64];
+        for (int k = 0; k < nr->n; k++) {
+            const float *act = engine_ffn_act(r, nr->layer[k]);
+            own_min[k] = INFINITY, ref_max[k] = -INFINITY;
+            for (int q = 0; q < B; q++) {
+                float x = act[(size_t)last[q] * (size_t)m->cfg.d_ffn + (size_t)nr->neuron[k]] * nr->sign[k];
+                if (q < n_own) own_min[k] = fminf(own_min[k], x);
+                else ref_max[k] = fmaxf(ref_max[k], x);
+            }
+        }
+        *kept = edit_gate_calibrate(nr->n, own_min, ref_max, nr->threshold, keep, thr);
         int q = 0;
         for (int k = 0; k < nr->n; k++)
             if (keep[k]) {

@@ -184,22 +184,13 @@ int edit_cache_forward(engine_run *r, const model *m, const engine_batch *b, con
     return rc;
 }
 
-int edit_gate_calibrate(const engine_run *r, const model_config *cfg, const int *last_pos, int n_own, int n_seq,
-                        int n, const int *layer, const int *neuron, const float *sign, const float *threshold,
-                        uint8_t *keep, float *thr_out) {
-    size_t F = (size_t)cfg->d_ffn;
+int edit_gate_calibrate(int n, const float *own_min, const float *ref_max, const float *threshold, uint8_t *keep,
+                        float *thr_out) {
     int kept = 0;
     for (int k = 0; k < n; k++) {
-        const float *act = engine_ffn_act(r, layer[k]);
-        float own_min = INFINITY, ref_max = -INFINITY;
-        for (int b = 0; b < n_seq; b++) {
-            float x = act[(size_t)last_pos[b] * F + (size_t)neuron[k]] * sign[k];
-            if (b < n_own) own_min = x < own_min ? x : own_min;
-            else ref_max = x > ref_max ? x : ref_max;
-        }
-        keep[k] = own_min > ref_max && own_min >= threshold[k];
-        float mid = 0.5f * (own_min + ref_max);
-        float floor = own_min - EDIT_GATE_SLACK * fabsf(own_min);
+        keep[k] = own_min[k] > ref_max[k] && own_min[k] >= threshold[k];
+        float mid = 0.5f * (own_min[k] + ref_max[k]);
+        float floor = own_min[k] - EDIT_GATE_SLACK * fabsf(own_min[k]);
         thr_out[k] = keep[k] ? (mid > threshold[k] ? mid : threshold[k]) : floor;
         kept += keep[k];
     }

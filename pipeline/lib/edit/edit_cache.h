@@ -85,12 +85,10 @@ int edit_cache_compose(const edit_cache *c, const uint8_t *fires, int n_seq, int
 void edit_cache_edit_free(edit_cache_edit *e);
 
 /* Calibrates a fact's gate so that it separates the fact's prompts from
- * other prompts. r holds an UNEDITED forward of a batch whose first n_own
- * sequences are the fact's own prompts (src + paraphrases) and the other
- * n_seq - n_own are reference prompts (other facts' questions); last_pos[b]
- * is sequence b's last prompt token. For candidate k (layer, neuron, sign,
- * threshold from locate), with x = a · sign at the last prompt token:
- * own_min = min over own prompts, ref_max = max over reference prompts.
+ * other prompts. For candidate k (locate's threshold[k]), with x = a · sign
+ * its signed activation at a prompt's last token: own_min[k] = min of x over
+ * the fact's own prompts (src + paraphrases), ref_max[k] = max over the
+ * reference prompts (other facts' questions; -inf without any).
  * A candidate separates the sets when own_min > ref_max and own_min >=
  * threshold[k]; those are kept (keep[k] = 1) with thr_out[k] =
  * max(threshold[k], (own_min + ref_max) / 2), midway between the sets. If
@@ -102,9 +100,8 @@ void edit_cache_edit_free(edit_cache_edit *e);
  * input must look like them on (gate ×) all of them.
  * Returns the number of separating candidates (0: the floor was used). */
 #define EDIT_GATE_SLACK 0.05f
-int edit_gate_calibrate(const engine_run *r, const model_config *cfg, const int *last_pos, int n_own, int n_seq,
-                        int n, const int *layer, const int *neuron, const float *sign, const float *threshold,
-                        uint8_t *keep, float *thr_out);
+int edit_gate_calibrate(int n, const float *own_min, const float *ref_max, const float *threshold, uint8_t *keep,
+                        float *thr_out);
 
 /* Decides which entries fire on each sequence of the batch from an unedited
  * forward of it (run into r with opts, NULL = defaults, less the edit and

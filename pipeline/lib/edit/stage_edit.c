@@ -341,6 +341,7 @@ void edit_stage_free(edit_stage *S) {
     free(S->views);
     free(S->row);
     free(S->key_center);
+    edit_gate_refs_free(&S->refs);
     stage_resume_free(&S->res);
     edit_neurons_free(&S->nr);
     stage_context_free(&S->ctx);
@@ -354,7 +355,7 @@ int edit_stage_init(edit_stage *S, const char *cfg_path, char *const *overrides,
     if (rc == 0) rc = read_knobs(S, err);
     if (rc == 0) rc = read_inputs(S, err);
     if (mpi_status_agree(comm, rc, err) == 0 &&
-        (S->h.method != EDIT_METHOD_LAFN || edit_key_center_compute(S, err) == 0)) /* baselines have no trigger */
+        (S->h.method != EDIT_METHOD_LAFN || edit_gate_refs_compute(S, err) == 0)) /* baselines have no trigger */
         return 0;
     edit_stage_free(S);
     return lafn_err_wrap(err, "edit");

@@ -6,6 +6,19 @@
 #include "stage/fact_loop.h"
 #include "stage/stage.h"
 
+/* The gates' reference questions (stage_edit_refs.c): fact i is told apart from the src of up to
+ * EDIT_GATE_REFS other facts per language of it — the next facts in set order, cyclically, that have a
+ * question in that language. Every fact's src questions are forwarded once, as one batch, and what the gates
+ * read of them is held by every rank. */
+typedef struct {
+    int64_t *row_off; /* (n_facts + 1) fact j's src questions are rows row_off[j] .., one per language with one */
+    float *state;     /* (rows, D) the state entering the key layer at each row's last token */
+    int64_t *ref_off; /* (n_facts + 1) fact i's references are entries ref_off[i] .. ref_off[i + 1] */
+    int64_t *ref_row; /* (references) the row each one is */
+    int64_t *act_off; /* (n_facts + 1) fact i's block of act: (its references) × (its candidate neurons) */
+    float *act;       /* the candidates' activations (unsigned) at the references' last tokens */
+} edit_gate_refs;
+
 typedef struct {
     stage_context ctx;
     edit_hparams h;
@@ -15,6 +28,7 @@ typedef struct {
     int key_layer;            /* floor(edit.key_depth · n_layer) */
     float key_floor, key_margin;
     float *key_center;        /* (D) mean state entering key_layer over the set's src questions */
+    edit_gate_refs refs;      /* the method lafn only */
     edit_neurons nr;          /* locate.h5's edit/ set */
     int language_specific;    /* locate.neuron_set = language_specific: edit/ holds those, found or not */
     facts_edit_view *views;   /* (ctx.facts.n_facts) */
@@ -42,18 +56,34 @@ int edit_fact_has_neurons(const edit_stage *S, size_t i);
 
 /* Fills rec's triggers. The gate (arrays allocated for every locate neuron
  * of fact i): the neurons edit_gate_calibrate keeps, with their calibrated
- * thresholds, on the fact's prompts against the src of up to EDIT_GATE_REFS
- * other facts per language; if none separates them, every locate neuron with
- * the own-prompt floor as threshold (gate_specific 0). The keys: one per own
- * prompt around S->key_center, the threshold from edit_key_threshold against
- * the same references (allocated here). Local to the rank. Returns 0 or -1 with err. */
+ * thresholds, on the fact's prompts against its references (S->refs); if
+ * none separates them, every locate neuron with the own-prompt floor as
+ * threshold (gate_specific 0). The keys: one per own prompt around
+ * S->key_center, the threshold from edit_key_threshold against the same
+ * references (allocated here). Local to the rank. Returns 0 or -1 with err. */
 #define EDIT_GATE_REFS 8
 int edit_gate_for_fact(const edit_stage *S, size_t i, edit_record *rec, lafn_err *err);
 
-/* S->key_center from the src questions of every fact of the set in every
- * language (each rank forwards a share, the sums are reduced). Collective
- * over S->ctx.comm. Returns 0 on every rank, or -1 on every rank with err. */
-int edit_key_center_compute(edit_stage *S, lafn_err *err);
+/* S->refs, and S->key_center as the mean of its states: each rank forwards the src questions of its share
+ * of the facts (index mod ranks), one batch per fact, and the tables are summed over the ranks, so that
+ * every rank holds the same numbers whatever their count. Collective over S->ctx.comm. Returns 0 on every
+ * rank, or -1 on every rank with err. */
+int edit_gate_refs_compute(edit_stage *S, lafn_err *err);
+void edit_gate_refs_free(edit_gate_refs *g);
+
+/* Packed prompts without targets, each's last token noted: what the gate forwards. */
+typedef struct {
+    int32_t *tokens;
+    int *seq_len, *last;
+    size_t N, B, cap_tokens, cap_seqs;
+} edit_prompt_batch;
+
+/* Appends prompt (language lang) to g, tokenized as a question. Returns 0 or -1 with err. */
+int edit_prompt_batch_add(edit_prompt_batch *g, const tokenizer *tok, const char *lang, const char *prompt,
+                          lafn_err *err);
+/* Forwards g's prompts, unedited, into a new run *out (free with engine_run_free). Returns 0 or -1 with err. */
+int edit_prompt_batch_forward(const model *m, const edit_prompt_batch *g, engine_run **out, lafn_err *err);
+void edit_prompt_batch_free(edit_prompt_batch *g);
 
 /* The problem of a unit (facts[0..n), indices into the set): the sequences
  * of its facts that have neurons, dealt round-robin over comm's ranks (this
