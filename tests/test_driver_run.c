@@ -399,9 +399,12 @@ static void check_ask(const char *name, const char *trigger) {
         free(out);
     }
     CHECK(n_facts == 3 && compared == 18, "compared %zu questions of %zu facts (expected 18 of 3)", compared, n_facts);
+    /* The tiny random model's en questions have nearly parallel keys, so whether a fact's own en src beats its
+     * rivals under nearest_key turns on rounding; every fact must fire on its own src in some language. */
     size_t own_fired = 0;
-    for (size_t r = 0; fired && r < n_facts; r++) own_fired += fired[r * 8] == 1.0 && fired[r * 8 + 4] == 1.0;
-    CHECK(own_fired > 0, "trigger %s: no fact's edit fired on its own src in both languages", trigger);
+    for (size_t r = 0; fired && r < n_facts; r++) own_fired += fired[r * 8] == 1.0 || fired[r * 8 + 4] == 1.0;
+    CHECK(own_fired == n_facts, "trigger %s: %zu of %zu facts' edits fired on their own src in no language", trigger,
+          n_facts - own_fired, n_facts);
     char *argv_bad[] = {NULL, "ask", run_dir, "no-such-fact", NULL};
     st = run_lafn(argv_bad, &out);
     CHECK(st != 0 && strstr(out, "no-such-fact"), "an unknown fact is named: %s", out);

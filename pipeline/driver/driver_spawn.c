@@ -69,7 +69,7 @@ void driver_argv_free(char **argv) {
 int driver_mpirun_argv(int64_t ranks, const char *program, char *const *args, size_t n_args, char ***out,
                        lafn_err *err) {
     size_t n_env = sizeof forwarded_env / sizeof forwarded_env[0];
-    size_t cap = 6 + 2 * n_env + 1 + n_args + 1, n = 0;
+    size_t cap = 8 + 2 * n_env + 1 + n_args + 1, n = 0;
     char **argv = calloc(cap, sizeof *argv);
     if (!argv) return lafn_err_set(err, "out of memory");
     char np[32];
@@ -78,6 +78,10 @@ int driver_mpirun_argv(int64_t ranks, const char *program, char *const *args, si
     argv[n++] = strdup("-np");
     argv[n++] = strdup(np);
     argv[n++] = strdup("--oversubscribe");
+    /* Open MPI binds each rank to one core by default (for 2 ranks or fewer: core 0, core 1), so two runs on
+     * one machine share the same cores and a rank's BLAS threads share its one core; the OS places them. */
+    argv[n++] = strdup("--bind-to");
+    argv[n++] = strdup("none");
     if (geteuid() == 0) argv[n++] = strdup("--allow-run-as-root");
     for (size_t i = 0; i < n_env; i++) {
         if (!getenv(forwarded_env[i])) continue;

@@ -42,7 +42,9 @@ static int write_script(const driver_plan *p, int i, const char *cwd, char *cons
     fprintf(f, "set -euo pipefail\n# OPENBLAS_CORETYPE etc. travel with sbatch's default --export=ALL and mpirun -x.\n");
     fprintf(f, "# A job that runs as root (a single-machine test cluster) needs mpirun's consent, as lafn run gives it.\n");
     fprintf(f, "as_root=()\nif [ \"$(id -u)\" -eq 0 ]; then as_root=(--allow-run-as-root); fi\n");
-    fprintf(f, "exec mpirun -np \"$SLURM_NTASKS\" \"${as_root[@]}\"");
+    fprintf(f, "# --bind-to none: mpirun would bind every job's rank 0 to the node's core 0 (and a rank's BLAS threads "
+               "to one core).\n");
+    fprintf(f, "exec mpirun -np \"$SLURM_NTASKS\" --bind-to none \"${as_root[@]}\"");
     const char *fwd[] = {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"};
     for (size_t k = 0; k < sizeof fwd / sizeof fwd[0]; k++)
         if (getenv(fwd[k])) fprintf(f, " -x %s", fwd[k]);
