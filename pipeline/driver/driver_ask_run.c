@@ -25,8 +25,8 @@ static const char ask_run_usage[] =
 static int ask_config(const char *edit_path, char **overrides, int n_overrides, lafn_config *cfg, lafn_err *err) {
     char *text = NULL, tmp[] = "/tmp/lafn-ask-XXXXXX";
     int rc = -1, fd = -1;
-    hid_t file = H5Fopen(edit_path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return lafn_err_set(err, "%s: cannot open (has the edit stage of this run finished?)", edit_path);
+    hid_t file = h5out_fopen(edit_path, H5F_ACC_RDONLY, H5P_DEFAULT, err);
+    if (file < 0) return lafn_err_wrap(err, "has the edit stage of this run finished?");
     if (h5out_check_identity(file, edit_path, "edit", NULL, err) != 0 ||
         h5out_attr_string(file, "lafn_config_resolved", &text, err) != 0)
         goto fail;

@@ -98,9 +98,8 @@ static int export_file(const char *run_dir, int candidates, lafn_err *err) {
     hid_t file = H5I_INVALID_HID;
     paraphrase_table t = {0};
     snprintf(path, sizeof path, "%s/paraphrase.h5", run_dir);
-    H5E_BEGIN_TRY { file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
-    int rc = file >= 0 ? h5out_check_identity(file, path, "paraphrase", NULL, err)
-                       : lafn_err_set(err, "%s: cannot open as HDF5 (missing, or not a complete HDF5 file)", path);
+    file = h5out_fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT, err);
+    int rc = file >= 0 ? h5out_check_identity(file, path, "paraphrase", NULL, err) : -1;
     if (rc == 0) rc = paraphrase_table_read(file, path, &t, err);
     if (file >= 0) H5Fclose(file);
     row_ref *order = rc == 0 ? malloc((t.n_rows + 1) * sizeof *order) : NULL;

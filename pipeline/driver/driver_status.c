@@ -32,8 +32,7 @@ static int read_facts(const char *path, int64_t **facts, size_t *n) {
     lafn_err err = {{0}};
     int64_t *rows = NULL;
     size_t n_rows = 0;
-    hid_t f = H5I_INVALID_HID;
-    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    hid_t f = h5out_fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT, &err);
     int rc = f >= 0 ? h5out_read_all(f, path, "facts", H5OUT_I64, 0, (void **)&rows, &n_rows, &err) : -1;
     if (f >= 0) H5Fclose(f);
     int64_t *grown = rc == 0 ? realloc(*facts, (*n + n_rows + 1) * sizeof *grown) : NULL;

@@ -212,8 +212,8 @@ static int read_shard_stores(edit_stage *S, edit_store **out, size_t *n_out, laf
     int rc = 0;
     if (!(*out = calloc(n_sh + 1, sizeof **out))) rc = lafn_err_set(err, "edit: out of memory for %zu shards", n_sh);
     for (size_t i = 0; rc == 0 && i < n_sh; i++) {
-        hid_t f = H5Fopen(sh[i].path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f < 0) { rc = lafn_err_set(err, "%s: cannot open the committed shard", sh[i].path); break; }
+        hid_t f = h5out_fopen(sh[i].path, H5F_ACC_RDONLY, H5P_DEFAULT, err);
+        if (f < 0) { rc = lafn_err_wrap(err, "a committed shard"); break; }
         rc = h5out_check_identity(f, sh[i].path, "edit", S->ctx.run_id, err);
         if (rc == 0) rc = edit_store_read_file(f, sh[i].path, S->ctx.m->cfg.d_model, &(*out)[i], err);
         H5Fclose(f);

@@ -79,10 +79,11 @@ int edit_schema_for_shards(const char *dir, MPI_Comm comm, size_t *n_schema, laf
         rc = h5out_shard_list(dir, "edit", &sh, &n_sh, err);
         for (size_t i = 0; rc == 0 && i < n_sh && n == DS_COUNT; i++) {
             hid_t f = H5I_INVALID_HID;
-            H5E_BEGIN_TRY { f = H5Fopen(sh[i].path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+            f = h5out_fopen(sh[i].path, H5F_ACC_RDONLY, H5P_DEFAULT, err);
             htri_t has = f >= 0 ? H5Lexists(f, "curve", H5P_DEFAULT) : -1;
             if (f >= 0) H5Fclose(f);
-            if (has < 0) rc = lafn_err_set(err, "%s: cannot open the committed shard", sh[i].path);
+            if (has < 0) rc = f < 0 ? lafn_err_wrap(err, "a committed shard")
+                                    : lafn_err_set(err, "%s: cannot read the committed shard", sh[i].path);
             else if (has == 0) n = DS_RANK;
         }
         h5out_shards_free(sh, n_sh);

@@ -64,8 +64,8 @@ done:
 
 static int table_read(const char *path, table_data *t, lafn_err *err) {
     *t = (table_data){0};
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return lafn_err_set(err, "%s: cannot open", path);
+    hid_t file = h5out_fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT, err);
+    if (file < 0) return -1;
     int rc = -1;
     if (h5out_check_identity(file, path, "eval", NULL, err) || h5out_attr_string(file, "eval_sets", &t->sets_text, err) ||
         h5out_attr_string(file, "eval_langs", &t->langs_text, err) ||

@@ -183,8 +183,8 @@ int eval_summary_write(const stage_context *ctx, lafn_err *err) {
     snprintf(js, sizeof js, "%s/summary.json", ctx->out_dir);
     snprintf(csv, sizeof csv, "%s/summary.csv", ctx->out_dir);
     eval_data d = {0};
-    hid_t file = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return lafn_err_set(err, "%s: cannot open for the summaries", h5);
+    hid_t file = h5out_fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT, err);
+    if (file < 0) return lafn_err_wrap(err, "the summaries");
     int rc = eval_data_read(file, h5, ctx->facts.n_langs, &d, err);
     H5Fclose(file);
     if (!rc) rc = json_write(ctx, &d, js, err);

@@ -63,8 +63,10 @@ int h5global_amend(const char *dir, const char *stage, h5global_writer write, vo
                           "add the run-wide datasets", err) != 0)
         return -1;
     if (copy_file(path, tmp, &saved_errno, err) != 0) goto fail;
-    H5E_BEGIN_TRY { file = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT); } H5E_END_TRY;
-    if (file < 0) { lafn_err_set(err, "cannot open '%s' for writing", tmp); goto fail; }
+    if ((file = h5out_fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT, err)) < 0) {
+        lafn_err_wrap(err, "adding the run-wide datasets");
+        goto fail;
+    }
     if (write(file, path, arg, err) != 0) {
         saved_errno = errno;
         goto fail;

@@ -99,6 +99,11 @@ int h5out_check_identity(hid_t file, const char *path, const char *stage, const 
  * format is refused before HDF5 reads it. Returns 0, or -1 with err naming path and the version. */
 int h5out_check_format(const char *path, lafn_err *err);
 
+/* H5Fopen(path, flags, fapl) after h5out_check_format, with HDF5's error stack silenced: every reader of a file lafn
+ * did not just write opens it so. Returns the file (the caller's to H5Fclose), or H5I_INVALID_HID with err: the
+ * format check's message, or "PATH: cannot open as HDF5 (missing, or not a complete HDF5 file)". */
+hid_t h5out_fopen(const char *path, unsigned flags, hid_t fapl, lafn_err *err);
+
 /* Opens a merged stage file read-only, collectively over comm (MPI-IO driver),
  * checks its format as h5out_check_format, its identity as h5out_check_identity and that it is not a shard. On success *file is the caller's
  * to H5Fclose. Returns 0, or -1 with err set and nothing left open. */

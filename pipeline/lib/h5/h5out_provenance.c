@@ -282,21 +282,24 @@ int h5out_check_format(const char *path, lafn_err *err) {
     return 0;
 }
 
+hid_t h5out_fopen(const char *path, unsigned flags, hid_t fapl, lafn_err *err) {
+    hid_t f = H5I_INVALID_HID;
+    if (h5out_check_format(path, err)) return H5I_INVALID_HID;
+    H5E_BEGIN_TRY { f = H5Fopen(path, flags, fapl); } H5E_END_TRY;
+    if (f < 0) lafn_err_set(err, "%s: cannot open as HDF5 (missing, or not a complete HDF5 file)", path);
+    return f;
+}
+
 int h5out_open(const char *path, const char *stage, const char *run_id, MPI_Comm comm,
                hid_t *file, lafn_err *err) {
     hid_t fapl = H5I_INVALID_HID, f = H5I_INVALID_HID;
     int rc = -1;
     *file = H5I_INVALID_HID;
-    if (h5out_check_format(path, err)) return -1;
     if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
         lafn_err_set(err, "%s: cannot set up MPI-IO file access", path);
         goto fail;
     }
-    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, fapl); } H5E_END_TRY;
-    if (f < 0) {
-        lafn_err_set(err, "%s: cannot open as HDF5 (missing, or not a complete HDF5 file)", path);
-        goto fail;
-    }
+    if ((f = h5out_fopen(path, H5F_ACC_RDONLY, fapl, err)) < 0) goto fail;
     if (h5out_check_identity(f, path, stage, run_id, err)) goto fail;
     char *kind = NULL;
     if (h5out_attr_string(f, "lafn_file_kind", &kind, err) || strcmp(kind, "stage")) {

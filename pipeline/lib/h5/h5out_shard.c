@@ -192,8 +192,7 @@ oom:
 int h5out_shard_open(const char *path, const char *stage, const char *run_id, hid_t *file,
                   lafn_err *err) {
     hid_t f = H5I_INVALID_HID;
-    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
-    if (f < 0) return lafn_err_set(err, "%s: committed shard is not a readable HDF5 file", path);
+    if ((f = h5out_fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT, err)) < 0) return lafn_err_wrap(err, "a committed shard");
     if (h5out_check_identity(f, path, stage, run_id, err)) {
         H5Fclose(f);
         return -1;
@@ -207,9 +206,9 @@ int h5out_shard_open(const char *path, const char *stage, const char *run_id, hi
 static int shard_damage(const char *path, const char *stage, const char *run_id, char *why, size_t cap,
                         lafn_err *err) {
     hid_t f = H5I_INVALID_HID;
-    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
-    if (f < 0) {
-        snprintf(why, cap, "not a readable HDF5 file: truncated or overwritten");
+    lafn_err open_err = {{0}};
+    if ((f = h5out_fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT, &open_err)) < 0) {
+        snprintf(why, cap, "not a readable HDF5 file, truncated or overwritten (%.400s)", open_err.msg);
         return 1;
     }
     int64_t *facts = NULL;
