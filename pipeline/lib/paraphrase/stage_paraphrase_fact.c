@@ -48,8 +48,7 @@ struct paraphrase_work {
     const model *m;
     const paraphrase_opts *o;
     engine_kv *kv;
-    size_t max_prompt;
-    int32_t *tokens;              /* (max_prompt) the prompt */
+    size_t max_prompt;            /* the cache holds prompts of up to max_prompt tokens */
     decode_result *out;           /* (candidates) */
     char **texts;                 /* (candidates) the continuations, trimmed */
     uint8_t *finished;            /* (candidates) 0: cut by max_new_tokens */
@@ -62,12 +61,11 @@ int paraphrase_work_init(paraphrase_work **out, const model *m, const paraphrase
     if (!w) return lafn_err_set(err, "paraphrase: out of memory");
     size_t K = o->candidates, slots = o->decode.mode == DECODE_BEAM ? (size_t)o->decode.n_beams : K;
     *w = (paraphrase_work){.m = m, .o = o, .max_prompt = max_prompt};
-    w->tokens = malloc(max_prompt * sizeof *w->tokens);
     w->out = calloc(K, sizeof *w->out);
     w->texts = calloc(K, sizeof *w->texts);
     w->finished = malloc(K);
     w->verdicts = malloc(K * sizeof *w->verdicts);
-    int rc = w->tokens && w->out && w->texts && w->finished && w->verdicts
+    int rc = w->out && w->texts && w->finished && w->verdicts
                  ? engine_kv_init(&w->kv, m, slots, max_prompt + (size_t)o->decode.max_new_tokens, err)
                  : lafn_err_set(err, "paraphrase: out of memory for %zu candidates of %zu tokens", K, max_prompt);
     if (rc != 0) {
@@ -81,7 +79,6 @@ int paraphrase_work_init(paraphrase_work **out, const model *m, const paraphrase
 void paraphrase_work_free(paraphrase_work *w) {
     if (!w) return;
     engine_kv_free(w->kv);
-    free(w->tokens);
     free(w->out);
     free(w->texts);
     free(w->finished);
@@ -137,11 +134,10 @@ static int generate(paraphrase_work *w, const stage_sequence *seq, uint64_t seed
     size_t K = w->o->candidates;
     if (seq->n_prompt > w->max_prompt)
         return lafn_err_set(err, "prompt of %zu tokens, the work space holds %zu", seq->n_prompt, w->max_prompt);
-    memcpy(w->tokens, seq->ids, seq->n_prompt * sizeof *w->tokens);
     int len = (int)seq->n_prompt;
     decode_opts d = w->o->decode;
     d.seed = seed;
-    engine_batch b = {.n_seq = 1, .seq_len = &len, .tokens = w->tokens};
+    engine_batch b = {.n_seq = 1, .seq_len = &len, .tokens = seq->ids};
     if (decode_generate(w->kv, w->m, &b, &d, w->out, err) != 0) return -1;
     int rc = 0;
     for (size_t k = 0; k < K; k++) {
